@@ -1,0 +1,1 @@
+"""Commands of this group are added by their owning module (placeholder until it lands)."""

@@ -1,0 +1,26 @@
+"""Job kinds: each module has `run(ctx: JobContext) -> None` and computes one step of a study.
+
+The engine imports a kind's module only in the worker that runs it, so the scheduler never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+JOB_KINDS = {
+    "prepare_data": "xaug.engine.jobs.prepare_data",
+    "train_generator": "xaug.engine.jobs.train_generator",
+    "sample": "xaug.engine.jobs.sample",
+    "image_quality": "xaug.engine.jobs.image_quality",
+    "train_classifier": "xaug.engine.jobs.train_classifier",
+    "evaluate": "xaug.engine.jobs.evaluate",
+    "analyse": "xaug.engine.jobs.analyse",
+}
+
+
+def job_function(kind: str) -> Callable:
+    """The `run(ctx)` function of a job kind."""
+    if kind not in JOB_KINDS:
+        raise KeyError(f"unknown job kind '{kind}'; known kinds: {', '.join(JOB_KINDS)}")
+    return importlib.import_module(JOB_KINDS[kind]).run

@@ -1,0 +1,97 @@
+"""What a running job sees: its config, its inputs, where to write, and how to report progress or stop.
+
+The engine builds a `JobContext` and calls the job kind's `run(ctx)`; the job never imports the scheduler.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import sqlite_utils
+
+from xaug.store import artifact_root
+from xaug.store.jobs import is_cancel_requested, update_job_progress
+from xaug.store.metrics import record_metrics
+
+
+class JobInterrupted(Exception):
+    """Raised by `ctx.check_stop()` after the job saved a checkpoint: the worker exits and the job resumes later."""
+
+
+@dataclass
+class JobContext:
+    """A job's view of the world while it runs."""
+
+    key: str
+    kind: str
+    config: dict[str, Any]
+    db: sqlite_utils.Database
+    db_path: Path
+    deps: dict[str, dict] = field(default_factory=dict)
+    """Dependency key -> its job row (kind, label, config...)."""
+    device: str = "cpu"
+    """'cpu' or 'cuda' (the scheduler has already set CUDA_VISIBLE_DEVICES)."""
+    stop_requested: Callable[[], bool] = lambda: False
+    """Set by the worker when the engine asks it to stop (SIGTERM); cancel requests are read from the store."""
+    _last_cancel_check: float = 0.0
+    _cancelled: bool = False
+    _started: float = field(default_factory=time.monotonic)
+
+    @property
+    def artifact_root(self) -> Path:
+        """The store's artifact folder."""
+        return artifact_root(self.db_path)
+
+    @property
+    def work_dir(self) -> Path:
+        """This job's own folder under the artifact root (created on first use)."""
+        path = self.artifact_root / "jobs" / self.kind / self.key[:16]
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def work_dir_of(self, dep_key: str) -> Path:
+        """The folder of a dependency job."""
+        return self.artifact_root / "jobs" / self.deps[dep_key]["kind"] / dep_key[:16]
+
+    def dep_of_kind(self, kind: str) -> str:
+        """The key of the single dependency of a kind (e.g. 'prepare_data')."""
+        keys = [k for k, row in self.deps.items() if row["kind"] == kind]
+        if len(keys) != 1:
+            raise LookupError(f"job {self.key[:12]} has {len(keys)} dependencies of kind {kind}, expected 1")
+        return keys[0]
+
+    def deps_of_kind(self, kind: str) -> list[str]:
+        """Keys of all dependencies of a kind."""
+        return sorted(k for k, row in self.deps.items() if row["kind"] == kind)
+
+    def relpath(self, path: Path) -> str:
+        """A path under the artifact root, as stored in the artifacts table."""
+        return str(Path(path).resolve().relative_to(self.artifact_root.resolve()))
+
+    def progress(self, done: float, total: float, message: str = "") -> None:
+        """Report progress (e.g. step 120 of 1000); the ETA is extrapolated from the time so far."""
+        elapsed = time.monotonic() - self._started
+        eta = elapsed / done * (total - done) if done > 0 and total > done else None
+        update_job_progress(self.db, self.key, done, total, message, eta)
+
+    def metrics(self, step: int, values: dict[str, float]) -> None:
+        """Record curve points (losses, lr, ...) at a step; re-recording a step after a resume replaces it."""
+        record_metrics(self.db, self.key, step, values)
+
+    def should_stop(self) -> bool:
+        """True when the job should checkpoint and stop: the engine is shutting down or a cancel was requested."""
+        if self.stop_requested():
+            return True
+        now = time.monotonic()
+        if now - self._last_cancel_check > 1.0:
+            self._last_cancel_check = now
+            self._cancelled = is_cancel_requested(self.db, self.key)
+        return self._cancelled
+
+    def check_stop(self) -> None:
+        """Call right after saving a checkpoint: raises JobInterrupted if the job should stop now."""
+        if self.should_stop():
+            raise JobInterrupted(self.key)

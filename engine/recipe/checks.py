@@ -1,0 +1,113 @@
+"""Checks across fields that a schema cannot express: unique names, known models, existing paths."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from xaug.engine.generators.registry import suggest
+from xaug.engine.recipe.schema import CLASS_NAMES_PAPER
+
+if TYPE_CHECKING:
+    from xaug.engine.recipe.loader import LoadedRecipe, Loc
+
+
+def semantic_problems(loaded: "LoadedRecipe") -> list[tuple["Loc", str]]:
+    """Every cross-field problem of a schema-valid recipe as (location, message) pairs."""
+    return [
+        *_duplicate_names(loaded),
+        *_dataset_problems(loaded),
+        *_split_problems(loaded),
+        *_amount_problems(loaded),
+        *_classifier_problems(loaded),
+        *_path_problems(loaded),
+    ]
+
+
+def _duplicate_names(loaded):
+    recipe = loaded.recipe
+    for section, names in (("generators", [g.name for g in recipe.generators]),
+                           ("classifiers", [c.id for c in recipe.classifiers])):
+        for name, count in Counter(names).items():
+            if count > 1:
+                index = names.index(name, names.index(name) + 1)
+                yield (section, index, "name"), f"'{name}' is used {count} times; give each entry a unique name"
+    for seed, count in Counter(recipe.seeds).items():
+        if count > 1:
+            yield ("seeds",), f"seed {seed} is listed {count} times"
+
+
+def _dataset_problems(loaded):
+    dataset = loaded.recipe.dataset
+    if dataset.source == "phantom":
+        for i, name in enumerate(dataset.classes or []):
+            if name not in CLASS_NAMES_PAPER:
+                yield ("dataset", "classes", i), (
+                    f"the phantom has no class '{name}'.{suggest(name, list(CLASS_NAMES_PAPER))}"
+                    f" Phantom classes: {', '.join(CLASS_NAMES_PAPER)}")
+    elif dataset.path is None:
+        yield ("dataset", "path"), f"source '{dataset.source}' needs a path (a folder or a CSV file)"
+    else:
+        path = loaded.resolve(dataset.path)
+        if not path.exists():
+            yield ("dataset", "path"), f"{path} does not exist"
+        elif dataset.source == "folder" and not path.is_dir():
+            yield ("dataset", "path"), f"{path} is not a folder (source: folder wants one sub-folder per class)"
+        elif dataset.source == "csv" and not path.is_file():
+            yield ("dataset", "path"), f"{path} is not a file (source: csv wants a CSV file)"
+    if dataset.classes is not None and len(set(dataset.classes)) < 2:
+        yield ("dataset", "classes"), "a study needs at least two distinct classes"
+    if dataset.patient_pattern is not None:
+        try:
+            groups = re.compile(dataset.patient_pattern).groups
+        except re.error as exc:
+            yield ("dataset", "patient_pattern"), f"not a valid regular expression: {exc}"
+        else:
+            if groups != 1:
+                yield ("dataset", "patient_pattern"), f"needs exactly one (group) for the patient id, has {groups}"
+
+
+def _split_problems(loaded):
+    splits = loaded.recipe.splits
+    for i, fold in enumerate(splits.run_folds or []):
+        if not 0 <= fold < splits.folds:
+            yield ("splits", "run_folds", i), f"fold {fold} does not exist: folds are 0..{splits.folds - 1}"
+
+
+def _amount_problems(loaded):
+    recipe = loaded.recipe
+    for i, amount in enumerate(recipe.amounts):
+        if amount < 0:
+            yield ("amounts", i), f"amount {amount} is negative: amounts are images added per class"
+    for g, gen in enumerate(recipe.generators):
+        for i, amount in enumerate(gen.amounts or []):
+            if amount < 0:
+                yield ("generators", g, "amounts", i), f"amount {amount} is negative"
+        if not recipe.amounts_for(gen):
+            yield ("generators", g, "name"), (
+                f"generator '{gen.name}' would never be used: no positive amount (add e.g. 100 to amounts)")
+
+
+def _classifier_problems(loaded):
+    import timm
+
+    known = None
+    for i, spec in enumerate(loaded.recipe.classifiers):
+        if spec.model in timm.list_models():
+            continue
+        known = known or timm.list_models()
+        yield ("classifiers", i, "model"), (
+            f"timm has no model '{spec.model}'.{suggest(spec.model, known)}"
+            " See timm.list_models() for the names")
+
+
+def _path_problems(loaded):
+    recipe = loaded.recipe
+    for i, spec in enumerate(recipe.classifiers):
+        if spec.weights is not None and not loaded.resolve(spec.weights).exists():
+            yield ("classifiers", i, "weights"), f"{loaded.resolve(spec.weights)} does not exist"
+    if recipe.quality.inception_weights is not None:
+        path = loaded.resolve(recipe.quality.inception_weights)
+        if not path.exists():
+            yield ("quality", "inception_weights"), f"{path} does not exist"

@@ -1,0 +1,219 @@
+"""The typed recipe: every section of a study, frozen, with unknown keys rejected.
+
+Each field's docstring is its description in the exported JSON schema (`xaug recipe schema`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CLASS_NAMES_PAPER = ("healthy", "bacterial", "viral", "fungal", "covid19")
+
+
+class Strict(BaseModel):
+    """Base for recipe sections: frozen, unknown keys rejected, docstrings become descriptions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class PhantomConfig(Strict):
+    """The built-in procedural chest X-ray phantom."""
+
+    scale: float = Field(0.25, gt=0, le=10)
+    """Fraction of the paper's class counts (673/100/74/125/110) to generate; 1.0 gives 1,082 images."""
+    seed: int = 0
+    """Seed from which every phantom image is generated deterministically."""
+    native_size: int = Field(128, ge=32, le=1024)
+    """Side in pixels at which phantoms are drawn before resizing."""
+    images_per_patient: tuple[int, int] = (1, 3)
+    """Minimum and maximum number of images per simulated patient."""
+    difficulty: float = Field(1.0, gt=0, le=3)
+    """Scales noise and overlap between findings; higher is harder."""
+
+
+class CsvConfig(Strict):
+    """Columns of a metadata CSV: one row per image."""
+
+    path_column: str = "path"
+    """Column with the image path, relative to the CSV file's folder (or absolute)."""
+    label_column: str = "label"
+    """Column with the class label."""
+    patient_column: str = "patient_id"
+    """Column with the patient identifier (stored only as a salted pseudonym)."""
+    label_map: dict[str, str] = {}
+    """Maps label values found in the CSV to class names, e.g. {'PNEUMONIA_VIRAL': viral}."""
+
+
+class DatasetConfig(Strict):
+    """Where the images come from and how they are prepared."""
+
+    source: Literal["phantom", "folder", "csv"] = "phantom"
+    """phantom (built in), folder (one sub-folder of PNG/JPEG/DICOM per class) or csv (a metadata table)."""
+    path: str | None = None
+    """Folder (source: folder) or CSV file (source: csv), relative to the recipe file."""
+    classes: list[str] | None = None
+    """Class names in order; defaults to the phantom's five or the sorted class folders / mapped labels."""
+    image_size: int = Field(224, ge=16, le=2048)
+    """Side in pixels that images are resized to (and cached at)."""
+    patient_pattern: str | None = None
+    """Regular expression with one group that extracts the patient id from a file name (folder source);
+    without it DICOM files use PatientID and other images count as one patient each."""
+    on_unreadable: Literal["error", "skip"] = "error"
+    """What to do with an image that cannot be decoded: stop with an error, or skip it and record it."""
+    phantom: PhantomConfig = PhantomConfig()
+    """Settings of the built-in phantom (source: phantom)."""
+    csv: CsvConfig = CsvConfig()
+    """Columns of the metadata table (source: csv)."""
+
+
+class SplitsConfig(Strict):
+    """Patient-level stratified k-fold splits, with a validation split inside each training fold."""
+
+    folds: int = Field(5, ge=2, le=20)
+    """Number of folds k: each patient is in the test split of exactly one fold."""
+    validation_fraction: float = Field(0.15, gt=0, lt=0.5)
+    """Fraction of each fold's training patients held out for model selection (never the test split)."""
+    seed: int = 0
+    """Seed of the split assignment."""
+    run_folds: list[int] | None = None
+    """Run only these folds (0-based); all folds when omitted."""
+
+
+class GeneratorSpec(Strict):
+    """One generative model of the study."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    """Your name for this generator, unique in the recipe; used in tables."""
+    model: str
+    """Registered generator: gan, ddpm, sd_finetune, dreambooth or lora."""
+    per_class: bool = False
+    """Train one model per class instead of one class-conditional model."""
+    amounts: list[int] | None = None
+    """Synthetic images per class to add for this generator; overrides the study's amounts."""
+    params: dict[str, Any] = {}
+    """Settings of the generator, validated by its own schema (see the generator's documentation)."""
+
+
+class ClassifierSpec(Strict):
+    """One downstream classifier (a timm model)."""
+
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    """Your name for this classifier; defaults to the timm model name."""
+    model: str
+    """timm model name, e.g. resnet50, efficientnet_b0, convnext_tiny."""
+    pretrained: bool = False
+    """Start from ImageNet weights (from `weights`, or the Hugging Face cache); fails clearly if not available."""
+    weights: str | None = None
+    """Local file (.safetensors/.pth) or folder with pretrained weights, relative to the recipe file."""
+    in_chans: Literal[1, 3] = 1
+    """Input channels: 1 (grey-scale) or 3 (grey replicated, as ImageNet weights expect)."""
+    image_size: int | None = Field(None, ge=16, le=2048)
+    """Input size; defaults to the dataset's image_size."""
+    epochs: int = Field(20, ge=1)
+    """Training epochs, the same for every arm (baseline, synthetic, control): equal budgets."""
+    batch_size: int = Field(8, ge=1)
+    """Batch size (the paper: 8)."""
+    lr: float = Field(1e-4, gt=0)
+    """Adam learning rate (the paper: 1e-4), with a cosine schedule."""
+    weight_decay: float = Field(0.0, ge=0)
+    """Weight decay (AdamW when > 0)."""
+    augment: bool = True
+    """Standard augmentation (small affine, flips off, brightness/contrast) on training images."""
+    model_kwargs: dict[str, Any] = {}
+    """Extra keyword arguments for timm.create_model (e.g. drop_rate), for tiny test models."""
+
+    @property
+    def id(self) -> str:
+        """The name used in tables and job labels."""
+        return self.name or self.model
+
+
+class QualityConfig(Strict):
+    """Image-quality and memorisation metrics of the synthetic images."""
+
+    n_per_class: int = Field(200, ge=2)
+    """Synthetic and real images per class used for FID/KID (fixed, and recorded with every value)."""
+    features: Literal["inception", "classifier", "pixels"] = "inception"
+    """Feature space: Inception-v3 (needs local weights), the fold's real-only classifier, or raw pixels."""
+    inception_weights: str | None = None
+    """Path to torch-fidelity's Inception weights file (pt_inception-2015-12-05-*.pth)."""
+    kid_subset_size: int = Field(50, ge=2)
+    """Subset size for KID (must not exceed the number of images)."""
+    memorisation: bool = True
+    """Check each synthetic image's nearest neighbour among the training images for near-copies."""
+    ms_ssim: bool = True
+    """Compute MS-SSIM diversity among synthetic images (the paper's second metric)."""
+
+
+class ReaderStudyConfig(Strict):
+    """The blinded reader study in the TUI."""
+
+    images_per_class: int = Field(25, ge=1)
+    """Images per class and generator shown to each rater (the paper: 25)."""
+    real_fraction: float = Field(0.25, ge=0, lt=1)
+    """Fraction of real images mixed in, so that raters can be checked against real ones."""
+
+
+class AnalysisConfig(Strict):
+    """The statistics of the study."""
+
+    test: Literal["wilcoxon", "corrected_t"] = "corrected_t"
+    """Paired test across folds x seeds: Wilcoxon signed-rank or Nadeau-Bengio corrected resampled t-test."""
+    correction: Literal["holm", "bonferroni", "fdr_bh", "none"] = "holm"
+    """Multiple-comparison correction over all arms of the study."""
+    alpha: float = Field(0.05, gt=0, lt=1)
+    """Significance level and 1 - confidence of the intervals."""
+
+
+class ResourcesConfig(Strict):
+    """Where and how jobs run."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto uses a GPU when one is free, else the CPU."""
+    amp: bool = True
+    """Mixed precision on GPU (bf16 where supported, else fp16)."""
+    generator_gpus: int = Field(1, ge=0)
+    """GPUs per generator training job."""
+    classifier_gpus: int = Field(1, ge=0)
+    """GPUs per classifier training job."""
+    num_workers: int = Field(0, ge=0)
+    """DataLoader worker processes per job."""
+    max_attempts: int = Field(3, ge=1)
+    """How often a failing job is tried before it is marked failed."""
+
+
+class Recipe(Strict):
+    """A study: dataset, splits, generators, classifiers, synthetic amounts, seeds, metrics, resources."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    """Study name, used to look results up (`xaug results NAME`)."""
+    description: str = ""
+    """Free text shown in the TUI and reports."""
+    dataset: DatasetConfig = DatasetConfig()
+    """The images."""
+    splits: SplitsConfig = SplitsConfig()
+    """Patient-level folds."""
+    generators: list[GeneratorSpec] = []
+    """Generative models; empty for a real-only study."""
+    classifiers: list[ClassifierSpec] = Field(min_length=1)
+    """Downstream classifiers."""
+    amounts: list[int] = [0]
+    """Synthetic images added per class; 0 is the real-only baseline and is always run."""
+    duplicate_control: bool = True
+    """Also train a count-matched control with duplicated real images (standard augmentation) per amount."""
+    seeds: list[int] = [0]
+    """Classifier training seeds; every arm runs on every fold x seed, which pairs them for the tests."""
+    quality: QualityConfig = QualityConfig()
+    """Image-quality metrics."""
+    reader_study: ReaderStudyConfig = ReaderStudyConfig()
+    """Blinded reader study."""
+    analysis: AnalysisConfig = AnalysisConfig()
+    """Statistics."""
+    resources: ResourcesConfig = ResourcesConfig()
+    """Devices and retries."""
+
+    def amounts_for(self, generator: GeneratorSpec) -> list[int]:
+        """The positive synthetic amounts per class used with one generator."""
+        return sorted({a for a in (generator.amounts or self.amounts) if a > 0})

@@ -1,0 +1,64 @@
+"""Indexing files a job wrote under the artifact folder (checkpoints, sample PNGs, grids, logs, figures)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+
+import sqlite_utils
+
+from xaug.store.db import now
+
+
+def record_artifact(
+    db: sqlite_utils.Database,
+    job_key: str,
+    kind: str,
+    path: str,
+    *,
+    class_name: str | None = None,
+    seed: int | None = None,
+    step: int | None = None,
+    meta: Mapping | None = None,
+) -> None:
+    """Index one file (path relative to the artifact folder); recording the same path again replaces it."""
+    record_artifacts(db, [dict(job_key=job_key, kind=kind, path=path, class_name=class_name, seed=seed,
+                               step=step, meta=meta)])
+
+
+def record_artifacts(db: sqlite_utils.Database, rows: Iterable[Mapping]) -> None:
+    """Index many files in one transaction; each row has job_key, kind, path and optional class_name/seed/step/meta."""
+    stamp = now()
+    with db.conn:
+        db.conn.executemany(
+            "INSERT OR REPLACE INTO artifacts (job_key, kind, path, class_name, seed, step, meta_json, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (r["job_key"], r["kind"], str(r["path"]), r.get("class_name"), r.get("seed"), r.get("step"),
+                 None if r.get("meta") is None else json.dumps(r["meta"]), stamp)
+                for r in rows
+            ],
+        )
+
+
+def load_artifacts(
+    db: sqlite_utils.Database, job_key: str, kind: str | None = None, class_name: str | None = None
+) -> list[dict]:
+    """A job's indexed files, optionally of one kind and class, ordered by step then path."""
+    where, params = ["job_key = ?"], [job_key]
+    if kind is not None:
+        where.append("kind = ?")
+        params.append(kind)
+    if class_name is not None:
+        where.append("class_name = ?")
+        params.append(class_name)
+    rows = list(db["artifacts"].rows_where(" AND ".join(where), params, order_by="step, path"))
+    for row in rows:
+        row["meta"] = json.loads(row.pop("meta_json")) if row.get("meta_json") else None
+    return rows
+
+
+def delete_artifacts(db: sqlite_utils.Database, job_key: str, kind: str) -> None:
+    """Forget a job's files of one kind (e.g. samples, before a re-run writes them again)."""
+    with db.conn:
+        db.conn.execute("DELETE FROM artifacts WHERE job_key = ? AND kind = ?", (job_key, kind))

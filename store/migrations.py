@@ -1,0 +1,210 @@
+"""The versioned schema of the study database. Add a new function to change it; never edit an applied one."""
+
+from __future__ import annotations
+
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("xaug")
+
+_INITIAL_SCHEMA = [
+    # Key/value facts about this store, e.g. the salt used to pseudonymise patient identifiers.
+    """CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+    # One row per study (a recipe by name); re-submitting a recipe updates it.
+    """CREATE TABLE studies (
+        name TEXT PRIMARY KEY,
+        recipe_path TEXT,
+        recipe_yaml TEXT NOT NULL,
+        recipe_json TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    # Jobs are identified by a content hash of kind + config + input keys, so studies can share them.
+    """CREATE TABLE jobs (
+        key TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        label TEXT NOT NULL,
+        config_json TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'queued'
+            CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+        priority INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL DEFAULT 3,
+        gpus_needed INTEGER NOT NULL DEFAULT 0,
+        progress REAL NOT NULL DEFAULT 0,
+        progress_total REAL NOT NULL DEFAULT 0,
+        message TEXT,
+        eta_s REAL,
+        pid INTEGER,
+        host TEXT,
+        gpus TEXT,
+        log_path TEXT,
+        created_at TEXT NOT NULL,
+        started_at TEXT,
+        ended_at TEXT,
+        heartbeat_at TEXT,
+        exit_code INTEGER,
+        error TEXT,
+        cancel_requested INTEGER NOT NULL DEFAULT 0
+    )""",
+    """CREATE INDEX jobs_status ON jobs (status, priority)""",
+    """CREATE TABLE study_jobs (
+        study TEXT NOT NULL REFERENCES studies(name) ON DELETE CASCADE,
+        job_key TEXT NOT NULL REFERENCES jobs(key),
+        PRIMARY KEY (study, job_key)
+    )""",
+    """CREATE INDEX study_jobs_job ON study_jobs (job_key)""",
+    """CREATE TABLE job_deps (
+        job_key TEXT NOT NULL REFERENCES jobs(key),
+        dep_key TEXT NOT NULL REFERENCES jobs(key),
+        PRIMARY KEY (job_key, dep_key)
+    )""",
+    """CREATE INDEX job_deps_dep ON job_deps (dep_key)""",
+    # Step-wise curves (losses, learning rate, ADA p, validation loss...). One row per (job, name, step):
+    # a resumed job that re-records a step replaces it instead of duplicating it.
+    """CREATE TABLE metrics (
+        job_key TEXT NOT NULL,
+        name TEXT NOT NULL,
+        step INTEGER NOT NULL,
+        value REAL NOT NULL,
+        recorded_at TEXT NOT NULL,
+        PRIMARY KEY (job_key, name, step)
+    )""",
+    # Final scalar results of a job: accuracy, balanced_accuracy, macro_f1, auroc, best_epoch, ...
+    """CREATE TABLE results (
+        job_key TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value REAL NOT NULL,
+        PRIMARY KEY (job_key, name)
+    )""",
+    """CREATE TABLE class_metrics (
+        job_key TEXT NOT NULL,
+        class_name TEXT NOT NULL,
+        precision REAL NOT NULL,
+        recall REAL NOT NULL,
+        f1 REAL NOT NULL,
+        auroc REAL,
+        support INTEGER NOT NULL,
+        PRIMARY KEY (job_key, class_name)
+    )""",
+    """CREATE TABLE confusion (
+        job_key TEXT NOT NULL,
+        true_class TEXT NOT NULL,
+        pred_class TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (job_key, true_class, pred_class)
+    )""",
+    # Files a job wrote under the artifact folder (paths are relative to it): checkpoints, samples, grids, logs.
+    """CREATE TABLE artifacts (
+        id INTEGER PRIMARY KEY,
+        job_key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        path TEXT NOT NULL,
+        class_name TEXT,
+        seed INTEGER,
+        step INTEGER,
+        meta_json TEXT,
+        created_at TEXT NOT NULL,
+        UNIQUE (job_key, kind, path)
+    )""",
+    """CREATE INDEX artifacts_job ON artifacts (job_key, kind)""",
+    # Which image is in which split of which fold. Patients appear only as salted pseudonyms.
+    """CREATE TABLE split_members (
+        job_key TEXT NOT NULL,
+        fold INTEGER NOT NULL,
+        split TEXT NOT NULL CHECK (split IN ('train', 'val', 'test')),
+        image_id TEXT NOT NULL,
+        patient TEXT NOT NULL,
+        label TEXT NOT NULL,
+        PRIMARY KEY (job_key, fold, image_id)
+    )""",
+    # Images a loader could not read and skipped because the recipe said so.
+    """CREATE TABLE skipped_images (
+        job_key TEXT NOT NULL,
+        source TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (job_key, source)
+    )""",
+    # Image quality of a generator's samples; class_name '' means all classes together.
+    """CREATE TABLE quality (
+        job_key TEXT NOT NULL,
+        class_name TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        features TEXT NOT NULL,
+        value REAL NOT NULL,
+        std REAL,
+        n_real INTEGER NOT NULL,
+        n_fake INTEGER NOT NULL,
+        PRIMARY KEY (job_key, class_name, metric, features)
+    )""",
+    # Study-level comparisons of a (generator, classifier, amount) arm against a reference arm.
+    """CREATE TABLE comparisons (
+        study TEXT NOT NULL,
+        generator TEXT NOT NULL,
+        classifier TEXT NOT NULL,
+        amount INTEGER NOT NULL,
+        reference TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        class_name TEXT NOT NULL DEFAULT '',
+        n INTEGER NOT NULL,
+        mean REAL,
+        sd REAL,
+        ci_low REAL,
+        ci_high REAL,
+        statistic REAL,
+        p_value REAL,
+        p_adjusted REAL,
+        test TEXT NOT NULL,
+        correction TEXT NOT NULL,
+        PRIMARY KEY (study, generator, classifier, amount, reference, metric, class_name)
+    )""",
+    """CREATE TABLE correlations (
+        study TEXT NOT NULL,
+        quality_metric TEXT NOT NULL,
+        utility_metric TEXT NOT NULL,
+        method TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        r REAL,
+        ci_low REAL,
+        ci_high REAL,
+        p_value REAL,
+        PRIMARY KEY (study, quality_metric, utility_metric, method)
+    )""",
+    # Reader study: one rating per rater per image.
+    """CREATE TABLE ratings (
+        id INTEGER PRIMARY KEY,
+        study TEXT NOT NULL,
+        rater TEXT NOT NULL,
+        image_path TEXT NOT NULL,
+        source TEXT NOT NULL,
+        class_name TEXT NOT NULL,
+        quality INTEGER CHECK (quality BETWEEN 1 AND 5),
+        plausibility INTEGER CHECK (plausibility BETWEEN 1 AND 3),
+        guess TEXT CHECK (guess IN ('real', 'synthetic')),
+        rated_at TEXT NOT NULL,
+        UNIQUE (study, rater, image_path)
+    )""",
+    # The engine that owns this store (at most one row) and the state of the queue.
+    """CREATE TABLE engine (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        pid INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        heartbeat_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE queue_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+    """CREATE TABLE gpu_stats (
+        gpu INTEGER PRIMARY KEY,
+        name TEXT,
+        utilization REAL,
+        memory_used_mb REAL,
+        memory_total_mb REAL,
+        updated_at TEXT NOT NULL
+    )""",
+]
+
+
+@migrations()
+def m001_initial(db):
+    """The first schema: studies, the job queue, metrics, per-class results, artifacts, quality, analysis."""
+    for statement in _INITIAL_SCHEMA:
+        db.execute(statement)
