@@ -1,0 +1,202 @@
+"""The planner: a validated recipe -> the DAG of jobs of its study (see engine/jobs/README.md).
+
+Planning is pure: the same recipe always gives the same jobs with the same content-hash keys, so a job already
+done in the store is reused, and a recipe with one more classifier adds only that classifier's jobs.
+
+Conventions (documented here because they change keys):
+- Generators train, sample and are scored with the study's first seed; classifiers run on every seed.
+- `splits.run_folds` is left out of `prepare_data`'s config (it prepares every fold), so running fewer folds
+  reuses the same data; a generator's `amounts` are left out of its dump (amounts show up as `amount` and
+  `n_per_class`), so adding an amount does not retrain the generator.
+- Jobs are returned in dependency order; the queue runs equal priorities oldest first, i.e. in this order.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from xaug.engine.recipe.schema import CLASS_NAMES_PAPER, ClassifierSpec, GeneratorSpec, Recipe
+
+KIND_ORDER = ("prepare_data", "train_generator", "sample", "image_quality", "train_classifier", "evaluate", "analyse")
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """One job of a study: what to run, with which config, after which jobs; `key` identifies it everywhere."""
+
+    kind: str
+    label: str
+    config: dict[str, Any]
+    deps: tuple[str, ...]
+    key: str
+    priority: int = 0
+    gpus_needed: int = 0
+    max_attempts: int = 3
+
+
+def job_key(kind: str, config: dict[str, Any], deps: Iterable[str]) -> str:
+    """The content hash of a job: sha256 of canonical JSON of kind, config and sorted dependency keys."""
+    payload = json.dumps({"kind": kind, "config": config, "deps": sorted(deps)},
+                         sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def make_job(kind: str, config: dict[str, Any], deps: Iterable[str] = (), *, label: str | None = None,
+             priority: int = 0, gpus_needed: int = 0, max_attempts: int = 3) -> PlannedJob:
+    """A PlannedJob with its key computed (used by the planner, benchmarks and tests)."""
+    deps = tuple(sorted(set(deps)))
+    return PlannedJob(kind=kind, label=label or kind, config=config, deps=deps, key=job_key(kind, config, deps),
+                      priority=priority, gpus_needed=gpus_needed, max_attempts=max_attempts)
+
+
+@dataclass
+class _Plan:
+    """Jobs collected while planning, in dependency order, without duplicates."""
+
+    jobs: list[PlannedJob] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+
+    def add(self, job: PlannedJob) -> PlannedJob:
+        if job.key not in self.seen:
+            self.seen.add(job.key)
+            self.jobs.append(job)
+        return job
+
+
+def plan_study(loaded) -> list[PlannedJob]:
+    """The study's jobs for a `LoadedRecipe`, dependencies first; keys are stable content hashes."""
+    recipe: Recipe = loaded.recipe
+    classes = study_classes(loaded)
+    folds = list(recipe.splits.run_folds) if recipe.splits.run_folds else list(range(recipe.splits.folds))
+    gpu = recipe.resources.device != "cpu"
+    generator_gpus = recipe.resources.generator_gpus if gpu else 0
+    classifier_gpus = recipe.resources.classifier_gpus if gpu else 0
+    attempts = recipe.resources.max_attempts
+    plan = _Plan()
+
+    def add(kind, config, deps, label, gpus):
+        return plan.add(make_job(kind, config, deps, label=label, gpus_needed=gpus, max_attempts=attempts))
+
+    prepare = add("prepare_data", _prepare_config(loaded), (), f"prepare_data {recipe.dataset.source}", 0)
+    final_deps: list[str] = []
+    for fold in folds:
+        samples: dict[str, PlannedJob] = {}
+        for gen in recipe.generators:
+            amounts = recipe.amounts_for(gen)
+            if not amounts:
+                continue
+            sample = _plan_generator(add, loaded, gen, fold, classes, max(amounts), prepare, generator_gpus,
+                                     final_deps)
+            samples[gen.name] = sample
+        for spec in recipe.classifiers:
+            for seed in recipe.seeds:
+                for arm, gen, amount in _arms(recipe):
+                    deps = [prepare.key] + ([samples[gen.name].key] if gen is not None else [])
+                    config = _classifier_config(loaded, spec, fold, seed, arm, gen, amount, classes)
+                    label = _classifier_label(spec, fold, seed, arm, gen, amount)
+                    train = add("train_classifier", config, deps, f"train {label}", classifier_gpus)
+                    evaluate = add("evaluate", config, [train.key, prepare.key], f"evaluate {label}",
+                                   min(classifier_gpus, 1))
+                    final_deps.append(evaluate.key)
+    analysis = {"study": recipe.name, "classes": classes, "analysis": recipe.analysis.model_dump(mode="json")}
+    add("analyse", analysis, final_deps, f"analyse {recipe.name}", 0)
+    return plan.jobs
+
+
+def _plan_generator(add, loaded, gen: GeneratorSpec, fold: int, classes: list[str], n_per_class: int,
+                    prepare: PlannedJob, gpus: int, final_deps: list[str]) -> PlannedJob:
+    """train_generator -> sample -> image_quality for one generator on one fold; returns the sample job."""
+    recipe: Recipe = loaded.recipe
+    gen_dump = _generator_dump(gen)
+    seed = recipe.seeds[0]
+    train_config = {"generator": gen_dump, "fold": fold, "seed": seed, "classes": classes,
+                    "image_size": recipe.dataset.image_size, "amp": recipe.resources.amp}
+    train = add("train_generator", train_config, [prepare.key], f"train_generator {gen.name} fold {fold}", gpus)
+    sample_config = {"generator": gen_dump, "fold": fold, "seed": seed, "classes": classes,
+                     "n_per_class": n_per_class}
+    sample = add("sample", sample_config, [train.key], f"sample {gen.name} fold {fold} n={n_per_class}",
+                 min(gpus, 1))
+    quality = recipe.quality.model_dump(mode="json")
+    quality["inception_weights"] = _abs(loaded, recipe.quality.inception_weights)
+    quality_config = {"generator": gen_dump, "fold": fold, "classes": classes, "quality": quality}
+    scored = add("image_quality", quality_config, [sample.key, prepare.key],
+                 f"image_quality {gen.name} fold {fold}", min(gpus, 1))
+    final_deps.append(scored.key)
+    return sample
+
+
+def _arms(recipe: Recipe) -> list[tuple[str, GeneratorSpec | None, int]]:
+    """(arm, generator, amount) of every classifier run: baseline, synthetic per generator x amount, duplicates."""
+    arms: list[tuple[str, GeneratorSpec | None, int]] = [("baseline", None, 0)]
+    for gen in recipe.generators:
+        arms.extend(("synthetic", gen, amount) for amount in recipe.amounts_for(gen))
+    if recipe.duplicate_control:
+        used = sorted({a for gen in recipe.generators for a in recipe.amounts_for(gen)}
+                      | {a for a in recipe.amounts if a > 0})
+        arms.extend(("duplicate", None, amount) for amount in used)
+    return arms
+
+
+def _classifier_config(loaded, spec: ClassifierSpec, fold: int, seed: int, arm: str, gen: GeneratorSpec | None,
+                       amount: int, classes: list[str]) -> dict[str, Any]:
+    recipe: Recipe = loaded.recipe
+    dump = spec.model_dump(mode="json")
+    dump["weights"] = _abs(loaded, spec.weights)
+    return {"classifier": dump, "fold": fold, "seed": seed, "arm": arm,
+            "generator": gen.name if gen is not None else None, "amount": amount, "classes": classes,
+            "image_size": spec.image_size or recipe.dataset.image_size, "amp": recipe.resources.amp}
+
+
+def _classifier_label(spec: ClassifierSpec, fold: int, seed: int, arm: str, gen: GeneratorSpec | None,
+                      amount: int) -> str:
+    what = {"baseline": "baseline", "synthetic": f"{gen.name if gen else ''} +{amount}",
+            "duplicate": f"duplicate +{amount}"}[arm]
+    return f"{spec.id} {what} fold {fold} seed {seed}"
+
+
+def _prepare_config(loaded) -> dict[str, Any]:
+    recipe: Recipe = loaded.recipe
+    dataset = recipe.dataset.model_dump(mode="json")
+    dataset["path"] = _abs(loaded, recipe.dataset.path)
+    splits = recipe.splits.model_dump(mode="json")
+    splits["run_folds"] = None
+    return {"dataset": dataset, "splits": splits}
+
+
+def _generator_dump(gen: GeneratorSpec) -> dict[str, Any]:
+    dump = gen.model_dump(mode="json")
+    dump["amounts"] = None
+    return dump
+
+
+def _abs(loaded, path: str | None) -> str | None:
+    resolved = loaded.resolve(path)
+    return None if resolved is None else str(resolved)
+
+
+def study_classes(loaded) -> list[str]:
+    """Class names of the study: the recipe's list, the phantom's five, sorted class folders, or sorted CSV labels."""
+    dataset = loaded.recipe.dataset
+    if dataset.classes:
+        return list(dataset.classes)
+    if dataset.source == "phantom":
+        return list(CLASS_NAMES_PAPER)
+    path = Path(loaded.resolve(dataset.path))
+    if dataset.source == "folder":
+        return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    with path.open(newline="", encoding="utf-8") as handle:
+        labels = {row[dataset.csv.label_column] for row in csv.DictReader(handle)}
+    return sorted({dataset.csv.label_map.get(label, label) for label in labels})
+
+
+def summarise_plan(jobs: list[PlannedJob]) -> dict[str, int]:
+    """Number of jobs per kind, in pipeline order."""
+    counts = {kind: 0 for kind in KIND_ORDER}
+    for job in jobs:
+        counts[job.kind] = counts.get(job.kind, 0) + 1
+    return {kind: n for kind, n in counts.items() if n}

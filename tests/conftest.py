@@ -1,0 +1,31 @@
+"""Test-wide settings: offline hubs, few threads, and a fresh temporary store."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _few_threads():
+    """Two cores on CI: keep torch from oversubscribing them."""
+    try:
+        import torch
+
+        torch.set_num_threads(2)
+    except ImportError:
+        pass
+    yield
+
+
+@pytest.fixture
+def store_db(tmp_path):
+    """A fresh, migrated store in a temporary folder."""
+    from xaug.store import open_store
+
+    return open_store(tmp_path / "xaug.db")

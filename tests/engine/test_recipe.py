@@ -1,0 +1,155 @@
+"""Recipe loading: every kind of bad recipe gives one RecipeError with file, line, key and a hint."""
+
+import json
+import textwrap
+
+import pytest
+
+from xaug.engine.errors import RecipeError
+from xaug.engine.recipe import load_recipe, parse_recipe, recipe_json_schema
+
+GOOD = """\
+name: tiny
+dataset:
+  source: phantom
+  image_size: 32
+splits:
+  folds: 3
+classifiers:
+  - model: resnet10t
+    epochs: 1
+"""
+
+
+def _write(tmp_path, text, name="recipe.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def _error(tmp_path, text) -> str:
+    path = _write(tmp_path, text)
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    return str(info.value)
+
+
+def test_good_recipe_loads_frozen(tmp_path):
+    loaded = load_recipe(_write(tmp_path, GOOD))
+    assert loaded.recipe.name == "tiny"
+    assert loaded.recipe.splits.folds == 3
+    assert loaded.recipe.classifiers[0].id == "resnet10t"
+    with pytest.raises(Exception):
+        loaded.recipe.name = "other"
+
+
+def test_unknown_key_names_line_and_suggests(tmp_path):
+    message = _error(tmp_path, GOOD.replace("image_size: 32", "image_siz: 32"))
+    assert "recipe.yaml:4: dataset.image_siz: unknown key 'image_siz'" in message
+    assert "Did you mean 'image_size'?" in message
+
+
+def test_wrong_choice_suggests(tmp_path):
+    message = _error(tmp_path, GOOD.replace("source: phantom", "source: phantm"))
+    assert ":3: dataset.source:" in message and "Did you mean 'phantom'?" in message
+
+
+def test_out_of_range_number(tmp_path):
+    message = _error(tmp_path, GOOD.replace("folds: 3", "folds: 1"))
+    assert ":6: splits.folds:" in message and "greater than or equal to 2" in message
+
+
+def test_wrong_type(tmp_path):
+    message = _error(tmp_path, GOOD.replace("epochs: 1", "epochs: many"))
+    assert ":9: classifiers[0].epochs:" in message and "many" in message
+
+
+def test_missing_required_key(tmp_path):
+    message = _error(tmp_path, "name: x\n")
+    assert "classifiers: required key is missing" in message
+
+
+def test_unknown_timm_model_suggests(tmp_path):
+    message = _error(tmp_path, GOOD.replace("model: resnet10t", "model: resnet5O"))
+    assert ":8: classifiers[0].model: timm has no model 'resnet5O'" in message
+    assert "Did you mean" in message
+
+
+def test_unknown_generator_suggests(tmp_path):
+    text = GOOD + "generators:\n  - name: g\n    model: ddmp\namounts: [0, 10]\n"
+    message = _error(tmp_path, text)
+    assert ":12: generators[0].model: unknown generator 'ddmp'. Did you mean 'ddpm'?" in message
+
+
+def test_duplicate_names(tmp_path):
+    text = GOOD + "  - model: resnet10t\n"
+    message = _error(tmp_path, text)
+    assert "classifiers[1].name" in message and "used 2 times" in message
+
+
+def test_missing_dataset_path(tmp_path):
+    text = GOOD.replace("source: phantom", "source: folder\n  path: nowhere")
+    message = _error(tmp_path, text)
+    assert "dataset.path:" in message and "nowhere does not exist" in message
+
+
+def test_negative_amount(tmp_path):
+    message = _error(tmp_path, GOOD + "amounts: [0, -5]\n")
+    assert "amounts[1]: amount -5 is negative" in message
+
+
+def test_bad_regex(tmp_path):
+    message = _error(tmp_path, GOOD.replace("image_size: 32", "image_size: 32\n  patient_pattern: '('"))
+    assert "dataset.patient_pattern: not a valid regular expression" in message
+
+
+def test_not_yaml(tmp_path):
+    message = _error(tmp_path, "name: [unclosed\n")
+    assert "not valid YAML" in message and "recipe.yaml:" in message
+
+
+def test_not_a_mapping(tmp_path):
+    message = _error(tmp_path, "- a\n- b\n")
+    assert "a recipe is a mapping" in message
+
+
+def test_no_such_file(tmp_path):
+    with pytest.raises(RecipeError, match="no such recipe file"):
+        load_recipe(tmp_path / "absent.yaml")
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    text = GOOD.replace("image_size: 32", "image_siz: 32").replace("folds: 3", "folds: 0")
+    message = _error(tmp_path, text)
+    assert "2 problems" in message
+
+
+def test_safe_load_refuses_python_objects(tmp_path):
+    message = _error(tmp_path, "name: !!python/object/apply:os.system ['true']\n")
+    assert "not valid YAML" in message
+
+
+def test_json_schema_describes_fields():
+    schema = recipe_json_schema()
+    text = json.dumps(schema)
+    assert schema["properties"]["classifiers"]["description"] == "Downstream classifiers."
+    assert "additionalProperties" in text
+    assert "phantom" in text
+
+
+def test_relative_paths_resolve_against_recipe_folder(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a").mkdir()
+    text = GOOD.replace("source: phantom", "source: folder\n  path: data")
+    loaded = parse_recipe(textwrap.dedent(text), tmp_path / "r.yaml")
+    assert loaded.resolve(loaded.recipe.dataset.path) == data.resolve()
+
+
+def test_shipped_recipes_validate():
+    from pathlib import Path
+
+    recipes = sorted((Path(__file__).parents[2] / "recipes").glob("*.yaml"))
+    assert any(p.name == "quickstart.yaml" for p in recipes)
+    for path in recipes:
+        load_recipe(path)
