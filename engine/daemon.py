@@ -1,6 +1,56 @@
-"""`xaug-engine`: the headless engine (placeholder until the engine lands)."""
+"""`xaug-engine`: the headless engine. Run it in tmux or as a systemd user service; submit with `xaug submit`.
+
+Example: xaug-engine --store runs/study.db --cpu-slots 2
+SIGTERM (systemctl stop, kill) checkpoints the running jobs, requeues them and exits with status 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
 
 
-def main() -> None:
-    """Entry point of xaug-engine."""
-    raise SystemExit("xaug-engine: the durable queue engine is not built yet; use `xaug run RECIPE` meanwhile.")
+def parse_gpus(text: str | None) -> list[int] | None:
+    """'0,1' -> [0, 1]; 'none' -> []; None -> detect."""
+    if text is None:
+        return None
+    if text.strip().lower() in ("", "none", "cpu"):
+        return []
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of xaug-engine: run the engine on a store until SIGTERM."""
+    from xaug.engine.cli import default_store
+    from xaug.engine.errors import XaugError
+    from xaug.engine.queue.engine import Engine
+
+    parser = argparse.ArgumentParser(
+        prog="xaug-engine",
+        description="Run the xaug job queue of a store on this machine's GPUs (or CPU slots) until SIGTERM.",
+        epilog="Example: xaug-engine --store runs/study.db --cpu-slots 2",
+    )
+    parser.add_argument("--store", default=default_store(), help="Study database (default: $XAUG_STORE or ./xaug.db).")
+    parser.add_argument("--cpu-slots", type=int, default=1, help="Jobs run at once on the CPU (default 1).")
+    parser.add_argument("--gpus", default=None, help="GPU indices to use, e.g. 0,1, or 'none' (default: all found).")
+    parser.add_argument("--poll", type=float, default=0.5, help="Seconds between scheduler passes (default 0.5).")
+    parser.add_argument("--grace", type=float, default=60.0,
+                        help="Seconds a job gets to checkpoint after SIGTERM before it is killed (default 60).")
+    parser.add_argument("--quiet", action="store_true", help="Log only warnings.")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        engine = Engine(args.store, cpu_slots=args.cpu_slots, gpus=parse_gpus(args.gpus), poll_s=args.poll,
+                        grace_s=args.grace)
+        engine.start()
+        engine.run()
+    except XaugError as exc:
+        print(f"xaug-engine: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

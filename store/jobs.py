@@ -1,12 +1,45 @@
-"""The durable job queue: jobs, their dependencies, and their state as workers run them."""
+"""The durable job queue: jobs, their dependencies, and their state as workers run them.
+
+Every state change of the queue is one small function here. Changes that must not race (submitting a study,
+claiming the next job, taking the engine lock) run inside `BEGIN IMMEDIATE` so that two processes never claim
+the same job. Job states: queued -> running -> done | failed | cancelled; a queued job whose dependency failed
+or was cancelled is reported as *blocked* (it stays queued and runs if the dependency is retried).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 import sqlite_utils
-
 from xaug.store.db import now
+
+FINISHED = ("done", "failed", "cancelled")
+
+_RUNNABLE_SQL = """
+SELECT j.* FROM jobs j
+WHERE j.status = 'queued'
+  AND NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs p ON p.key = d.dep_key
+                  WHERE d.job_key = j.key AND p.status != 'done')
+ORDER BY j.priority DESC, j.rowid
+LIMIT ?
+"""
+
+
+@contextmanager
+def immediate(db: sqlite_utils.Database) -> Iterator[None]:
+    """A write transaction taken up front (BEGIN IMMEDIATE): commit on success, roll back on error."""
+    conn = db.conn
+    if conn.in_transaction:
+        conn.commit()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
 
 
 def load_job(db: sqlite_utils.Database, key: str) -> dict | None:
@@ -34,3 +67,379 @@ def is_cancel_requested(db: sqlite_utils.Database, key: str) -> bool:
     """Whether someone asked this job to stop."""
     row = db.execute("SELECT cancel_requested FROM jobs WHERE key = ?", (key,)).fetchone()
     return bool(row and row[0])
+
+
+# --- submitting -------------------------------------------------------------------------------------------------
+
+def submit_study(db: sqlite_utils.Database, name: str, recipe_path: str | None, recipe_yaml: str, recipe: dict,
+                 jobs: Iterable) -> dict[str, int]:
+    """Record a study and enqueue its planned jobs in one transaction; returns counts new/reused/requeued.
+
+    Jobs are inserted by key, so a job already in the store is reused: done jobs stay done, queued and running
+    ones are left alone, failed or cancelled ones are queued again with their attempts reset. Queued jobs that
+    no study references any more (the recipe dropped them) are cancelled.
+    """
+    jobs = list(jobs)
+    stamp = now()
+    keys = [job.key for job in jobs]
+    with immediate(db):
+        conn = db.conn
+        existing = _statuses(conn, keys)
+        conn.execute(
+            "INSERT INTO studies (name, recipe_path, recipe_yaml, recipe_json, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET recipe_path = excluded.recipe_path,"
+            " recipe_yaml = excluded.recipe_yaml, recipe_json = excluded.recipe_json, updated_at = excluded.updated_at",
+            (name, recipe_path, recipe_yaml, json.dumps(recipe, sort_keys=True), stamp, stamp),
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO jobs (key, kind, label, config_json, priority, max_attempts, gpus_needed,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(j.key, j.kind, j.label, json.dumps(j.config, sort_keys=True), j.priority, j.max_attempts,
+              j.gpus_needed, stamp) for j in jobs],
+        )
+        requeue = [k for k in keys if existing.get(k) in ("failed", "cancelled")]
+        conn.executemany(
+            "UPDATE jobs SET status = 'queued', attempts = 0, cancel_requested = 0, error = NULL WHERE key = ?",
+            [(k,) for k in requeue],
+        )
+        conn.executemany("INSERT OR IGNORE INTO job_deps (job_key, dep_key) VALUES (?, ?)",
+                         [(j.key, d) for j in jobs for d in j.deps])
+        conn.execute("DELETE FROM study_jobs WHERE study = ?", (name,))
+        conn.executemany("INSERT OR IGNORE INTO study_jobs (study, job_key) VALUES (?, ?)", [(name, k) for k in keys])
+        conn.execute(
+            "UPDATE jobs SET status = 'cancelled', ended_at = ?, error = 'no longer part of any study'"
+            " WHERE status = 'queued' AND key NOT IN (SELECT job_key FROM study_jobs)",
+            (stamp,),
+        )
+    reused = sum(1 for k in keys if existing.get(k) == "done")
+    return {"jobs": len(keys), "new": len(keys) - len(existing), "reused": reused, "requeued": len(requeue),
+            "pending": len(existing) - reused - len(requeue)}
+
+
+def job_statuses(db: sqlite_utils.Database, keys: Iterable[str]) -> dict[str, str]:
+    """Status of each of these keys that is already in the store."""
+    return _statuses(db.conn, list(keys))
+
+
+def _statuses(conn, keys: list[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        found.update(conn.execute(f"SELECT key, status FROM jobs WHERE key IN ({marks})", chunk).fetchall())
+    return found
+
+
+# --- claiming and finishing ---------------------------------------------------------------------------------------
+
+def runnable_jobs(db: sqlite_utils.Database, limit: int = 50) -> list[dict]:
+    """Queued jobs whose dependencies are all done, highest priority first, then oldest."""
+    return [dict(row) for row in db.query(_RUNNABLE_SQL, [limit])]
+
+
+def claim_job(db: sqlite_utils.Database, fits: Callable[[dict], list[int] | None], *, host: str,
+              log_path_for: Callable[[dict], str], limit: int = 500) -> dict | None:
+    """Atomically take the first runnable job that `fits` (which returns its GPU ids, [] for CPU, None if not).
+
+    The job becomes `running` with host, GPUs, log path and start time; the worker's pid is set when it starts.
+    Returns the claimed row (with `gpu_ids`), or None when nothing fits or the queue is paused.
+    """
+    with immediate(db):
+        if _paused(db.conn):
+            return None
+        cursor = db.conn.execute(_RUNNABLE_SQL, (limit,))
+        names = [column[0] for column in cursor.description]
+        for row in cursor.fetchall():
+            job = dict(zip(names, row))
+            gpu_ids = fits(job)
+            if gpu_ids is None:
+                continue
+            log_path = log_path_for(job)
+            db.conn.execute(
+                "UPDATE jobs SET status = 'running', pid = ?, host = ?, gpus = ?, log_path = ?, started_at = ?,"
+                " heartbeat_at = ?, ended_at = NULL, exit_code = NULL, progress = 0, progress_total = 0,"
+                " message = 'starting', eta_s = NULL WHERE key = ? AND status = 'queued'",
+                (None, host, ",".join(map(str, gpu_ids)), log_path, now(), now(), job["key"]),
+            )
+            job.update(status="running", host=host, gpus=",".join(map(str, gpu_ids)), log_path=log_path,
+                       gpu_ids=gpu_ids, config=json.loads(job["config_json"]))
+            return job
+    return None
+
+
+def set_job_pid(db: sqlite_utils.Database, key: str, pid: int) -> None:
+    """Record the pid of the worker process running a job."""
+    with db.conn:
+        db.conn.execute("UPDATE jobs SET pid = ?, heartbeat_at = ? WHERE key = ?", (pid, now(), key))
+
+
+def mark_job_done(db: sqlite_utils.Database, key: str) -> None:
+    """A job finished: done, progress full, no error."""
+    with db.conn:
+        db.conn.execute(
+            "UPDATE jobs SET status = 'done', ended_at = ?, error = NULL, message = 'done', eta_s = 0,"
+            " progress = CASE WHEN progress_total > 0 THEN progress_total ELSE 1 END,"
+            " progress_total = CASE WHEN progress_total > 0 THEN progress_total ELSE 1 END WHERE key = ?",
+            (now(), key),
+        )
+
+
+def mark_job_failed(db: sqlite_utils.Database, key: str, error: str, exit_code: int | None = None) -> str:
+    """A job failed: attempts + 1; queued again while attempts < max_attempts, else failed. Returns the status."""
+    with immediate(db):
+        db.conn.execute(
+            "UPDATE jobs SET attempts = attempts + 1, error = ?, exit_code = COALESCE(?, exit_code), ended_at = ?,"
+            " status = CASE WHEN cancel_requested THEN 'cancelled'"
+            " WHEN attempts + 1 < max_attempts THEN 'queued' ELSE 'failed' END, pid = NULL WHERE key = ?",
+            (error, exit_code, now(), key),
+        )
+        row = db.conn.execute("SELECT status FROM jobs WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else "missing"
+
+
+def mark_job_interrupted(db: sqlite_utils.Database, key: str, reason: str = "interrupted") -> str:
+    """A job stopped after checkpointing: cancelled if a cancel was requested, else queued to resume (no attempt).
+
+    Returns the new status.
+    """
+    with immediate(db):
+        db.conn.execute(
+            "UPDATE jobs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,"
+            " message = CASE WHEN cancel_requested THEN 'cancelled' ELSE ? END, ended_at = ?, pid = NULL, eta_s = NULL"
+            " WHERE key = ? AND status = 'running'",
+            (reason, now(), key),
+        )
+        row = db.conn.execute("SELECT status FROM jobs WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else "missing"
+
+
+def record_job_exit(db: sqlite_utils.Database, key: str, exit_code: int) -> None:
+    """Record the exit status of the worker process that ran a job."""
+    with db.conn:
+        db.conn.execute("UPDATE jobs SET exit_code = ?, ended_at = COALESCE(ended_at, ?) WHERE key = ?",
+                        (exit_code, now(), key))
+
+
+def heartbeat_jobs(db: sqlite_utils.Database, keys: Iterable[str]) -> None:
+    """Mark running jobs as alive (the engine does this for the workers it watches)."""
+    stamp = now()
+    with db.conn:
+        db.conn.executemany("UPDATE jobs SET heartbeat_at = ? WHERE key = ? AND status = 'running'",
+                            [(stamp, k) for k in keys])
+
+
+def running_jobs(db: sqlite_utils.Database, host: str | None = None) -> list[dict]:
+    """Jobs marked running (optionally on one host)."""
+    if host is None:
+        return [dict(r) for r in db.query("SELECT * FROM jobs WHERE status = 'running' ORDER BY rowid")]
+    return [dict(r) for r in db.query("SELECT * FROM jobs WHERE status = 'running' AND host = ? ORDER BY rowid",
+                                      [host])]
+
+
+# --- user commands ------------------------------------------------------------------------------------------------
+
+def cancel_job(db: sqlite_utils.Database, key: str) -> str:
+    """Cancel a job: queued -> cancelled now; running -> cancel requested (it checkpoints and stops).
+
+    Returns what happened: 'cancelled', 'cancel_requested' or the unchanged status of a finished job.
+    """
+    with immediate(db):
+        row = db.conn.execute("SELECT status FROM jobs WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return "missing"
+        if row[0] == "queued":
+            db.conn.execute("UPDATE jobs SET status = 'cancelled', ended_at = ?, message = 'cancelled' WHERE key = ?",
+                            (now(), key))
+            return "cancelled"
+        if row[0] == "running":
+            db.conn.execute("UPDATE jobs SET cancel_requested = 1, message = 'cancelling' WHERE key = ?", (key,))
+            return "cancel_requested"
+        return row[0]
+
+
+def retry_job(db: sqlite_utils.Database, key: str) -> bool:
+    """Queue a failed or cancelled job again with its attempts reset; False if it was in another state."""
+    with db.conn:
+        cur = db.conn.execute(
+            "UPDATE jobs SET status = 'queued', attempts = 0, cancel_requested = 0, error = NULL, message = NULL,"
+            " ended_at = NULL WHERE key = ? AND status IN ('failed', 'cancelled')", (key,))
+    return cur.rowcount == 1
+
+
+def set_job_priority(db: sqlite_utils.Database, key: str, priority: int) -> bool:
+    """Change a job's priority (higher runs first); False if there is no such job."""
+    with db.conn:
+        cur = db.conn.execute("UPDATE jobs SET priority = ? WHERE key = ?", (int(priority), key))
+    return cur.rowcount == 1
+
+
+def set_paused(db: sqlite_utils.Database, paused: bool) -> None:
+    """Pause (no new jobs start; running ones continue) or resume the queue."""
+    with db.conn:
+        db.conn.execute("INSERT OR REPLACE INTO queue_state (key, value) VALUES ('paused', ?)",
+                        ("1" if paused else "0",))
+
+
+def is_paused(db: sqlite_utils.Database) -> bool:
+    """Whether the queue is paused."""
+    return _paused(db.conn)
+
+
+def _paused(conn) -> bool:
+    row = conn.execute("SELECT value FROM queue_state WHERE key = 'paused'").fetchone()
+    return bool(row and row[0] == "1")
+
+
+def find_job_keys(db: sqlite_utils.Database, prefix: str) -> list[str]:
+    """Keys that start with `prefix` (at most 10)."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return [r[0] for r in db.execute("SELECT key FROM jobs WHERE key LIKE ? ESCAPE '\\' ORDER BY key LIMIT 10",
+                                     (escaped + "%",)).fetchall()]
+
+
+# --- listing --------------------------------------------------------------------------------------------------------
+
+def list_jobs(db: sqlite_utils.Database, study: str | None = None, status: str | None = None) -> list[dict]:
+    """Jobs (optionally of one study and/or state) in queue order, each with `deps` and `blocked_by`.
+
+    `blocked_by` is the key of a failed or cancelled job upstream of a queued job, else None; asking for
+    status 'blocked' returns only those.
+    """
+    if study is None:
+        rows = [dict(r) for r in db.query("SELECT * FROM jobs ORDER BY rowid")]
+    else:
+        rows = [dict(r) for r in db.query(
+            "SELECT j.* FROM jobs j JOIN study_jobs s ON s.job_key = j.key WHERE s.study = ? ORDER BY j.rowid",
+            [study])]
+    deps = _deps_of(db, [r["key"] for r in rows], whole=study is None)
+    status_of = {r["key"]: r["status"] for r in rows}
+    missing = {d for ds in deps.values() for d in ds if d not in status_of}
+    status_of.update(_statuses(db.conn, sorted(missing)))
+    blocked = _blocked(deps, status_of)
+    for row in rows:
+        row["deps"] = deps.get(row["key"], [])
+        row["blocked_by"] = blocked.get(row["key"]) if row["status"] == "queued" else None
+    if status == "blocked":
+        return [r for r in rows if r["blocked_by"]]
+    if status is not None:
+        return [r for r in rows if r["status"] == status]
+    return rows
+
+
+def _deps_of(db, keys: list[str], whole: bool) -> dict[str, list[str]]:
+    deps: dict[str, list[str]] = {}
+    if whole:
+        pairs = db.execute("SELECT job_key, dep_key FROM job_deps").fetchall()
+    else:
+        pairs = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            pairs += db.execute(f"SELECT job_key, dep_key FROM job_deps WHERE job_key IN ({marks})", chunk).fetchall()
+    for job_key, dep_key in pairs:
+        deps.setdefault(job_key, []).append(dep_key)
+    return deps
+
+
+def _blocked(deps: dict[str, list[str]], status_of: dict[str, str]) -> dict[str, str]:
+    """For each job, a failed/cancelled job upstream of it (depth-first, memoised)."""
+    memo: dict[str, str | None] = {}
+
+    def culprit(key: str) -> str | None:
+        if key in memo:
+            return memo[key]
+        memo[key] = None
+        found = None
+        for dep in deps.get(key, []):
+            if status_of.get(dep) in ("failed", "cancelled"):
+                found = dep
+            else:
+                found = culprit(dep)
+            if found:
+                break
+        memo[key] = found
+        return found
+
+    return {k: c for k in status_of if (c := culprit(k))}
+
+
+def study_counts(db: sqlite_utils.Database, study: str) -> dict[str, int]:
+    """How many of a study's jobs are queued, running, done, failed, cancelled and blocked."""
+    counts = dict.fromkeys(("queued", "running", "done", "failed", "cancelled", "blocked"), 0)
+    for row in list_jobs(db, study=study):
+        state = "blocked" if row["blocked_by"] else row["status"]
+        counts[state] += 1
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def study_finished(db: sqlite_utils.Database, study: str) -> bool:
+    """True when no job of the study can still run: each is done, failed, cancelled or blocked."""
+    counts = study_counts(db, study)
+    return counts["queued"] == 0 and counts["running"] == 0
+
+
+def load_job_deps(db: sqlite_utils.Database, key: str) -> dict[str, dict]:
+    """The job rows (config decoded) of a job's dependencies, by key."""
+    out = {}
+    for (dep_key,) in db.execute("SELECT dep_key FROM job_deps WHERE job_key = ?", (key,)).fetchall():
+        row = load_job(db, dep_key)
+        if row is not None:
+            out[dep_key] = row
+    return out
+
+
+def job_studies(db: sqlite_utils.Database, key: str) -> list[str]:
+    """Names of the studies a job belongs to."""
+    return [r[0] for r in db.execute("SELECT study FROM study_jobs WHERE job_key = ? ORDER BY study", (key,))]
+
+
+# --- the engine lock and GPU statistics -------------------------------------------------------------------------------
+
+def load_engine(db: sqlite_utils.Database) -> dict | None:
+    """The engine row (pid, host, started_at, heartbeat_at) or None when no engine holds the store."""
+    row = db.execute("SELECT pid, host, started_at, heartbeat_at FROM engine WHERE id = 1").fetchone()
+    return None if row is None else dict(zip(("pid", "host", "started_at", "heartbeat_at"), row))
+
+
+def claim_engine(db: sqlite_utils.Database, pid: int, host: str, holder_alive: Callable[[dict], bool]) -> dict | None:
+    """Take the engine lock unless a live engine holds it; returns that engine's row when refused, else None."""
+    with immediate(db):
+        row = load_engine(db)
+        if row is not None and not (row["pid"] == pid and row["host"] == host) and holder_alive(row):
+            return row
+        stamp = now()
+        db.conn.execute("INSERT OR REPLACE INTO engine (id, pid, host, started_at, heartbeat_at)"
+                        " VALUES (1, ?, ?, ?, ?)", (pid, host, stamp, stamp))
+    return None
+
+
+def heartbeat_engine(db: sqlite_utils.Database, pid: int, host: str) -> bool:
+    """Refresh the engine's heartbeat; False if this engine no longer holds the lock."""
+    with db.conn:
+        cur = db.conn.execute("UPDATE engine SET heartbeat_at = ? WHERE id = 1 AND pid = ? AND host = ?",
+                              (now(), pid, host))
+    return cur.rowcount == 1
+
+
+def release_engine(db: sqlite_utils.Database, pid: int, host: str) -> None:
+    """Give the engine lock up (only if this engine holds it)."""
+    with db.conn:
+        db.conn.execute("DELETE FROM engine WHERE id = 1 AND pid = ? AND host = ?", (pid, host))
+
+
+def record_gpu_stats(db: sqlite_utils.Database, rows: Iterable[dict]) -> None:
+    """Replace the latest utilisation/memory reading of each GPU."""
+    stamp = now()
+    with db.conn:
+        db.conn.executemany(
+            "INSERT OR REPLACE INTO gpu_stats (gpu, name, utilization, memory_used_mb, memory_total_mb, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [(r["gpu"], r.get("name"), r.get("utilization"), r.get("memory_used_mb"), r.get("memory_total_mb"), stamp)
+             for r in rows],
+        )
+
+
+def load_gpu_stats(db: sqlite_utils.Database) -> list[dict]:
+    """The latest reading of each GPU."""
+    return [dict(r) for r in db.query("SELECT * FROM gpu_stats ORDER BY gpu")]

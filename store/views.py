@@ -1,13 +1,11 @@
-"""Read-only queries behind the TUI (queue, job detail, gallery, study matrix), plus its few queue commands.
+"""Read-only queries behind the TUI (queue, job detail, gallery, study matrix) and the study export.
 
 Every SQL statement the TUI needs lives here; the TUI itself only calls these named functions.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
-import io
 import json
 import sqlite3
 from pathlib import Path
@@ -15,7 +13,7 @@ from pathlib import Path
 import sqlite_utils
 
 from xaug.engine.errors import StoreError
-from xaug.store.db import BUSY_TIMEOUT_MS, artifact_root, now
+from xaug.store.db import BUSY_TIMEOUT_MS, artifact_root
 
 ENGINE_STALE_S = 15.0
 """An engine whose heartbeat is older than this is shown as down."""
@@ -63,7 +61,9 @@ def list_queue(db: sqlite_utils.Database, *, study: str | None = None, status: s
         + (" WHERE " + " AND ".join(where) if where else "")
         + " ORDER BY j.created_at, j.key"
     )
-    return list(db.query(sql, params))
+    cursor = db.execute(sql, params)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, values)) for values in cursor.fetchall()]
 
 
 def queue_counts(db: sqlite_utils.Database) -> dict[str, int]:
@@ -84,15 +84,21 @@ def _age_s(stamp: str | None) -> float | None:
     return (_dt.datetime.now(_dt.timezone.utc) - then).total_seconds()
 
 
+def engine_liveness(heartbeat_at: str | None) -> tuple[bool, float | None]:
+    """(up, seconds since the heartbeat) for an engine heartbeat timestamp; recomputed as time passes."""
+    age = _age_s(heartbeat_at)
+    return age is not None and age < ENGINE_STALE_S, age
+
+
 def engine_status(db: sqlite_utils.Database) -> dict:
-    """Whether the engine is up (fresh heartbeat), its pid/host, and whether the queue is paused."""
+    """Whether the engine is up (fresh heartbeat), its pid/host/heartbeat, and whether the queue is paused."""
     row = db.execute("SELECT pid, host, started_at, heartbeat_at FROM engine WHERE id = 1").fetchone()
     paused = db.execute("SELECT value FROM queue_state WHERE key = 'paused'").fetchone()
-    status = {"up": False, "pid": None, "host": None, "heartbeat_age_s": None,
+    status = {"up": False, "pid": None, "host": None, "heartbeat_at": None, "heartbeat_age_s": None,
               "paused": bool(paused and paused[0] not in ("0", "", "false"))}
     if row:
-        age = _age_s(row[3])
-        status.update(pid=row[0], host=row[1], heartbeat_age_s=age, up=age is not None and age < ENGINE_STALE_S)
+        up, age = engine_liveness(row[3])
+        status.update(pid=row[0], host=row[1], heartbeat_at=row[3], heartbeat_age_s=age, up=up)
     return status
 
 
@@ -105,50 +111,6 @@ def list_gpu_stats(db: sqlite_utils.Database) -> list[dict]:
 def list_study_names(db: sqlite_utils.Database) -> list[str]:
     """Study names, most recently updated first."""
     return [row[0] for row in db.execute("SELECT name FROM studies ORDER BY updated_at DESC, name").fetchall()]
-
-
-# --- queue commands (the durable queue is the engine's mailbox) ----------------------------------------------------
-
-
-def request_cancel(db: sqlite_utils.Database, key: str) -> str:
-    """Cancel a job: a queued one becomes 'cancelled', a running one gets cancel_requested=1; returns what was done."""
-    with db.conn:
-        row = db.conn.execute("SELECT status FROM jobs WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            raise StoreError(f"no job with key {key[:12]} in the store")
-        if row[0] == "queued":
-            db.conn.execute("UPDATE jobs SET status = 'cancelled', ended_at = ? WHERE key = ?", (now(), key))
-            return "cancelled"
-        if row[0] == "running":
-            db.conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE key = ?", (key,))
-            return "cancel requested"
-    return f"not cancelled: job is {row[0]}"
-
-
-def request_retry(db: sqlite_utils.Database, key: str) -> str:
-    """Put a failed or cancelled job back in the queue with its attempts reset; returns what was done."""
-    with db.conn:
-        row = db.conn.execute("SELECT status FROM jobs WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            raise StoreError(f"no job with key {key[:12]} in the store")
-        if row[0] not in ("failed", "cancelled"):
-            return f"not retried: job is {row[0]}"
-        db.conn.execute(
-            "UPDATE jobs SET status = 'queued', attempts = 0, cancel_requested = 0, error = NULL, exit_code = NULL,"
-            " ended_at = NULL, progress = 0 WHERE key = ?", (key,))
-    return "queued again"
-
-
-def set_job_priority(db: sqlite_utils.Database, key: str, priority: int) -> None:
-    """Set a job's priority (higher runs first)."""
-    with db.conn:
-        db.conn.execute("UPDATE jobs SET priority = ? WHERE key = ?", (int(priority), key))
-
-
-def set_queue_paused(db: sqlite_utils.Database, paused: bool) -> None:
-    """Pause (no new jobs start) or resume the queue through the queue_state row 'paused'."""
-    with db.conn:
-        db.conn.execute("INSERT OR REPLACE INTO queue_state (key, value) VALUES ('paused', ?)", ("1" if paused else "0",))
 
 
 # --- job detail ----------------------------------------------------------------------------------------------------
@@ -191,6 +153,13 @@ def evaluation_key(db: sqlite_utils.Database, key: str) -> str | None:
     row = db.execute(
         "SELECT d.job_key FROM job_deps d JOIN jobs j ON j.key = d.job_key WHERE d.dep_key = ? AND j.kind = 'evaluate'"
         " LIMIT 1", (key,)).fetchone()
+    return row[0] if row else None
+
+
+def dependency_of_kind(db: sqlite_utils.Database, key: str, kind: str) -> str | None:
+    """The key of a job's dependency of one kind (e.g. the train_classifier an evaluate job scored), or None."""
+    row = db.execute("SELECT d.dep_key FROM job_deps d JOIN jobs j ON j.key = d.dep_key WHERE d.job_key = ?"
+                     " AND j.kind = ? LIMIT 1", (key, kind)).fetchone()
     return row[0] if row else None
 
 
@@ -341,57 +310,17 @@ def list_correlations(db: sqlite_utils.Database, study: str) -> list[dict]:
                          " FROM correlations WHERE study = ? ORDER BY quality_metric, utility_metric, method", [study]))
 
 
-# --- export (used when store/export.py is not available) -----------------------------------------------------------
+# --- export ---------------------------------------------------------------------------------------------------------
 
-_EXPORT_COLUMNS = ["generator", "classifier", "amount", "reference", "metric", "class_name", "n", "mean", "ci_low", "ci_high",
-                   "p_value", "p_adjusted", "test", "correction"]
-
-
-def _fmt(value) -> str:
-    """A table cell: floats with 4 significant decimals, None as empty."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
-
-
-def comparisons_csv(rows: list[dict]) -> str:
-    """Comparison rows as CSV text."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(_EXPORT_COLUMNS)
-    for row in rows:
-        writer.writerow([_fmt(row.get(c)) for c in _EXPORT_COLUMNS])
-    return out.getvalue()
-
-
-def comparisons_markdown(rows: list[dict]) -> str:
-    """Comparison rows as a Markdown table."""
-    lines = ["| " + " | ".join(_EXPORT_COLUMNS) + " |", "|" + "---|" * len(_EXPORT_COLUMNS)]
-    lines += ["| " + " | ".join(_fmt(row.get(c)) for c in _EXPORT_COLUMNS) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def comparisons_latex(rows: list[dict]) -> str:
-    """Comparison rows as a LaTeX tabular (booktabs)."""
-    def esc(text: str) -> str:
-        return text.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
-    lines = [r"\begin{tabular}{" + "l" * 6 + "r" * (len(_EXPORT_COLUMNS) - 6) + "}", r"\toprule",
-             " & ".join(esc(c) for c in _EXPORT_COLUMNS) + r" \\", r"\midrule"]
-    lines += [" & ".join(esc(_fmt(row.get(c))) for c in _EXPORT_COLUMNS) + r" \\" for row in rows]
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(lines) + "\n"
+EXPORT_COLUMNS = ["generator", "classifier", "amount", "reference", "metric", "class_name", "n", "mean", "ci_low",
+                  "ci_high", "p_value", "p_adjusted", "test", "correction"]
 
 
 def export_comparisons(db: sqlite_utils.Database, db_path: str | Path, study: str) -> list[Path]:
-    """Write the study's comparisons as CSV, Markdown and LaTeX under `<artifact root>/exports/`; returns the paths."""
+    """Write the study's comparisons (overall and per class) as CSV, Markdown and LaTeX under
+    `<artifact root>/exports/` with xaug.store.export; returns the paths."""
+    from xaug.store.export import write_table
+
     rows = comparison_rows(db, study) + comparison_rows(db, study, per_class=True)
-    folder = artifact_root(db_path) / "exports"
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for suffix, render in (("csv", comparisons_csv), ("md", comparisons_markdown), ("tex", comparisons_latex)):
-        path = folder / f"{study}-comparisons.{suffix}"
-        path.write_text(render(rows), encoding="utf-8")
-        written.append(path)
-    return written
+    return write_table(artifact_root(db_path) / "exports", f"{study}-comparisons", EXPORT_COLUMNS, rows,
+                       caption=f"Study {study}: change versus the reference arm (mean, 95% CI, paired test)")

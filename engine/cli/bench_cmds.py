@@ -1,1 +1,44 @@
-"""Commands of this group are added by their owning module (placeholder until it lands)."""
+"""`xaug bench generators`: training and sampling speed of each generator, xaug's settings vs a naive reference."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from xaug.engine.cli import bench_app
+
+
+@bench_app.command("generators")
+def bench_generators(
+    resolution: Annotated[int, typer.Option(help="Image side in pixels for the GAN and the DDPM.")] = 64,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    steps: Annotated[int, typer.Option(help="Timed training steps per arm (after 2 warm-up steps).")] = 10,
+    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile xaug's arm (GPU).")] = False,
+    model: Annotated[list[str] | None, typer.Option(help="Generators to measure: gan, ddpm, sd (repeatable).")] = None,
+    sd_resolution: Annotated[int | None, typer.Option(help="Side for Stable Diffusion (default: 512 on GPU).")] = None,
+    reference_steps: Annotated[int, typer.Option(help="DDPM sampling steps of the reference (the paper: 250).")] = 250,
+) -> None:
+    """Print training and sampling images/s per generator for xaug's settings and the naive reference, with ratios.
+
+    Example: xaug bench generators --resolution 256 --device cuda --compile
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from xaug.engine.bench.generators_bench import device_name, generator_rows
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise typer.BadParameter(f"device must be auto, cpu or cuda, not '{device}'")
+    models = tuple(model or ("gan", "ddpm", "sd"))
+    unknown = sorted(set(models) - {"gan", "ddpm", "sd"})
+    if unknown:
+        raise typer.BadParameter(f"unknown model(s) {', '.join(unknown)}; choose from gan, ddpm, sd")
+    rows = generator_rows(device=device, resolution=resolution, steps=steps, compile=compile, models=models,
+                          sd_resolution=sd_resolution, reference_sample_steps=reference_steps)
+    table = Table(title=f"xaug generators on {device_name(device)}: xaug settings vs naive reference")
+    for column in ("benchmark", "metric", "xaug", "reference", "ratio"):
+        table.add_column(column, justify="left" if column in ("benchmark", "metric") else "right")
+    for row in rows:
+        table.add_row(row["name"], row["metric"], f"{row['xaug']:.3g}", f"{row['reference']:.3g}", f"{row['ratio']:.2f}x")
+    Console().print(table)

@@ -1,1 +1,63 @@
-"""Commands of this group are added by their owning module (placeholder until it lands)."""
+"""`xaug report STUDY`: tables (CSV, Markdown, LaTeX) and figures (PNG) of a study, and its key table printed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from xaug.engine.cli import app, default_store
+from xaug.engine.errors import StoreError
+
+console = Console()
+
+
+@app.command("report")
+def report(
+    study: Annotated[str, typer.Argument(help="Study name (the recipe's `name`).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder to write into; default reports/STUDY.")] = None,
+    store: Annotated[str | None, typer.Option("--store", help="Study database; default $XAUG_STORE or ./xaug.db.")
+                     ] = None,
+) -> None:
+    """Write a study's comparison, per-class F1, quality and correlation tables and its figures into a folder.
+
+    Example: xaug report quickstart --out reports/quickstart
+    """
+    from xaug.engine.analysis.report import build_report
+    from xaug.store import open_store
+
+    path = Path(store or default_store())
+    if not path.exists():
+        raise StoreError(f"no store at {path}; pass --store PATH or set XAUG_STORE")
+    db = open_store(path)
+    out_dir = out or Path("reports") / study
+    result = build_report(db, study, out_dir)
+    console.print(_key_table(study, result.key_columns, result.key_rows))
+    console.print(_effects_table(result.effect_rows))
+    console.print(result.note, style="dim")
+    console.print(f"wrote {len(result.files)} files to {out_dir}")
+
+
+def _key_table(study: str, columns: list[str], rows: list[dict]) -> Table:
+    """The comparison matrix as a rich table (accuracy and balanced accuracy vs the baseline, accuracy vs control)."""
+    shown = ["generator", "classifier", "amount", "n", "Δacc vs baseline", "p_adj", "Δbal.acc vs baseline",
+             "Δacc vs duplicate", "p_adj (dup)"]
+    table = Table(title=f"{study}: change vs baseline / duplicate control (pp, 95% CI)", title_justify="left")
+    for name in shown:
+        table.add_column(name, justify="left" if name in ("generator", "classifier") else "right")
+    for row in rows:
+        table.add_row(*[str(row.get(name, "")) for name in shown])
+    return table
+
+
+def _effects_table(rows: list[dict]) -> Table:
+    """Each generator's mean change in accuracy over classifiers and amounts."""
+    table = Table(title="per generator, averaged over classifiers and amounts", title_justify="left")
+    for name in ("generator", "n", "Δacc (pp)", "95% CI", "p"):
+        table.add_column(name)
+    for row in rows:
+        table.add_row(*[str(row.get(name, "")) for name in ("generator", "n", "Δacc (pp)", "95% CI", "p")])
+    return table

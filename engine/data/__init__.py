@@ -1,0 +1,1 @@
+"""Datasets: the built-in phantom, folder/CSV/DICOM loaders, patient-level folds, and the prepared-image cache."""

@@ -1,0 +1,407 @@
+"""A study's report: tables (CSV, Markdown, LaTeX) and PNG figures in one folder, from what is in the store.
+
+Tables: the comparison matrix (every generator x classifier x amount against the baseline and the duplicate
+control), the generators' overall effects, baseline performance, per-class F1 changes, image quality, and the
+quality-vs-utility correlations. Figures: per-class F1 changes with CIs, quality vs utility, classifier loss curves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+
+from xaug.engine.analysis.compare import DUPLICATE, generator_effects
+from xaug.engine.analysis.study import UTILITY, StudyAnalysis, analyse_study
+from xaug.store.analysis import load_study_training_curves
+from xaug.store.export import write_table
+
+QUALITY_METRICS = ("fid", "kid", "precision", "recall", "density", "coverage", "ms_ssim", "memorised_fraction")
+
+
+@dataclass
+class Report:
+    """What `build_report` wrote, and the key table to print."""
+
+    out_dir: Path
+    files: list[Path] = field(default_factory=list)
+    key_columns: list[str] = field(default_factory=list)
+    key_rows: list[dict] = field(default_factory=list)
+    effect_rows: list[dict] = field(default_factory=list)
+    note: str = ""
+
+
+def build_report(db: sqlite_utils.Database, study: str, out_dir: Path) -> Report:
+    """Analyse a study and write its tables and figures into `out_dir`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = analyse_study(db, study)
+    report = Report(out_dir, note=result.correction_note)
+    alpha = result.analysis.alpha
+
+    columns, rows = comparison_matrix(result)
+    report.key_columns, report.key_rows = columns, rows
+    report.files += write_table(out_dir, "comparisons", columns, rows,
+                                f"{study}: change vs the real-only baseline and vs the duplicate-real control, in "
+                                f"percentage points, mean [{_pct(1 - alpha)} CI] over folds x seeds. "
+                                f"{result.correction_note}")
+    long_cols = ["generator", "classifier", "amount", "reference", "metric", "class_name", "n", "mean", "sd",
+                 "ci_low", "ci_high", "statistic", "p_value", "p_adjusted", "test", "correction"]
+    report.files += write_table(out_dir, "comparisons_long", long_cols, result.comparisons,
+                                f"{study}: every comparison (fractions, not percentage points)")
+    columns, report.effect_rows = effects_table(result)
+    report.files += write_table(out_dir, "generator_effects", columns, report.effect_rows,
+                                f"{study}: change in accuracy per generator, averaged over classifiers and amounts "
+                                f"(pp, mean [{_pct(1 - alpha)} CI] over folds x seeds)")
+    columns, rows = baseline_table(result)
+    report.files += write_table(out_dir, "baseline", columns, rows,
+                                f"{study}: real-only baseline, mean (SD) over folds x seeds")
+    columns, rows = class_f1_table(result)
+    report.files += write_table(out_dir, "class_f1", columns, rows,
+                                f"{study}: change in per-class F1 vs the baseline (x100), mean [CI]; "
+                                f"* adjusted p < {alpha}")
+    columns, rows = quality_table(result)
+    report.files += write_table(out_dir, "quality", columns, rows,
+                                f"{study}: image quality per generator and class (mean over folds; n = images per "
+                                "set)")
+    columns, rows = correlation_table(result)
+    report.files += write_table(out_dir, "correlations", columns, rows,
+                                f"{study}: correlation of image quality with utility (Fisher-z CI)")
+    report.files += write_figures(db, result, out_dir)
+    return report
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.0f}%"
+
+
+def _pp(value, scale: float = 100.0, digits: int = 2) -> str:
+    """A signed number in percentage points, '' for None/NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value * scale:+.{digits}f}"
+
+
+def _with_ci(row: dict | None, scale: float = 100.0) -> str:
+    """'+1.23 [-0.40, +2.86]' from a comparison row, '' when absent."""
+    if row is None or row.get("mean") is None:
+        return ""
+    if row.get("ci_low") is None or math.isnan(row["ci_low"]):
+        return _pp(row["mean"], scale)
+    return f"{_pp(row['mean'], scale)} [{_pp(row['ci_low'], scale)}, {_pp(row['ci_high'], scale)}]"
+
+
+def _p(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _arm_order(generator: str) -> tuple:
+    return (generator == DUPLICATE, generator)
+
+
+def comparison_matrix(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
+    """One row per generator x classifier x amount: accuracy, balanced accuracy and macro F1 vs the baseline, and
+    accuracy vs the duplicate control, each with CI and adjusted p."""
+    index = {(r["generator"], r["classifier"], r["amount"], r["reference"], r["metric"], r["class_name"]): r
+             for r in result.comparisons}
+    arms = sorted({(r["generator"], r["classifier"], r["amount"]) for r in result.comparisons},
+                  key=lambda a: (_arm_order(a[0]), a[1], a[2]))
+    columns = ["generator", "classifier", "amount", "n", "Δacc vs baseline", "p_adj", "Δbal.acc vs baseline",
+               "p_adj (bal.acc)", "Δmacro-F1 vs baseline", "p_adj (F1)", "Δacc vs duplicate", "p_adj (dup)"]
+    rows = []
+    for gen, clf, amount in arms:
+        acc = index.get((gen, clf, amount, "baseline", "accuracy", ""))
+        bal = index.get((gen, clf, amount, "baseline", "balanced_accuracy", ""))
+        f1 = index.get((gen, clf, amount, "baseline", "macro_f1", ""))
+        dup = index.get((gen, clf, amount, "duplicate", "accuracy", ""))
+        rows.append({"generator": gen, "classifier": clf, "amount": amount,
+                     "n": (acc or bal or f1 or dup or {}).get("n"),
+                     "Δacc vs baseline": _with_ci(acc), "p_adj": _p((acc or {}).get("p_adjusted")),
+                     "Δbal.acc vs baseline": _with_ci(bal), "p_adj (bal.acc)": _p((bal or {}).get("p_adjusted")),
+                     "Δmacro-F1 vs baseline": _with_ci(f1), "p_adj (F1)": _p((f1 or {}).get("p_adjusted")),
+                     "Δacc vs duplicate": _with_ci(dup), "p_adj (dup)": _p((dup or {}).get("p_adjusted"))})
+    return columns, rows
+
+
+def effects_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
+    """The paper's headline: each generator's mean change in accuracy over classifiers and amounts."""
+    columns = ["generator", "n", "Δacc (pp)", "95% CI", "p", "test"]
+    rows = []
+    for gen in sorted(result.effects, key=_arm_order):
+        s = result.effects[gen]["summary"]
+        rows.append({"generator": gen, "n": s.n, "Δacc (pp)": _pp(s.mean),
+                     "95% CI": "" if math.isnan(s.ci_low) else f"[{_pp(s.ci_low)}, {_pp(s.ci_high)}]",
+                     "p": _p(s.p_value), "test": s.test})
+    return columns, rows
+
+
+def baseline_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
+    """Absolute performance of the real-only baseline per classifier: mean (SD) over folds x seeds."""
+    runs = defaultdict(list)
+    for e in result.evaluations:
+        if e["arm"] == "baseline":
+            runs[e["classifier"]].append(e)
+    columns = ["classifier", "n", "accuracy", "balanced_accuracy", "macro_f1", *[f"F1 {c}" for c in result.classes]]
+    rows = []
+    for clf, evals in sorted(runs.items()):
+        row = {"classifier": clf, "n": len(evals)}
+        for metric in ("accuracy", "balanced_accuracy", "macro_f1"):
+            row[metric] = _mean_sd([e["results"].get(metric) for e in evals])
+        for c in result.classes:
+            row[f"F1 {c}"] = _mean_sd([e["f1"].get(c) for e in evals])
+        rows.append(row)
+    return columns, rows
+
+
+def _mean_sd(values) -> str:
+    v = np.array([x for x in values if x is not None], dtype=float)
+    if v.size == 0:
+        return ""
+    return f"{v.mean():.3f} ({v.std(ddof=1):.3f})" if v.size > 1 else f"{v.mean():.3f}"
+
+
+def class_f1_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
+    """Change in per-class F1 (x100) vs the baseline for every arm, starred when the adjusted p < alpha."""
+    index = {(r["generator"], r["classifier"], r["amount"], r["class_name"]): r
+             for r in result.comparisons if r["reference"] == "baseline" and r["metric"] == "f1"}
+    arms = sorted({k[:3] for k in index}, key=lambda a: (_arm_order(a[0]), a[1], a[2]))
+    columns = ["generator", "classifier", "amount", *result.classes]
+    rows = []
+    for arm in arms:
+        row = {"generator": arm[0], "classifier": arm[1], "amount": arm[2]}
+        for c in result.classes:
+            r = index.get((*arm, c))
+            star = "*" if r and r.get("p_adjusted") is not None and r["p_adjusted"] < result.analysis.alpha else ""
+            row[c] = _with_ci(r) + star
+        rows.append(row)
+    return columns, rows
+
+
+def quality_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
+    """Image quality per generator, class ('all' = every class together) and feature space, mean over folds.
+
+    MS-SSIM (pixels) and the memorised fraction (pixel-space near-copies) do not depend on the feature space and
+    repeat on each of a generator's rows."""
+    cells = defaultdict(list)
+    sizes = {}
+    for q in result.quality:
+        if q["metric"] not in QUALITY_METRICS:
+            continue
+        key = (q["generator"], q["class_name"] or "all")
+        cells[(key, q["metric"], q["features"])].append(q["value"])
+        if q["metric"] == "fid":
+            sizes[(*key, q["features"])] = (q["n_real"], q["n_fake"])
+    row_keys = sorted(sizes, key=lambda k: (k[0], k[1] != "all", k[1], k[2]))
+    columns = ["generator", "class", "features", "n_real", "n_fake", "FID", "KID", "precision", "recall", "density",
+               "coverage", "MS-SSIM", "memorised %"]
+    rows = []
+    for generator, class_name, features in row_keys:
+        key = (generator, class_name)
+
+        def get(metric: str, feats: str) -> float | None:
+            values = cells.get((key, metric, feats))
+            return float(np.mean(values)) if values else None
+
+        n_real, n_fake = sizes[(generator, class_name, features)]
+        memorised = get("memorised_fraction", "pixels")
+        rows.append({"generator": generator, "class": class_name, "features": features, "n_real": n_real,
+                     "n_fake": n_fake, "FID": _round(get("fid", features)), "KID": _round(get("kid", features), 5),
+                     "precision": _round(get("precision", features)), "recall": _round(get("recall", features)),
+                     "density": _round(get("density", features)), "coverage": _round(get("coverage", features)),
+                     "MS-SSIM": _round(get("ms_ssim", "pixels")),
+                     "memorised %": None if memorised is None else round(memorised * 100, 2)})
+    return columns, rows
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def correlation_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
+    """Quality-vs-utility correlations with CI and n."""
+    columns = ["quality", "utility", "method", "n", "r", "95% CI", "p"]
+    rows = []
+    for r in result.correlations:
+        ci = "" if r["ci_low"] is None else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
+        rows.append({"quality": r["quality_metric"], "utility": r["utility_metric"], "method": r["method"],
+                     "n": r["n"], "r": None if r["r"] is None else round(r["r"], 3), "95% CI": ci,
+                     "p": _p(r["p_value"])})
+    return columns, rows
+
+
+# ---------------------------------------------------------------- figures
+
+
+def write_figures(db: sqlite_utils.Database, result: StudyAnalysis, out_dir: Path) -> list[Path]:
+    """Per-class F1 deltas, quality vs utility and loss curves as PNGs (matplotlib, Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    paths = [plot_class_f1_deltas(result, out_dir / "class_f1_deltas.png"),
+             plot_quality_vs_utility(result, out_dir / "quality_vs_utility.png"),
+             plot_loss_curves(load_study_training_curves(db, result.study), out_dir / "loss_curves.png")]
+    return [p for p in paths if p is not None]
+
+
+def plot_class_f1_deltas(result: StudyAnalysis, path: Path) -> Path | None:
+    """Grouped bars: change in F1 per class and generator (averaged over classifiers and amounts), with CIs."""
+    import matplotlib.pyplot as plt
+
+    per_class = {c: generator_effects(result.evaluations, "f1", c, alpha=result.analysis.alpha, ratio=result.ratio,
+                                      test=result.analysis.test) for c in result.classes}
+    gens = sorted({g for eff in per_class.values() for g in eff}, key=_arm_order)
+    if not gens:
+        return None
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(result.classes) * max(1, len(gens)) / 2), 4))
+    width = 0.8 / len(gens)
+    x = np.arange(len(result.classes))
+    for i, gen in enumerate(gens):
+        means, lows, highs = [], [], []
+        for c in result.classes:
+            s = per_class[c].get(gen, {}).get("summary")
+            m = s.mean if s else math.nan
+            means.append(m)
+            lows.append(m - s.ci_low if s and not math.isnan(s.ci_low) else 0)
+            highs.append(s.ci_high - m if s and not math.isnan(s.ci_high) else 0)
+        ax.bar(x + (i - (len(gens) - 1) / 2) * width, means, width, yerr=[lows, highs], capsize=3, label=gen,
+               color="0.6" if gen == DUPLICATE else None)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(x, result.classes)
+    ax.set_ylabel("ΔF1 vs baseline")
+    ax.set_title(f"{result.study}: per-class F1 change, mean over classifiers and amounts "
+                 f"({_pct(1 - result.analysis.alpha)} CI over folds x seeds)", fontsize=9)
+    ax.legend(fontsize=8, ncol=min(len(gens), 3))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_quality_vs_utility(result: StudyAnalysis, path: Path) -> Path | None:
+    """Scatter of overall quality (FID, KID, reader quality...) against each generator's mean Δaccuracy, with
+    Spearman r, its CI and n in each panel's title."""
+    import matplotlib.pyplot as plt
+
+    from xaug.engine.analysis.correlate import quality_by_generator
+
+    quality = quality_by_generator(result.quality)
+    effects = {g: e["summary"] for g, e in result.effects.items() if g != DUPLICATE}
+    wanted = [name for name in quality if name.split("/")[0] in ("fid", "kid", "precision", "recall")]
+    wanted = sorted(wanted, key=lambda n: ("fid", "kid", "precision", "recall").index(n.split("/")[0]))[:4]
+    spearman = {r["quality_metric"]: r for r in result.correlations
+                if r["utility_metric"] == UTILITY and r["method"] == "spearman"}
+    wanted += sorted(result.ratings)
+    panels = [(n, quality.get(n) or result.ratings.get(n) or {}) for n in wanted]
+    panels = [(n, v) for n, v in panels if v]
+    if not panels or not effects:
+        fig, ax = plt.subplots(figsize=(5, 3))
+        ax.text(0.5, 0.5, "no quality values or generator effects yet", ha="center", va="center")
+        ax.set_axis_off()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), squeeze=False)
+    for ax, (name, values) in zip(axes[0], panels):
+        gens = [g for g in sorted(values) if g in effects]
+        xs = [values[g] for g in gens]
+        ys = [effects[g].mean * 100 for g in gens]
+        err = [[(effects[g].mean - effects[g].ci_low) * 100 if not math.isnan(effects[g].ci_low) else 0
+                for g in gens],
+               [(effects[g].ci_high - effects[g].mean) * 100 if not math.isnan(effects[g].ci_high) else 0
+                for g in gens]]
+        ax.errorbar(xs, ys, yerr=err, fmt="o", capsize=3)
+        for x, y, g in zip(xs, ys, gens):
+            ax.annotate(g, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.axhline(0, color="black", linewidth=0.6)
+        row = spearman.get(name)
+        if row and row["r"] is not None:
+            ci = "" if row["ci_low"] is None else f" [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]"
+            title = f"{name}: Spearman r = {row['r']:+.2f}{ci}, n = {row['n']}"
+        else:
+            title = f"{name}: n = {len(gens)} (too few for r)"
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel(name)
+        ax.set_ylabel("Δaccuracy vs baseline (pp)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _arm_label(curve: dict) -> str:
+    if curve["arm"] == "baseline":
+        return "baseline"
+    if curve["arm"] == "duplicate":
+        return DUPLICATE
+    return curve["generator"] or "synthetic"
+
+
+def plot_loss_curves(curves: list[dict], path: Path) -> Path | None:
+    """Validation loss per epoch (top) and training loss over training progress (bottom) per classifier, mean over
+    folds, seeds and amounts for each arm (baseline, duplicate control, each generator)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    if not curves:
+        return None
+    classifiers = sorted({c["classifier"] for c in curves})
+    fig, axes = plt.subplots(2, len(classifiers), figsize=(4.5 * len(classifiers), 6), squeeze=False)
+    for col, clf in enumerate(classifiers):
+        groups = defaultdict(list)
+        for c in curves:
+            if c["classifier"] == clf:
+                groups[_arm_label(c)].append(c["curves"])
+        for label in sorted(groups, key=lambda g: (g != "baseline", g == DUPLICATE, g)):
+            style = dict(color="black") if label == "baseline" else dict(color="0.5") if label == DUPLICATE else {}
+            val = _mean_curve([c.get("val_loss", []) for c in groups[label]])
+            if val is not None:
+                axes[0][col].plot(val[0], val[1], marker="o", markersize=3, label=label, **style)
+            train = _mean_progress_curve([c.get("train_loss", []) for c in groups[label]])
+            if train is not None:
+                axes[1][col].plot(train[0], train[1], label=label, **style)
+        axes[0][col].xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes[0][col].set_title(f"{clf}: validation loss", fontsize=9)
+        axes[0][col].set_xlabel("epoch")
+        axes[1][col].set_title(f"{clf}: training loss (smoothed)", fontsize=9)
+        axes[1][col].set_xlabel("fraction of training")
+        axes[0][col].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _mean_curve(curves: list[list[tuple]]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean value per step over runs (steps present in any run)."""
+    by_step = defaultdict(list)
+    for curve in curves:
+        for step, value in curve:
+            by_step[step].append(value)
+    if not by_step:
+        return None
+    steps = np.array(sorted(by_step))
+    return steps, np.array([np.mean(by_step[s]) for s in steps])
+
+
+def _mean_progress_curve(curves: list[list[tuple]], points: int = 50) -> tuple[np.ndarray, np.ndarray] | None:
+    """Runs of different lengths resampled onto 0..1 of their training, smoothed, and averaged."""
+    grid = np.linspace(0, 1, points)
+    resampled = []
+    for curve in curves:
+        if len(curve) < 2:
+            continue
+        steps = np.array([s for s, _ in curve], dtype=float)
+        values = np.array([v for _, v in curve], dtype=float)
+        window = max(1, len(values) // 20)
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+        progress = np.linspace(0, 1, len(smooth)) if steps.max() > steps.min() else np.zeros(len(smooth))
+        resampled.append(np.interp(grid, progress, smooth))
+    if not resampled:
+        return None
+    return grid, np.mean(resampled, axis=0)

@@ -1,0 +1,174 @@
+"""Engine overhead: dispatch latency per job (no-op jobs through real worker processes), the time to plan and
+enqueue a ~10,000-job study, and, for a finished study, the engine's overhead relative to its job time.
+
+This module is also the `noop` job kind used by the dispatch measurement (`run(ctx)` does nothing).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+NOOP_KIND = "noop=xaug.engine.bench.engine_bench"
+
+
+def run(ctx) -> None:
+    """The `noop` job kind: report one step and return."""
+    ctx.progress(1, 1, "noop")
+
+
+def bench_dispatch(n_jobs: int = 20, slots: int = 1, poll_s: float = 0.5) -> dict:
+    """Run `n_jobs` independent no-op jobs through an engine; per-job wall time, worker time and claim time."""
+    from xaug.engine.planner import make_job
+    from xaug.engine.queue.engine import Engine
+    from xaug.engine.queue.executor import LocalExecutor
+    from xaug.store import jobs as q
+    from xaug.store import open_store
+
+    with tempfile.TemporaryDirectory(prefix="xaug-bench-") as tmp:
+        store = Path(tmp) / "bench.db"
+        db = open_store(store)
+        jobs = [make_job("noop", {"i": i}, label=f"noop {i}") for i in range(n_jobs)]
+        q.submit_study(db, "bench", None, "", {"name": "bench"}, jobs)
+        executor = LocalExecutor(store, env={"XAUG_EXTRA_JOB_KINDS": NOOP_KIND})
+        engine = Engine(store, cpu_slots=slots, gpus=[], executor=executor, poll_s=poll_s, grace_s=10)
+        claim_times: list[float] = []
+        original = q.claim_job
+
+        def timed_claim(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                claim_times.append(time.perf_counter() - start)
+
+        start = time.perf_counter()
+        q.claim_job = timed_claim
+        try:
+            engine.run(until=lambda: q.study_finished(db, "bench"))
+        finally:
+            q.claim_job = original
+        wall = time.perf_counter() - start
+        rows = q.list_jobs(db, study="bench")
+        worker = [_seconds(r["started_at"], r["ended_at"]) for r in rows if r["ended_at"]]
+        db.conn.close()
+    return {"jobs": n_jobs, "slots": slots, "poll_s": poll_s, "wall_s": wall,
+            "per_job_s": wall * slots / n_jobs, "worker_median_s": statistics.median(worker) if worker else None,
+            "claim_median_ms": 1000 * statistics.median(claim_times) if claim_times else None,
+            "done": sum(1 for r in rows if r["status"] == "done")}
+
+
+def big_recipe(target: int = 10_000):
+    """A LoadedRecipe with ~`target` jobs: 5 folds, 2 generators x 5 amounts, many classifiers x seeds."""
+    from xaug.engine.recipe import LoadedRecipe, Recipe
+
+    per_classifier_seed = 5 * (1 + 2 * 5 + 5) * 2  # folds x arms x (train + evaluate)
+    combos = max(1, round(target / per_classifier_seed))
+    seeds = 7 if combos >= 7 else 1
+    classifiers = max(1, -(-combos // seeds))
+    data = {
+        "name": "bench-large",
+        "splits": {"folds": 5},
+        "generators": [{"name": "gan", "model": "gan"}, {"name": "ddpm", "model": "ddpm"}],
+        "classifiers": [{"name": f"c{i}", "model": "resnet18"} for i in range(classifiers)],
+        "amounts": [0, 100, 250, 500, 750, 1000],
+        "seeds": list(range(seeds)),
+    }
+    return LoadedRecipe(recipe=Recipe.model_validate(data), path=Path(tempfile.gettempdir()) / "bench.yaml", text="")
+
+
+def bench_plan(target: int = 10_000) -> dict:
+    """Time to plan a ~`target`-job study, to enqueue it in a fresh store, and to re-submit it (all reused)."""
+    from xaug.engine.planner import plan_study
+    from xaug.engine.queue.submit import submit_recipe
+    from xaug.store import jobs as q
+    from xaug.store import open_store
+
+    loaded = big_recipe(target)
+    start = time.perf_counter()
+    jobs = plan_study(loaded)
+    plan_s = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="xaug-bench-") as tmp:
+        db = open_store(Path(tmp) / "plan.db")
+        start = time.perf_counter()
+        submit_recipe(db, loaded, jobs)
+        submit_s = time.perf_counter() - start
+        start = time.perf_counter()
+        submit_recipe(db, loaded, jobs)
+        resubmit_s = time.perf_counter() - start
+        start = time.perf_counter()
+        runnable = q.claim_job(db, lambda job: [], host="bench", log_path_for=lambda j: "/dev/null")
+        claim_s = time.perf_counter() - start
+        db.conn.close()
+    return {"jobs": len(jobs), "plan_s": plan_s, "submit_s": submit_s, "resubmit_s": resubmit_s,
+            "claim_in_full_queue_ms": 1000 * claim_s, "claimed": runnable is not None}
+
+
+def study_overhead(store: str, study: str | None, per_job_s: float) -> dict:
+    """For a finished study: job time (sum of worker wall times) against the engine's estimated overhead."""
+    from xaug.store import jobs as q
+    from xaug.store import open_store
+    from xaug.store.studies import list_studies
+
+    db = open_store(store)
+    if study is None:
+        studies = list_studies(db)
+        study = studies[0]["name"] if studies else None
+    rows = [r for r in q.list_jobs(db, study=study) if r["status"] == "done" and r["ended_at"]]
+    job_s = sum(_seconds(r["started_at"], r["ended_at"]) for r in rows)
+    starts = [r["started_at"] for r in rows]
+    ends = [r["ended_at"] for r in rows]
+    makespan = _seconds(min(starts), max(ends)) if rows else 0.0
+    db.conn.close()
+    overhead = per_job_s * len(rows)
+    return {"study": study, "jobs": len(rows), "job_s": job_s, "makespan_s": makespan,
+            "overhead_s": overhead, "overhead_ratio": overhead / job_s if job_s else None}
+
+
+def run_engine_bench(n_jobs: int = 20, slots: int = 1, plan_size: int = 10_000, study_store: str | None = None,
+                     study: str | None = None) -> dict:
+    """All engine measurements in one report."""
+    report = {"dispatch": bench_dispatch(n_jobs, slots, poll_s=0.5),
+              "dispatch_fast_poll": bench_dispatch(n_jobs, slots, poll_s=0.05),
+              "plan": bench_plan(plan_size)}
+    if study_store:
+        report["study"] = study_overhead(study_store, study, report["dispatch"]["per_job_s"])
+    return report
+
+
+def render_table(report: dict):
+    """The report as a rich table."""
+    from rich.table import Table
+
+    table = Table(title="engine overhead", box=None, header_style="bold")
+    table.add_column("measurement")
+    table.add_column("value", justify="right")
+    for name in ("dispatch", "dispatch_fast_poll"):
+        d = report[name]
+        table.add_row(f"no-op job wall time per job ({d['jobs']} jobs, {d['slots']} slot, "
+                      f"poll {d['poll_s']}s)",
+                      f"{d['per_job_s'] * 1000:.0f} ms")
+        worker_ms = (d["worker_median_s"] or 0) * 1000
+        table.add_row("  of which worker process (start to end, median)", f"{worker_ms:.0f} ms")
+        table.add_row("  claim transaction (median)", f"{d['claim_median_ms'] or 0:.1f} ms")
+    p = report["plan"]
+    table.add_row(f"plan a {p['jobs']:,}-job study", f"{p['plan_s']:.2f} s")
+    table.add_row("enqueue it in a fresh store", f"{p['submit_s']:.2f} s")
+    table.add_row("re-submit it (every job reused)", f"{p['resubmit_s']:.2f} s")
+    table.add_row("claim the next job in that queue", f"{p['claim_in_full_queue_ms']:.1f} ms")
+    if "study" in report:
+        s = report["study"]
+        table.add_row(f"study {s['study']}: {s['jobs']} jobs, total job time", f"{s['job_s']:.1f} s")
+        table.add_row("  estimated engine overhead (jobs x no-op wall time)", f"{s['overhead_s']:.1f} s")
+        ratio = s["overhead_ratio"]
+        table.add_row("  overhead / job time", "-" if ratio is None else f"{ratio:.1%}")
+    return table
+
+
+def _seconds(start: str | None, end: str | None) -> float:
+    if not start or not end:
+        return 0.0
+    return (_dt.datetime.fromisoformat(end) - _dt.datetime.fromisoformat(start)).total_seconds()

@@ -1,0 +1,73 @@
+"""A folder with one sub-folder per class of PNG, JPEG or DICOM files (sub-folders inside a class are searched too).
+
+The patient of an image is, in this order: the group of `dataset.patient_pattern` matched against the file name;
+the DICOM PatientID; else the image is its own patient (its path below the class folder).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from xaug.engine.data.dicom import dicom_patient_id
+from xaug.engine.data.images import is_dicom_path, is_image_file
+from xaug.engine.data.records import RecordSet, handle_unreadable, number_records, order_classes
+from xaug.engine.errors import DataError
+from xaug.engine.recipe.schema import DatasetConfig
+
+
+def load_folder(cfg: DatasetConfig) -> RecordSet:
+    """Records of every image below `cfg.path`, one class per sub-folder; unreadable headers follow on_unreadable."""
+    if cfg.path is None:
+        raise DataError("dataset.path is not set: source 'folder' needs the folder with one sub-folder per class")
+    root = Path(cfg.path)
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder (source: folder wants one sub-folder of images per class)")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"{root}: no class sub-folders found; put each class's images in a folder named after it")
+    pattern = compile_patient_pattern(cfg.patient_pattern)
+    items: list[tuple[str, str, str]] = []
+    skipped: list[tuple[str, str]] = []
+    for class_dir in class_dirs:
+        for path in sorted(p for p in class_dir.rglob("*") if is_image_file(p)):
+            try:
+                patient = _patient_of(path, class_dir, pattern)
+            except DataError as exc:
+                handle_unreadable(str(path), str(exc).removeprefix(f"{path}: "), cfg.on_unreadable, skipped)
+                continue
+            items.append((patient, class_dir.name, str(path)))
+    if not items:
+        raise DataError(f"{root}: no PNG, JPEG or DICOM files found in the class sub-folders")
+    classes = order_classes({label for _, label, _ in items}, cfg.classes, str(root))
+    return RecordSet(number_records(items), classes, skipped)
+
+
+def compile_patient_pattern(pattern: str | None) -> re.Pattern | None:
+    """Compile dataset.patient_pattern, which must have exactly one group (the patient id)."""
+    if pattern is None:
+        return None
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise DataError(f"dataset.patient_pattern {pattern!r} is not a valid regular expression: {exc}") from exc
+    if compiled.groups != 1:
+        raise DataError(f"dataset.patient_pattern {pattern!r} has {compiled.groups} groups; it needs exactly one,"
+                        r" the patient id, e.g. '^(P\d+)_'")
+    return compiled
+
+
+def _patient_of(path: Path, class_dir: Path, pattern: re.Pattern | None) -> str:
+    """The patient id of one file (see the module docstring)."""
+    if pattern is not None:
+        match = pattern.search(path.name)
+        if match is None or not match.group(1):
+            # Guessing here could put one patient's images in both training and test splits.
+            raise DataError(f"{path}: dataset.patient_pattern {pattern.pattern!r} does not match the file name;"
+                            " fix the pattern or rename the file")
+        return match.group(1)
+    if is_dicom_path(path):
+        patient = dicom_patient_id(path)
+        if patient is not None:
+            return patient
+    return f"{class_dir.name}/{path.relative_to(class_dir).with_suffix('')}"

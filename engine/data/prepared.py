@@ -1,0 +1,203 @@
+"""A prepared dataset: every image decoded and letterboxed once, cached as one array, with the folds.
+
+Layout of the output folder:
+
+- `images.npy`: uint8 [N, S, S], S = dataset.image_size, loaded memory-mapped;
+- `index.json`: classes, per-image labels (class indices), image ids (`<class>/<n:05d>`), patient pseudonyms
+  (never the raw ids), folds (image indices of train/val/test), skipped files, and the configs it was made from.
+
+`index.json` is written last, so its presence means the folder is complete: preparing again with the same
+configs reuses the files without decoding anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from xaug.engine.data.images import fit_square
+from xaug.engine.data.records import handle_unreadable
+from xaug.engine.data.sources import load_records, record_decoder
+from xaug.engine.data.splits import SPLIT_NAMES, Fold, make_folds
+from xaug.engine.errors import DataError
+from xaug.engine.recipe.schema import DatasetConfig, SplitsConfig
+
+INDEX_FORMAT = 1
+_CHECK_ID = "xaug:pseudonym-check"
+
+
+@dataclass
+class PrepareReport:
+    """What `prepare_dataset` did."""
+
+    n_images: int
+    classes: list[str]
+    class_counts: dict[str, int]
+    folds: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    """(source, reason) of each file that could not be read and was skipped."""
+    reused: bool = False
+    """True when the folder already held this preparation and nothing was decoded."""
+    seconds: float = 0.0
+
+
+@dataclass
+class PreparedData:
+    """A prepared dataset, images memory-mapped."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: list[str]
+    image_ids: list[str]
+    patients: list[str]
+    """Patient pseudonyms, one per image."""
+    folds: list[Fold]
+    skipped: list[tuple[str, str]]
+
+    def split(self, fold: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Images uint8 [n, S, S] and labels int64 [n] of split 'train', 'val' or 'test' of a fold."""
+        if not 0 <= fold < len(self.folds):
+            raise IndexError(f"fold {fold} does not exist; this dataset has folds 0..{len(self.folds) - 1}")
+        idx = self.folds[fold].indices(name)
+        return np.asarray(self.images[idx]), self.labels[idx]
+
+    def train_images(self, fold: int):
+        """The training split of a fold as the generators' `TrainImages`."""
+        from xaug.engine.generators.base import TrainImages
+
+        images, labels = self.split(fold, "train")
+        return TrainImages(images, labels, list(self.classes))
+
+    def split_members(self) -> list[dict]:
+        """Rows for the store's split_members: fold, split, image_id, patient (pseudonym), label."""
+        return [
+            {"fold": k, "split": name, "image_id": self.image_ids[i], "patient": self.patients[i],
+             "label": self.classes[self.labels[i]]}
+            for k, fold in enumerate(self.folds) for name in SPLIT_NAMES for i in fold.indices(name)
+        ]
+
+
+def prepare_dataset(dataset_cfg: DatasetConfig, splits_cfg: SplitsConfig, out_dir: str | Path, *,
+                    pseudonymise: Callable[[str], str] | None = None,
+                    progress: Callable[[float, float], None] | None = None) -> PrepareReport:
+    """Decode and letterbox every image once into `out_dir`, make the folds, and write images.npy + index.json.
+
+    `pseudonymise` maps a raw patient id to the pseudonym written to index.json (the store's salted HMAC);
+    without it a random salt is used. `progress(done, total)` is called while decoding.
+    """
+    start = time.monotonic()
+    out = Path(out_dir)
+    configs = {"dataset": dataset_cfg.model_dump(mode="json"), "splits": splits_cfg.model_dump(mode="json")}
+    reused = _reusable_index(out, configs, pseudonymise)
+    if reused is not None:
+        return _report(reused, reused=True, seconds=time.monotonic() - start)
+
+    record_set = load_records(dataset_cfg)
+    skipped = list(record_set.skipped)
+    images, kept = _decode_all(dataset_cfg, record_set.records, skipped, progress)
+    if not kept:
+        raise DataError(f"dataset: none of the {len(record_set.records)} images could be read; see the skipped list")
+    classes = record_set.classes
+    labels = np.array([classes.index(r.label) for r in kept], dtype=np.int64)
+    folds = make_folds([r.patient_id for r in kept], labels, classes, splits_cfg)
+    pseudo = pseudonymise or _random_pseudonymiser()
+    index = {
+        "format": INDEX_FORMAT, "config": configs, "image_size": dataset_cfg.image_size, "classes": classes,
+        "labels": labels.tolist(), "image_ids": [r.image_id for r in kept],
+        "patients": [pseudo(r.patient_id) for r in kept], "pseudonym_check": pseudo(_CHECK_ID),
+        "folds": [{name: fold.indices(name).tolist() for name in SPLIT_NAMES} for fold in folds],
+        "skipped": [list(s) for s in skipped],
+    }
+    _write_outputs(out, images, index)
+    return _report(index, reused=False, seconds=time.monotonic() - start)
+
+
+def load_prepared(out_dir: str | Path) -> PreparedData:
+    """Open a prepared dataset (images memory-mapped); DataError if the folder is incomplete."""
+    out = Path(out_dir)
+    index = _read_index(out)
+    if index is None:
+        raise DataError(f"{out}: no prepared dataset here (index.json or images.npy missing); run prepare_data first")
+    images = np.load(out / "images.npy", mmap_mode="r")
+    folds = [Fold(*(np.asarray(f[name], dtype=np.int64) for name in SPLIT_NAMES)) for f in index["folds"]]
+    return PreparedData(images=images, labels=np.asarray(index["labels"], dtype=np.int64),
+                        classes=list(index["classes"]), image_ids=list(index["image_ids"]),
+                        patients=list(index["patients"]), folds=folds,
+                        skipped=[tuple(s) for s in index.get("skipped", [])])
+
+
+def _decode_all(cfg: DatasetConfig, records, skipped: list, progress) -> tuple[np.ndarray, list]:
+    """Decode + letterbox every record into one array; unreadable ones follow dataset.on_unreadable."""
+    decode = record_decoder(cfg)
+    size, total = cfg.image_size, len(records)
+    images = np.empty((total, size, size), dtype=np.uint8)
+    kept = []
+    every = max(1, total // 100)
+    for i, record in enumerate(records):
+        try:
+            images[len(kept)] = fit_square(decode(record), size)
+            kept.append(record)
+        except DataError as exc:
+            handle_unreadable(record.source, str(exc).removeprefix(f"{record.source}: "), cfg.on_unreadable, skipped)
+        if progress is not None and ((i + 1) % every == 0 or i + 1 == total):
+            progress(i + 1, total)
+    return images[: len(kept)], kept
+
+
+def _write_outputs(out: Path, images: np.ndarray, index: dict) -> None:
+    """images.npy then index.json, each through a temporary file and an atomic rename."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "index.json").unlink(missing_ok=True)  # the folder is incomplete until the new index lands
+    tmp = out / "images.tmp.npy"
+    np.save(tmp, images)
+    os.replace(tmp, out / "images.npy")
+    tmp_index = out / "index.json.tmp"
+    tmp_index.write_text(json.dumps(index, separators=(",", ":")))
+    os.replace(tmp_index, out / "index.json")
+
+
+def _read_index(out: Path) -> dict | None:
+    """index.json of a complete preparation, or None."""
+    path = out / "index.json"
+    if not path.is_file() or not (out / "images.npy").is_file():
+        return None
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return index if index.get("format") == INDEX_FORMAT else None
+
+
+def _reusable_index(out: Path, configs: dict, pseudonymise) -> dict | None:
+    """The existing index if it was made from the same configs (and pseudonyms), else None."""
+    index = _read_index(out)
+    if index is None or index.get("config") != configs:
+        return None
+    if pseudonymise is not None and index.get("pseudonym_check") != pseudonymise(_CHECK_ID):
+        return None
+    images = np.load(out / "images.npy", mmap_mode="r")
+    size = configs["dataset"]["image_size"]
+    return index if images.shape == (len(index["labels"]), size, size) else None
+
+
+def _report(index: dict, reused: bool, seconds: float) -> PrepareReport:
+    counts = np.bincount(np.asarray(index["labels"], dtype=np.int64), minlength=len(index["classes"]))
+    return PrepareReport(n_images=len(index["labels"]), classes=list(index["classes"]),
+                         class_counts={c: int(n) for c, n in zip(index["classes"], counts)},
+                         folds=len(index["folds"]), skipped=[tuple(s) for s in index["skipped"]],
+                         reused=reused, seconds=seconds)
+
+
+def _random_pseudonymiser() -> Callable[[str], str]:
+    """HMAC-SHA256 pseudonyms under a throw-away salt: consistent within one preparation, linkable to nothing."""
+    salt = secrets.token_bytes(16)
+    return lambda patient_id: hmac.new(salt, patient_id.encode("utf-8"), hashlib.sha256).hexdigest()[:16]

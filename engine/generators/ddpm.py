@@ -1,0 +1,359 @@
+"""A pixel-space DDPM for grey-scale images: diffusers UNet2DModel + DDPMScheduler, resumable training, sampling.
+
+Training predicts the noise (epsilon) with an MSE loss, keeps an EMA of the weights (diffusers EMAModel, with
+warm-up as in diffusers' unconditional training example) and uses bf16 autocast on a GPU. Class-conditional models
+embed the class (UNet2DModel num_class_embeds, plus a null class for classifier-free guidance when
+cond_drop_prob > 0); per-class models are unconditional, one per class, as in the paper.
+Sampling: `ddpm` (ancestral; the paper used 250 steps), `ddim` or `dpmsolver++` (DPM-Solver++ 2M) with
+`sample_steps` steps.
+
+Checkpoint layout in `work_dir`: `generator.json`, and per model (`all`, or one per class) `<unit>/unet/`
+(save_pretrained of the EMA weights, the model sampled from), `<unit>/scheduler/` (training noise schedule) and
+`<unit>/train_state.{safetensors,json}` (raw weights, optimizer, EMA, step and RNG, to resume).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from xaug.engine.errors import DataError
+from xaug.engine.generators import checkpoint as ckpt
+from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
+from xaug.engine.generators.registry import register_generator
+from xaug.engine.generators.samples import resize_images, to_model_range, to_uint8, training_units
+
+SAMPLERS = ("ddpm", "ddim", "dpmsolver++")
+
+
+class DdpmConfig(BaseModel):
+    """Settings of the pixel-space DDPM (`model: ddpm`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    resolution: int = Field(64, ge=8, le=1024)
+    """Side of generated images in pixels; must be divisible by 2**(levels - 1). Training images are resized to it."""
+    block_out_channels: tuple[int, ...] = (64, 128, 128, 256)
+    """Feature maps per U-Net level (one level per entry, each halving the resolution)."""
+    layers_per_block: int = Field(2, ge=1)
+    """ResNet layers per U-Net level."""
+    attention: bool = True
+    """Self-attention in the lowest-resolution level and the middle block of the U-Net."""
+    norm_num_groups: int = Field(32, ge=1)
+    """Group-norm groups; must divide every entry of block_out_channels."""
+    steps: int = Field(20000, ge=1)
+    """Training steps per model."""
+    batch_size: int = Field(16, ge=1)
+    """Images per training step."""
+    lr: float = Field(1e-4, gt=0)
+    """AdamW learning rate (after a linear warm-up)."""
+    lr_warmup_steps: int = Field(500, ge=0)
+    """Steps of linear learning-rate warm-up."""
+    weight_decay: float = Field(1e-6, ge=0)
+    """AdamW weight decay (diffusers example: 1e-6)."""
+    grad_clip: float = Field(1.0, gt=0)
+    """Clip the gradient norm to this value."""
+    num_train_timesteps: int = Field(1000, ge=2)
+    """Diffusion steps of the training noise schedule."""
+    beta_schedule: Literal["linear", "squaredcos_cap_v2"] = "linear"
+    """Noise schedule: linear (DDPM paper) or cosine (squaredcos_cap_v2)."""
+    ema_decay: float = Field(0.9999, gt=0, lt=1)
+    """Maximum EMA decay (warm-up: decay = 1 - (1 + step)**-0.75, capped here)."""
+    cond_drop_prob: float = Field(0.1, ge=0, lt=1)
+    """Class-conditional only: fraction of training steps' labels replaced by a null class (classifier-free guidance)."""
+    guidance_scale: float = Field(1.0, ge=1)
+    """Class-conditional only: classifier-free guidance when sampling (1: plain conditional sampling)."""
+    flip: bool = False
+    """Random horizontal flips of training images (off: chest X-rays are not left-right symmetric)."""
+    sampler: Literal["ddpm", "ddim", "dpmsolver++"] = "dpmsolver++"
+    """Sampling scheduler: ddpm (ancestral, the paper: 250 steps), ddim, or dpmsolver++ (DPM-Solver++ 2M)."""
+    sample_steps: int = Field(25, ge=1)
+    """Denoising steps when sampling (the paper's DDPM: 250)."""
+    grid_every: int = Field(1000, ge=1)
+    """Record a grid of EMA samples every this many steps (and at the end)."""
+    grid_per_class: int = Field(4, ge=1, le=16)
+    """Images per class in each grid."""
+    checkpoint_every: int = Field(1000, ge=1)
+    """Save a resumable checkpoint every this many steps (and whenever the job is asked to stop)."""
+    sample_batch_size: int = Field(64, ge=1)
+    """Images denoised together when sampling."""
+    amp: bool = True
+    """bf16 mixed precision on a GPU (the job turns it off when the recipe's resources.amp is false)."""
+    channels_last: bool = True
+    """Use the channels-last memory format on a GPU."""
+    compile: bool = False
+    """torch.compile the U-Net on a GPU."""
+
+    @model_validator(mode="after")
+    def _check_shapes(self):
+        if self.resolution % 2 ** (len(self.block_out_channels) - 1):
+            raise ValueError(f"resolution {self.resolution} is not divisible by 2**{len(self.block_out_channels) - 1}"
+                             f" (one halving per level of block_out_channels {list(self.block_out_channels)})")
+        bad = [c for c in self.block_out_channels if c % self.norm_num_groups]
+        if bad:
+            raise ValueError(f"norm_num_groups {self.norm_num_groups} does not divide block_out_channels {bad}")
+        return self
+
+
+def build_unet(cfg: DdpmConfig, num_classes: int):
+    """A 1-channel UNet2DModel; `num_classes` > 0 adds class embeddings (plus a null class for guidance)."""
+    from diffusers import UNet2DModel
+
+    levels = len(cfg.block_out_channels)
+    down = ["DownBlock2D"] * levels
+    up = ["UpBlock2D"] * levels
+    if cfg.attention:
+        down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
+    extra = {}
+    if num_classes:
+        extra["num_class_embeds"] = num_classes + (1 if cfg.cond_drop_prob > 0 else 0)
+    return UNet2DModel(
+        sample_size=cfg.resolution, in_channels=1, out_channels=1, layers_per_block=cfg.layers_per_block,
+        block_out_channels=tuple(cfg.block_out_channels), down_block_types=tuple(down), up_block_types=tuple(up),
+        norm_num_groups=cfg.norm_num_groups, add_attention=cfg.attention, **extra,
+    )
+
+
+def build_train_scheduler(cfg: DdpmConfig):
+    """The training noise schedule (DDPMScheduler)."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule)
+
+
+def build_sampler(name: str, train_scheduler_config):
+    """A fresh sampling scheduler of the given kind, sharing the training noise schedule."""
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+    if name == "ddpm":
+        return DDPMScheduler.from_config(train_scheduler_config)
+    if name == "ddim":
+        return DDIMScheduler.from_config(train_scheduler_config)
+    if name == "dpmsolver++":
+        return DPMSolverMultistepScheduler.from_config(train_scheduler_config, algorithm_type="dpmsolver++",
+                                                      solver_order=2)
+    raise DataError(f"unknown sampler '{name}'; choose one of {', '.join(SAMPLERS)}")
+
+
+class DdpmTrainer:
+    """U-Net, optimizer, EMA and noise schedule of one model; `train_step` does one denoising update."""
+
+    def __init__(self, cfg: DdpmConfig, num_classes: int, device: str, seed: int):
+        from diffusers.training_utils import EMAModel
+
+        torch.manual_seed(seed)
+        self.cfg, self.num_classes, self.device = cfg, num_classes, device
+        on_gpu = device.startswith("cuda")
+        self.autocast_dtype = torch.bfloat16 if (on_gpu and cfg.amp) else None
+        self.channels_last = on_gpu and cfg.channels_last
+        self.unet = build_unet(cfg, num_classes).to(device)
+        if self.channels_last:
+            self.unet = self.unet.to(memory_format=torch.channels_last)
+        self._unet = torch.compile(self.unet) if (on_gpu and cfg.compile) else self.unet
+        self.scheduler = build_train_scheduler(cfg)
+        self.optimizer = torch.optim.AdamW(self.unet.parameters(), lr=cfg.lr, betas=(0.95, 0.999),
+                                           weight_decay=cfg.weight_decay, eps=1e-8)
+        self.ema = EMAModel(self.unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, inv_gamma=1.0,
+                            power=0.75)
+        self.ema.to(device)
+        self.step = 0
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=self.autocast_dtype)
+
+    def train_step(self, clean: torch.Tensor, labels: torch.Tensor | None) -> dict[str, float]:
+        """One epsilon-prediction MSE update on a batch of images in [-1, 1] (labels for class-conditional)."""
+        cfg, batch = self.cfg, clean.shape[0]
+        if cfg.flip:
+            flip = torch.rand(batch) < 0.5
+            clean = torch.where(flip.reshape(-1, 1, 1, 1), clean.flip(-1), clean)
+        class_labels = None
+        if self.num_classes:
+            class_labels = labels.clone().long()
+            if cfg.cond_drop_prob > 0:
+                drop = torch.rand(batch) < cfg.cond_drop_prob
+                class_labels[drop] = self.num_classes  # the null class
+            class_labels = class_labels.to(self.device)
+        timesteps = torch.randint(0, cfg.num_train_timesteps, (batch,)).to(self.device)
+        clean = clean.to(self.device)
+        noise = torch.randn(clean.shape).to(self.device)  # drawn on the CPU: same curve on any device, resumable
+        noisy = self.scheduler.add_noise(clean, noise, timesteps)
+        if self.channels_last:
+            noisy = noisy.contiguous(memory_format=torch.channels_last)
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr * min(1.0, (self.step + 1) / max(cfg.lr_warmup_steps, 1))
+        with self._autocast():
+            pred = self._unet(noisy, timesteps, class_labels=class_labels).sample
+        loss = F.mse_loss(pred.float(), noise)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.unet.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.ema.step(self.unet.parameters())
+        self.step += 1
+        return {"loss": loss.item(), "lr": self.optimizer.param_groups[0]["lr"], "ema_decay": self.ema.cur_decay_value
+                if self.ema.cur_decay_value is not None else 0.0}
+
+    def ema_unet(self):
+        """A copy of the U-Net holding the EMA weights (for grids and saving)."""
+        model = build_unet(self.cfg, self.num_classes).to(self.device)
+        self.ema.copy_to(model.parameters())
+        return model.eval()
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """Everything needed to resume, as tensors and JSON scalars."""
+        opt_tensors, opt_scalars = ckpt.optimizer_to_state(self.optimizer)
+        ema_state = self.ema.state_dict()
+        tensors = {**ckpt.prefixed("unet", ckpt.module_tensors(self.unet)), **ckpt.prefixed("opt", opt_tensors),
+                   **{f"ema.{i}": t for i, t in enumerate(ema_state.pop("shadow_params"))},
+                   **ckpt.prefixed("rng", ckpt.rng_to_tensors())}
+        return tensors, {"step": self.step, "optimizer": opt_scalars, "ema": ema_state}
+
+    def load(self, tensors: dict[str, torch.Tensor], scalars: dict) -> None:
+        """Restore a state saved by `state` (RNG included)."""
+        self.unet.load_state_dict(ckpt.unprefixed("unet", tensors))
+        ckpt.optimizer_from_state(self.optimizer, ckpt.unprefixed("opt", tensors), scalars["optimizer"])
+        shadow = ckpt.unprefixed("ema", tensors)
+        ema_state = dict(scalars["ema"])
+        ema_state["min_decay"] = float(ema_state["min_decay"])
+        ema_state["shadow_params"] = [shadow[str(i)].to(self.device) for i in range(len(shadow))]
+        self.ema.load_state_dict(ema_state)
+        self.step = int(scalars["step"])
+        ckpt.rng_from_tensors(ckpt.unprefixed("rng", tensors))
+
+
+@torch.no_grad()
+def denoise(unet, train_scheduler_config, cfg: DdpmConfig, labels: torch.Tensor | None, n: int,
+            generator: torch.Generator, device: str, num_classes: int) -> torch.Tensor:
+    """Run the configured sampler from pure noise: n images [n, 1, R, R] in [-1, 1] (noise from `generator`)."""
+    sampler = build_sampler(cfg.sampler, train_scheduler_config)
+    sampler.set_timesteps(cfg.sample_steps)
+    x = torch.randn(n, 1, cfg.resolution, cfg.resolution, generator=generator).to(device) * sampler.init_noise_sigma
+    guided = labels is not None and cfg.guidance_scale > 1 and cfg.cond_drop_prob > 0
+    if labels is not None:
+        labels = labels.to(device)
+        if guided:
+            labels = torch.cat([labels, torch.full_like(labels, num_classes)])
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") and cfg.amp
+                else contextlib.nullcontext())
+    for t in sampler.timesteps:
+        inp = sampler.scale_model_input(x, t)
+        if guided:
+            inp = torch.cat([inp, inp])
+        with autocast:
+            eps = unet(inp, t.to(device), class_labels=labels).sample.float()
+        if guided:
+            cond, uncond = eps.chunk(2)
+            eps = uncond + cfg.guidance_scale * (cond - uncond)
+        x = sampler.step(eps, t, x, generator=generator).prev_sample
+    return x.clamp(-1, 1)
+
+
+@register_generator("ddpm", DdpmConfig)
+class Ddpm:
+    """Pixel-space DDPM: class-conditional (class embeddings) or one unconditional model per class."""
+
+    def __init__(self):
+        self._loaded: dict[tuple, tuple] = {}
+
+    def train(self, params: DdpmConfig, per_class: bool, data: TrainImages, work_dir: Path, hooks: TrainHooks,
+              device: str, seed: int) -> TrainOutcome:
+        """Train (or resume) every model in `work_dir`; stops early, with a checkpoint, when hooks.should_stop()."""
+        work_dir = Path(work_dir)
+        units = training_units(per_class, data)
+        ckpt.write_json(work_dir / "generator.json", {
+            "model": "ddpm", "per_class": per_class, "classes": list(data.classes), "params": params.model_dump(),
+            "units": [u[0] for u in units]})
+        total = params.steps * len(units)
+        for index, (unit, images, labels) in enumerate(units):
+            offset = index * params.steps
+            step = self._train_unit(params, data.classes if not per_class else [unit], images, labels,
+                                    work_dir / unit, hooks, device, seed + index, offset, total)
+            if step < params.steps:
+                return TrainOutcome(checkpoint=work_dir, finished=False, step=offset + step)
+        return TrainOutcome(checkpoint=work_dir, finished=True, step=total)
+
+    def _train_unit(self, cfg: DdpmConfig, classes: list[str], images: np.ndarray, labels: np.ndarray | None,
+                    unit_dir: Path, hooks: TrainHooks, device: str, seed: int, offset: int, total: int) -> int:
+        """Train one model to cfg.steps (resuming if a state exists); returns the step reached."""
+        state_stem = unit_dir / "train_state"
+        num_classes = len(classes) if labels is not None else 0
+        trainer = DdpmTrainer(cfg, num_classes, device, seed)
+        if ckpt.has_state(state_stem):
+            trainer.load(*ckpt.load_state(state_stem, device=device))
+        if trainer.step >= cfg.steps:
+            return trainer.step
+        clean = to_model_range(resize_images(images, cfg.resolution))
+        label_t = torch.from_numpy(np.asarray(labels)).long() if labels is not None else None
+        while trainer.step < cfg.steps:
+            idx = torch.randint(len(clean), (cfg.batch_size,))
+            losses = trainer.train_step(clean[idx], None if label_t is None else label_t[idx])
+            step = trainer.step
+            hooks.progress(offset + step, total, losses)
+            last = step == cfg.steps
+            if step % cfg.grid_every == 0 or last:
+                hooks.grid(offset + step, *self._grid(trainer, classes))
+            if step % cfg.checkpoint_every == 0 or last:
+                self._save(trainer, unit_dir)
+            if not last and hooks.should_stop():
+                if step % cfg.checkpoint_every:
+                    self._save(trainer, unit_dir)
+                return step
+        return trainer.step
+
+    @staticmethod
+    def _grid(trainer: DdpmTrainer, classes: list[str]) -> tuple[np.ndarray, list[str]]:
+        """EMA samples from fixed noise, grid_per_class per class."""
+        cfg = trainer.cfg
+        n = cfg.grid_per_class * len(classes)
+        labels = torch.arange(len(classes)).repeat_interleave(cfg.grid_per_class) if trainer.num_classes else None
+        x = denoise(trainer.ema_unet(), trainer.scheduler.config, cfg, labels, n, torch.Generator().manual_seed(1234),
+                    trainer.device, trainer.num_classes)
+        return to_uint8(x), [classes[i // cfg.grid_per_class] for i in range(n)]
+
+    @staticmethod
+    def _save(trainer: DdpmTrainer, unit_dir: Path) -> None:
+        ckpt.save_state(unit_dir / "train_state", *trainer.state())
+        trainer.ema_unet().save_pretrained(unit_dir / "unet", safe_serialization=True)
+        trainer.scheduler.save_pretrained(unit_dir / "scheduler")
+
+    def _load_for_sampling(self, checkpoint: Path, class_name: str, device: str):
+        """(unet, scheduler config, params, label index or None, number of classes) for a class, cached."""
+        from diffusers import DDPMScheduler, UNet2DModel
+
+        manifest = ckpt.read_json(Path(checkpoint) / "generator.json")
+        classes = manifest["classes"]
+        if class_name not in classes:
+            raise DataError(f"class '{class_name}' is not one of this DDPM's classes ({', '.join(classes)}); "
+                            f"checkpoint {checkpoint}")
+        unit = class_name if manifest["per_class"] else "all"
+        key = (str(Path(checkpoint).resolve()), unit, device)
+        if key not in self._loaded:
+            unit_dir = Path(checkpoint) / unit
+            if not (unit_dir / "unet").exists():
+                raise ckpt.CheckpointError(f"{unit_dir / 'unet'} does not exist: train_generator did not finish")
+            unet = UNet2DModel.from_pretrained(unit_dir / "unet").to(device).eval()
+            scheduler = DDPMScheduler.from_pretrained(unit_dir / "scheduler")
+            self._loaded = {key: (unet, scheduler.config, DdpmConfig(**manifest["params"]), manifest)}
+        unet, sched_config, cfg, manifest = self._loaded[key]
+        per_class = manifest["per_class"]
+        return unet, sched_config, cfg, None if per_class else classes.index(class_name), 0 if per_class else len(classes)
+
+    def sample(self, checkpoint: Path, class_name: str, n: int, seed: int, device: str) -> np.ndarray:
+        """n uint8 images [n, R, R] of one class with the configured sampler; the same seed gives the same images."""
+        unet, sched_config, cfg, label, num_classes = self._load_for_sampling(checkpoint, class_name, device)
+        generator = torch.Generator().manual_seed(seed)
+        out = []
+        for start in range(0, n, cfg.sample_batch_size):
+            size = min(cfg.sample_batch_size, n - start)
+            labels = None if label is None else torch.full((size,), label, dtype=torch.long)
+            out.append(to_uint8(denoise(unet, sched_config, cfg, labels, size, generator, device, num_classes)))
+        return np.concatenate(out) if out else np.zeros((0, cfg.resolution, cfg.resolution), dtype=np.uint8)

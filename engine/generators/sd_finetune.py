@@ -1,0 +1,58 @@
+"""Stable Diffusion full fine-tuning: one text-conditioned model for all classes, trained on captioned images.
+
+The UNet is trained (optionally the text encoder too) on the fold's training images, each captioned with its
+class prompt (the paper's prompts by default). Shared machinery (loading, loop, checkpoints, sampler) lives in
+sd_common.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from pydantic import Field
+
+from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
+from xaug.engine.generators.registry import register_generator
+from xaug.engine.generators.sd_common import SdMethod, SdParams, sample_sd, train_sd
+
+
+class SdFinetuneConfig(SdParams):
+    """Full fine-tune of Stable Diffusion's UNet (and optionally its text encoder) on captioned images."""
+
+    steps: int = Field(5000, ge=1)
+    """Optimizer steps."""
+    lr: float = Field(1e-5, gt=0)
+    """Learning rate (the diffusers text-to-image example's default)."""
+    train_text_encoder: bool = False
+    """Also fine-tune the CLIP text encoder (more memory; the paper kept it frozen)."""
+
+
+class FinetuneMethod(SdMethod):
+    """Trains every UNet weight, and the text encoder when asked."""
+
+    name = "sd_finetune"
+
+    def trains_text_encoder(self, params) -> bool:
+        """Whether train_text_encoder is set."""
+        return bool(params.train_text_encoder)
+
+
+@register_generator("sd_finetune", SdFinetuneConfig)
+class SdFinetune:
+    """Stable Diffusion fine-tuning behind the generator contract."""
+
+    method = FinetuneMethod()
+
+    def train(self, params: SdFinetuneConfig, per_class: bool, data: TrainImages, work_dir: Path, hooks: TrainHooks,
+              device: str, seed: int) -> TrainOutcome:
+        """Fine-tune (or resume) in work_dir; one model for all classes unless per_class."""
+        return train_sd(self.method, _as_config(params), per_class, data, work_dir, hooks, device, seed)
+
+    def sample(self, checkpoint: Path, class_name: str, n: int, seed: int, device: str, **overrides) -> np.ndarray:
+        """n grey uint8 images [n,H,W] of a class (image i from seed + i)."""
+        return sample_sd(self.method, checkpoint, class_name, n, seed, device, **overrides)
+
+
+def _as_config(params) -> SdFinetuneConfig:
+    return params if isinstance(params, SdFinetuneConfig) else SdFinetuneConfig.model_validate(params)

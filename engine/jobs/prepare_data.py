@@ -1,0 +1,30 @@
+"""Job `prepare_data`: decode the dataset once, make the patient-level folds, record who is in which split.
+
+Config: `dataset` (DatasetConfig dump, `path` absolute) and `splits` (SplitsConfig dump). Writes `images.npy`
+and `index.json` into the job's folder (see xaug.engine.data.prepared), `split_members` rows with salted patient
+pseudonyms, and a `skipped_images` row for each file skipped under `on_unreadable: skip`.
+"""
+
+from __future__ import annotations
+
+from xaug.engine.data.prepared import load_prepared, prepare_dataset
+from xaug.engine.jobs.context import JobContext
+from xaug.engine.recipe.schema import DatasetConfig, SplitsConfig
+from xaug.store.studies import pseudonymise, record_skipped_images, record_split_members, store_salt
+
+
+def run(ctx: JobContext) -> None:
+    """Prepare the dataset into ctx.work_dir and record split members and skipped images in the store."""
+    dataset = DatasetConfig.model_validate(ctx.config["dataset"])
+    splits = SplitsConfig.model_validate(ctx.config["splits"])
+    salt = store_salt(ctx.db)
+    report = prepare_dataset(dataset, splits, ctx.work_dir,
+                             pseudonymise=lambda patient_id: pseudonymise(salt, patient_id),
+                             progress=lambda done, total: ctx.progress(done, total, "decoding images"))
+    prepared = load_prepared(ctx.work_dir)
+    record_split_members(ctx.db, ctx.key, prepared.split_members())
+    record_skipped_images(ctx.db, ctx.key, report.skipped)
+    summary = ", ".join(f"{name} {count}" for name, count in report.class_counts.items())
+    ctx.progress(report.n_images, report.n_images,
+                 f"{report.n_images} images ({summary}), {report.folds} folds, {len(report.skipped)} skipped"
+                 + (" (reused)" if report.reused else ""))

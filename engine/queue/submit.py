@@ -1,0 +1,25 @@
+"""Submitting a recipe: plan it and enqueue its jobs in the store (works while the engine is down)."""
+
+from __future__ import annotations
+
+import sqlite_utils
+from xaug.engine.planner import PlannedJob, plan_study
+from xaug.store.jobs import submit_study
+
+
+def submit_recipe(db: sqlite_utils.Database, loaded, jobs: list[PlannedJob] | None = None,
+                  priority: int = 0) -> tuple[list[PlannedJob], dict[str, int]]:
+    """Plan a `LoadedRecipe` (unless `jobs` are given) and submit it as a study; returns the jobs and counts.
+
+    `priority` is added to every new job's priority (jobs already in the store keep theirs).
+    """
+    if jobs is None:
+        jobs = plan_study(loaded)
+    if priority:
+        from dataclasses import replace
+
+        jobs = [replace(job, priority=job.priority + priority) for job in jobs]
+    recipe = loaded.recipe
+    counts = submit_study(db, recipe.name, str(loaded.path) if loaded.path else None, loaded.text,
+                          recipe.model_dump(mode="json"), jobs)
+    return jobs, counts

@@ -1,0 +1,112 @@
+"""`xaug report`: the tables and figures exist and hold the expected rows."""
+
+import csv
+
+import pytest
+from fake_study import AMOUNTS, CLASSES, CLASSIFIERS, GENERATORS, build_fake_study
+from PIL import Image
+from typer.testing import CliRunner
+
+from xaug.engine.analysis.report import build_report
+from xaug.engine.cli import load_commands
+from xaug.engine.errors import StoreError
+from xaug.store import open_store
+
+TABLES = ("comparisons", "comparisons_long", "generator_effects", "baseline", "class_f1", "quality", "correlations")
+FIGURES = ("class_f1_deltas.png", "quality_vs_utility.png", "loss_curves.png")
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    db = open_store(root / "xaug.db")
+    build_fake_study(db)
+    out = root / "out"
+    report = build_report(db, "toy", out)
+    return out, report
+
+
+def _csv(path):
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_every_table_is_written_in_three_formats(report_dir):
+    out, report = report_dir
+    for name in TABLES:
+        for suffix in ("csv", "md", "tex"):
+            assert (out / f"{name}.{suffix}").is_file(), f"{name}.{suffix}"
+    tex = (out / "comparisons.tex").read_text()
+    assert r"\toprule" in tex and r"\begin{tabular}" in tex and "Holm" in tex
+    md = (out / "comparisons.md").read_text()
+    assert md.count("| goodgan |") == len(CLASSIFIERS) * len(AMOUNTS)
+
+
+def test_comparison_matrix_rows(report_dir):
+    out, report = report_dir
+    rows = _csv(out / "comparisons.csv")
+    arms = {(r["generator"], r["classifier"], r["amount"]) for r in rows}
+    expected = {(g, c, str(a)) for g in [*GENERATORS, "(duplicate)"] for c in CLASSIFIERS for a in AMOUNTS}
+    assert arms == expected
+    good = [r for r in rows if r["generator"] == "goodgan"]
+    assert all(r["Δacc vs baseline"].startswith("+") and r["Δacc vs duplicate"] for r in good)
+    dup = [r for r in rows if r["generator"] == "(duplicate)"]
+    assert all(r["Δacc vs duplicate"] == "" for r in dup)
+    assert report.key_rows and report.key_columns[0] == "generator"
+
+
+def test_effects_class_f1_quality_and_correlation_tables(report_dir):
+    out, _ = report_dir
+    effects = {r["generator"]: r for r in _csv(out / "generator_effects.csv")}
+    assert float(effects["goodgan"]["Δacc (pp)"]) == pytest.approx(5.0, abs=1.0)
+    assert float(effects["badddpm"]["Δacc (pp)"]) == pytest.approx(-3.0, abs=1.0)
+    f1 = _csv(out / "class_f1.csv")
+    assert set(f1[0]) >= {"generator", "classifier", "amount", *CLASSES}
+    assert all(r["viral"].endswith("*") for r in f1 if r["generator"] == "goodgan")
+    quality = {(r["generator"], r["class"]): r for r in _csv(out / "quality.csv")}
+    assert float(quality[("goodgan", "all")]["FID"]) == pytest.approx(31.0)  # folds 30, 31, 32
+    assert quality[("goodgan", "all")]["n_real"] == "60" and quality[("goodgan", "viral")]["n_fake"] == "20"
+    corr = _csv(out / "correlations.csv")
+    fid = [r for r in corr if r["quality"] == "fid/pixels" and r["utility"] == "delta_accuracy"]
+    assert {r["method"] for r in fid} == {"spearman", "pearson"} and all(r["n"] == "3" for r in fid)
+    baseline = {r["classifier"]: r for r in _csv(out / "baseline.csv")}
+    assert set(baseline) == set(CLASSIFIERS)
+
+
+def test_figures_are_pngs(report_dir):
+    out, report = report_dir
+    for name in FIGURES:
+        with Image.open(out / name) as img:
+            assert img.format == "PNG" and img.size[0] > 300 and img.size[1] > 200
+        assert out / name in report.files
+
+
+def test_cli_writes_the_report_and_prints_the_key_table(tmp_path):
+    db_path = tmp_path / "xaug.db"
+    build_fake_study(open_store(db_path))
+    app = load_commands()
+    result = CliRunner().invoke(app, ["report", "toy", "--out", str(tmp_path / "r"), "--store", str(db_path)],
+                                terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "goodgan" in result.output and "Holm" in result.output
+    assert (tmp_path / "r" / "comparisons.csv").is_file() and (tmp_path / "r" / "loss_curves.png").is_file()
+
+
+def test_cli_errors_are_named(tmp_path):
+    app = load_commands()
+    result = CliRunner().invoke(app, ["report", "toy", "--store", str(tmp_path / "missing.db")])
+    assert isinstance(result.exception, StoreError)
+    db_path = tmp_path / "empty.db"
+    open_store(db_path)
+    result = CliRunner().invoke(app, ["report", "nosuch", "--store", str(db_path)])
+    assert isinstance(result.exception, StoreError) and "no study 'nosuch'" in str(result.exception)
+
+
+def test_a_study_without_results_still_gets_a_report(tmp_path):
+    from xaug.store.studies import record_study
+
+    db = open_store(tmp_path / "xaug.db")
+    record_study(db, "empty", None, "name: empty", {"name": "empty"})
+    report = build_report(db, "empty", tmp_path / "out")
+    assert (tmp_path / "out" / "comparisons.csv").read_text().startswith("generator,classifier,amount")
+    assert report.key_rows == [] and (tmp_path / "out" / "quality_vs_utility.png").is_file()

@@ -1,0 +1,113 @@
+"""The train_classifier and evaluate jobs on a temporary store: arms, curves, stop and resume, test metrics."""
+
+import numpy as np
+import pytest
+from classifier_helpers import CLASSES
+from safetensors.torch import load_file
+
+from xaug.engine.classifiers.checkpoint import BEST
+from xaug.engine.generators.samples import sample_path, save_png
+from xaug.engine.jobs import evaluate, train_classifier
+from xaug.engine.jobs.context import JobInterrupted
+from xaug.store.artifacts import record_artifact
+from xaug.store.metrics import (
+    load_class_metrics,
+    load_confusion,
+    load_metrics,
+    load_results,
+    record_metrics,
+)
+
+
+def job_config(spec, arm="baseline", amount=0, generator=None, seed=0):
+    return {"classifier": spec.model_dump(), "fold": 0, "seed": seed, "arm": arm, "generator": generator,
+            "amount": amount, "classes": CLASSES, "image_size": 32, "amp": True}
+
+
+def curve(db, key, name):
+    return [(row["step"], row["value"]) for row in load_metrics(db, key, name)]
+
+
+def test_train_then_evaluate_records_everything(make_ctx, store_db, tiny_spec):
+    spec = tiny_spec.model_copy(update={"epochs": 1, "batch_size": 12})  # 24 images: a 2-step run
+    config = job_config(spec)
+    train_ctx = make_ctx("train_classifier", "t" * 64, config)
+    train_classifier.run(train_ctx)
+    assert [s for s, _ in curve(store_db, train_ctx.key, "train_loss")] == [1, 2]
+    assert [s for s, _ in curve(store_db, train_ctx.key, "val_loss")] == [2]
+    results = load_results(store_db, train_ctx.key)
+    assert results["train_images"] == 24 and results["best_epoch"] == 1
+    assert results["best_val_loss"] == pytest.approx(curve(store_db, train_ctx.key, "val_loss")[0][1])
+    assert (train_ctx.work_dir / BEST).is_file()
+    row = store_db.execute("SELECT progress, progress_total FROM jobs WHERE key = ?", [train_ctx.key]).fetchone()
+    assert tuple(row) == (2.0, 2.0)
+
+    eval_ctx = make_ctx("evaluate", "e" * 64, config, deps=[{"key": train_ctx.key, "kind": "train_classifier"}])
+    evaluate.run(eval_ctx)
+    results = load_results(store_db, eval_ctx.key)
+    assert {"accuracy", "balanced_accuracy", "macro_f1", "auroc"} <= set(results)
+    assert all(0.0 <= results[k] <= 1.0 for k in ("accuracy", "balanced_accuracy", "macro_f1", "auroc"))
+    rows = load_class_metrics(store_db, eval_ctx.key)
+    assert [r["class_name"] for r in rows] == CLASSES
+    assert [r["support"] for r in rows] == [4, 4, 4]
+    assert all(r["auroc"] is not None for r in rows)
+    confusion = np.array(load_confusion(store_db, eval_ctx.key, CLASSES))
+    assert confusion.sum() == 12 and confusion.shape == (3, 3)
+    predictions = np.load(eval_ctx.work_dir / "predictions.npz")
+    assert predictions["probs"].shape == (12, 3)
+    np.testing.assert_allclose(predictions["probs"].sum(1), 1.0, rtol=1e-5)
+    assert results["accuracy"] == pytest.approx(np.mean(predictions["probs"].argmax(1) == predictions["labels"]))
+    assert confusion.trace() == round(results["accuracy"] * 12)
+
+
+def test_stop_and_resume_continue_the_curve_exactly(make_ctx, store_db, tiny_spec):
+    spec = tiny_spec.model_copy(update={"epochs": 2})  # 3 steps per epoch, 6 in all
+    config = job_config(spec)
+    whole = make_ctx("train_classifier", "a" * 64, config)
+    train_classifier.run(whole)
+
+    key = "b" * 64
+    stop_after_4 = lambda: len(load_metrics(store_db, key, "train_loss")) >= 4  # noqa: E731
+    first = make_ctx("train_classifier", key, config, stop_requested=stop_after_4)
+    with pytest.raises(JobInterrupted):
+        train_classifier.run(first)
+    assert [s for s, _ in curve(store_db, key, "train_loss")] == [1, 2, 3, 4]
+    assert load_results(store_db, key) == {}
+    # a point recorded after the checkpoint by an attempt that then crashed must not survive the resume
+    record_metrics(store_db, key, 5, {"train_loss": 123.0})
+
+    from xaug.engine.jobs.context import JobContext
+
+    again = JobContext(key=key, kind="train_classifier", config=config, db=store_db, db_path=first.db_path,
+                       deps=first.deps)
+    train_classifier.run(again)
+    resumed, reference = curve(store_db, key, "train_loss"), curve(store_db, whole.key, "train_loss")
+    assert [s for s, _ in resumed] == [1, 2, 3, 4, 5, 6]
+    assert [v for _, v in resumed] == pytest.approx([v for _, v in reference], rel=1e-5)
+    count = store_db.execute("SELECT COUNT(*) FROM metrics WHERE job_key = ? AND name = 'train_loss'", [key])
+    assert count.fetchone()[0] == 6
+    best_a, best_b = load_file(str(whole.work_dir / BEST)), load_file(str(again.work_dir / BEST))
+    for name in best_a:
+        np.testing.assert_allclose(best_a[name].numpy(), best_b[name].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_duplicate_and_synthetic_arms_add_images(make_ctx, store_db, tiny_spec, tmp_path):
+    spec = tiny_spec.model_copy(update={"epochs": 1, "batch_size": 64})
+    dup = make_ctx("train_classifier", "d" * 64, job_config(spec, arm="duplicate", amount=5))
+    train_classifier.run(dup)
+    assert load_results(store_db, dup.key)["train_images"] == 24 + 3 * 5
+
+    sample_key = "s" * 64
+    sample_dep = make_ctx.insert_job(sample_key, "sample", {"n_per_class": 6})
+    sample_dir = dup.artifact_root / "jobs" / "sample" / sample_key[:16]
+    rng = np.random.default_rng(0)
+    for name in CLASSES:
+        for i in range(6):  # 48 px samples: the job resizes them to the classifier's 32 px
+            path = sample_path(sample_dir, name, i)
+            save_png(rng.integers(0, 255, (48, 48), dtype=np.uint8), path)
+            record_artifact(store_db, sample_key, "sample", str(path.relative_to(dup.artifact_root)),
+                            class_name=name, seed=0)
+    syn = make_ctx("train_classifier", "y" * 64, job_config(spec, arm="synthetic", amount=4, generator="gan"),
+                   deps=[sample_dep])
+    train_classifier.run(syn)
+    assert load_results(store_db, syn.key)["train_images"] == 24 + 3 * 4

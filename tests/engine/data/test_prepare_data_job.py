@@ -1,0 +1,68 @@
+"""The prepare_data job: files in its work_dir, split members with salted pseudonyms, skipped images, progress."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from types import SimpleNamespace
+
+from conftest import write_png
+from xaug.engine.data.prepared import load_prepared
+from xaug.engine.jobs import job_function
+from xaug.engine.jobs.context import JobContext
+from xaug.engine.recipe.schema import DatasetConfig, PhantomConfig, SplitsConfig
+from xaug.store import open_store
+from xaug.store.jobs import load_job, submit_study
+from xaug.store.studies import load_skipped_images, load_split_members, pseudonymise, store_salt
+
+
+def _context(tmp_path, dataset: DatasetConfig, splits: SplitsConfig):
+    db_path = tmp_path / "x.db"
+    db = open_store(db_path)
+    config = {"dataset": dataset.model_dump(mode="json"), "splits": splits.model_dump(mode="json")}
+    key = hashlib.sha256(repr(config).encode()).hexdigest()
+    job = SimpleNamespace(key=key, kind="prepare_data", label="prepare data", config=config, priority=0,
+                          max_attempts=1, gpus_needed=0, deps=[])
+    submit_study(db, "study", None, "name: study", {}, [job])
+    return JobContext(key=key, kind="prepare_data", config=config, db=db, db_path=db_path)
+
+
+def test_phantom_job_records_pseudonymised_split_members(tmp_path):
+    dataset = DatasetConfig(image_size=32, phantom=PhantomConfig(scale=0.05, native_size=64))
+    ctx = _context(tmp_path, dataset, SplitsConfig(folds=3))
+    job_function("prepare_data")(ctx)
+
+    data = load_prepared(ctx.work_dir)
+    rows = load_split_members(ctx.db, ctx.key)
+    assert len(rows) == 3 * len(data.labels)
+    raw_ids = {f"{name}-{p:04d}" for name in data.classes for p in range(40)}
+    salt = store_salt(ctx.db)
+    assert {r["patient"] for r in rows} <= {pseudonymise(salt, pid) for pid in raw_ids}
+    for row in rows:
+        assert row["patient"] not in raw_ids and not any(pid in row["image_id"] for pid in raw_ids)
+    for fold in range(3):
+        members = load_split_members(ctx.db, ctx.key, fold)
+        by_split = {s: {r["patient"] for r in members if r["split"] == s} for s in ("train", "val", "test")}
+        assert not (by_split["train"] & by_split["test"]) and not (by_split["val"] & by_split["test"])
+        assert not (by_split["train"] & by_split["val"])
+    job = load_job(ctx.db, ctx.key)
+    assert job["progress"] == job["progress_total"] == len(data.labels)
+    assert "3 folds" in job["message"]
+
+
+def test_folder_job_records_skipped_images(tmp_path, rg1_uncompressed):
+    root = tmp_path / "data"
+    for c, name in enumerate(["normal", "pneumonia"]):
+        for p in range(3):
+            write_png(root / name / f"{p}.png", 60 + 80 * c, seed=p)
+    shutil.copy(rg1_uncompressed, root / "normal" / "chest.dcm")
+    (root / "pneumonia" / "bad.png").write_bytes(b"not an image")
+    dataset = DatasetConfig(source="folder", path=str(root), image_size=32, on_unreadable="skip")
+    ctx = _context(tmp_path, dataset, SplitsConfig(folds=2))
+    job_function("prepare_data")(ctx)
+    skipped = load_skipped_images(ctx.db, ctx.key)
+    assert [r["source"] for r in skipped] == [str(root / "pneumonia" / "bad.png")]
+    assert "not a readable PNG/JPEG" in skipped[0]["reason"]
+    rows = load_split_members(ctx.db, ctx.key)
+    assert len(rows) == 2 * 7 and "9RG1" not in {r["patient"] for r in rows}
+    assert (ctx.work_dir / "images.npy").is_file() and (ctx.work_dir / "index.json").is_file()

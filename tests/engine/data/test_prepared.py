@@ -1,0 +1,95 @@
+"""prepare_dataset / load_prepared: decode once, cache, folds, no raw patient ids on disk."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from conftest import write_png
+from xaug.engine.data.prepared import load_prepared, prepare_dataset
+from xaug.engine.data.sources import image_sources
+from xaug.engine.errors import DataError
+from xaug.engine.recipe.schema import DatasetConfig, PhantomConfig, SplitsConfig
+
+PHANTOM = DatasetConfig(source="phantom", image_size=64, phantom=PhantomConfig(scale=0.25))
+SMALL = DatasetConfig(source="phantom", image_size=32, phantom=PhantomConfig(scale=0.01, native_size=64))
+
+
+def test_phantom_round_trip_and_reuse(tmp_path):
+    calls = []
+    cpu = time.process_time()
+    report = prepare_dataset(PHANTOM, SplitsConfig(folds=5), tmp_path, progress=lambda d, t: calls.append((d, t)))
+    cpu = time.process_time() - cpu
+    assert cpu < 5.0, f"preparing the quickstart phantom took {cpu:.1f} s of CPU"
+    assert report.n_images == 270 and report.folds == 5 and not report.reused
+    assert report.class_counts == {"healthy": 168, "bacterial": 25, "viral": 18, "fungal": 31, "covid19": 28}
+    assert calls[-1] == (270, 270) and len(calls) >= 10
+
+    data = load_prepared(tmp_path)
+    assert isinstance(data.images, np.memmap) and data.images.shape == (270, 64, 64)
+    assert data.images.dtype == np.uint8 and data.classes == ["healthy", "bacterial", "viral", "fungal", "covid19"]
+    sizes = 0
+    for k in range(5):
+        for name in ("train", "val", "test"):
+            images, labels = data.split(k, name)
+            assert images.shape[1:] == (64, 64) and len(images) == len(labels) > 0
+            sizes += len(labels)
+        test_images, _ = data.split(k, "test")
+        assert np.array_equal(test_images[0], data.images[data.folds[k].test[0]])
+    assert sizes == 5 * 270
+    assert data.train_images(0).images.shape[0] == len(data.folds[0].train)
+
+    mtime = (tmp_path / "images.npy").stat().st_mtime_ns
+    again = prepare_dataset(PHANTOM, SplitsConfig(folds=5), tmp_path, progress=lambda d, t: calls.append("again"))
+    assert again.reused and again.n_images == 270 and "again" not in calls
+    assert (tmp_path / "images.npy").stat().st_mtime_ns == mtime
+
+
+def test_changed_config_prepares_again(tmp_path):
+    assert not prepare_dataset(SMALL, SplitsConfig(folds=2), tmp_path).reused
+    assert prepare_dataset(SMALL, SplitsConfig(folds=2), tmp_path).reused
+    changed = prepare_dataset(SMALL, SplitsConfig(folds=3), tmp_path)
+    assert not changed.reused and len(load_prepared(tmp_path).folds) == 3
+
+
+def test_index_holds_pseudonyms_only(tmp_path):
+    prepare_dataset(SMALL, SplitsConfig(folds=2), tmp_path, pseudonymise=lambda p: "x" + p[::-1])
+    text = (tmp_path / "index.json").read_text()
+    assert "healthy-0000" not in text and "x0000-yhtlaeh" in text
+    index = json.loads(text)
+    assert set(index) >= {"classes", "labels", "image_ids", "patients", "folds"}
+    # A different pseudonymiser (another store's salt) does not reuse the old pseudonyms.
+    assert not prepare_dataset(SMALL, SplitsConfig(folds=2), tmp_path, pseudonymise=lambda p: "y" + p).reused
+    assert load_prepared(tmp_path).patients[0].startswith("y")
+
+
+def test_folder_with_corrupt_files_letterboxed(tmp_path, rg1_uncompressed):
+    root = tmp_path / "data"
+    for c, name in enumerate(["a", "b"]):
+        for p in range(4):
+            write_png(root / name / f"p{c}{p}.png", 100 + 50 * c, size=(60, 30), seed=p)
+    shutil.copy(rg1_uncompressed, root / "a" / "chest.dcm")
+    (root / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    dicm = root / "b" / "broken.dcm"
+    dicm.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\x04\x00junk")  # header ok, no pixels
+    cfg = DatasetConfig(source="folder", path=str(root), image_size=32, on_unreadable="skip")
+    report = prepare_dataset(cfg, SplitsConfig(folds=2), tmp_path / "out")
+    assert sorted(s for s, _ in report.skipped) == [str(dicm), str(root / "b" / "broken.png")]
+    assert report.n_images == 9
+    data = load_prepared(tmp_path / "out")
+    image = data.images[data.image_ids.index("a/00000")]  # chest.dcm sorts first in class a
+    assert image_sources(cfg)["a/00000"].endswith("chest.dcm")
+    assert image.mean() > 50  # a radiograph, letterboxed
+    png = data.images[data.image_ids.index("a/00001")]  # 60 x 30: padded above and below with black
+    assert png[:7].max() == 0 and png[-7:].max() == 0 and png[16].min() >= 100
+    with pytest.raises(DataError, match=r"broken\.(png|dcm)"):
+        prepare_dataset(cfg.model_copy(update={"on_unreadable": "error"}), SplitsConfig(folds=2), tmp_path / "out2")
+
+
+def test_load_prepared_needs_a_prepared_folder(tmp_path):
+    with pytest.raises(DataError, match="run prepare_data first"):
+        load_prepared(tmp_path)

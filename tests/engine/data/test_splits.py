@@ -1,0 +1,66 @@
+"""Patient-level stratified k-fold: no patient in two splits of a fold, every patient tested exactly once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xaug.engine.data.splits import SPLIT_NAMES, make_folds
+from xaug.engine.errors import DataError
+from xaug.engine.recipe.schema import SplitsConfig
+
+CLASSES = ["healthy", "bacterial", "viral", "fungal", "covid19"]
+
+
+def _dataset(seed: int = 0, mixed: bool = True):
+    """Patients with 1-4 images, imbalanced classes; some patients have images of two classes."""
+    rng = np.random.default_rng(seed)
+    patients, labels = [], []
+    for p in range(300):
+        label = int(rng.choice(5, p=[0.6, 0.1, 0.08, 0.12, 0.1]))
+        for _ in range(int(rng.integers(1, 5))):
+            patients.append(f"patient-{p}")
+            labels.append(label if not (mixed and rng.uniform() < 0.05) else int(rng.integers(5)))
+    return np.array(patients), np.array(labels)
+
+
+@pytest.mark.parametrize("folds,fraction,seed", [(5, 0.15, 0), (3, 0.3, 1), (10, 0.1, 7)])
+def test_no_patient_in_two_splits_and_each_tested_once(folds, fraction, seed):
+    patients, labels = _dataset(seed)
+    result = make_folds(patients, labels, CLASSES, SplitsConfig(folds=folds, validation_fraction=fraction, seed=seed))
+    assert len(result) == folds
+    tested = []
+    for fold in result:
+        members = {name: set(patients[fold.indices(name)]) for name in SPLIT_NAMES}
+        assert not members["train"] & members["val"]
+        assert not members["train"] & members["test"]
+        assert not members["val"] & members["test"]
+        # Every image is in exactly one split of the fold.
+        all_idx = np.concatenate([fold.indices(name) for name in SPLIT_NAMES])
+        assert np.array_equal(np.sort(all_idx), np.arange(len(patients)))
+        assert len(members["val"]) > 0
+        tested.extend(members["test"])
+    assert sorted(tested) == sorted(set(patients))  # each patient in exactly one test split
+
+
+def test_folds_are_stratified_and_deterministic():
+    patients, labels = _dataset(3)
+    cfg = SplitsConfig(folds=5, seed=11)
+    folds = make_folds(patients, labels, CLASSES, cfg)
+    again = make_folds(patients, labels, CLASSES, cfg)
+    assert all(np.array_equal(a.test, b.test) and np.array_equal(a.val, b.val) for a, b in zip(folds, again))
+    other = make_folds(patients, labels, CLASSES, SplitsConfig(folds=5, seed=12))
+    assert not all(np.array_equal(a.test, b.test) for a, b in zip(folds, other))
+    totals = np.bincount(labels, minlength=5)
+    for fold in folds:
+        share = np.bincount(labels[fold.test], minlength=5) / totals
+        assert np.all(np.abs(share - 0.2) < 0.08), share  # each class ~1/5 in each test split
+        val_classes = set(labels[fold.val])
+        assert val_classes == set(range(5))  # every class is represented in validation
+
+
+def test_too_few_patients_for_the_folds():
+    patients = np.array(["a", "a", "b", "c", "d", "e", "f"])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1])
+    with pytest.raises(DataError, match=r"bacterial: 3.*Lower splits.folds"):
+        make_folds(patients, labels, ["healthy", "bacterial"], SplitsConfig(folds=4))

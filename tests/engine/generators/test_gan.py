@@ -1,0 +1,103 @@
+"""The StyleGAN2-ADA-style GAN: trains on the CPU, samples per class, resumes identically, ADA behaves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from xaug.engine.generators.gan import GanConfig, GanTrainer, augment
+from xaug.engine.generators.registry import get_generator
+
+
+def _gan():
+    entry = get_generator("gan")
+    return entry, entry.factory()
+
+
+def test_registered_with_its_config():
+    entry = get_generator("gan")
+    assert entry.config_class is GanConfig
+    assert GanConfig.model_fields["r1_gamma"].description  # docstrings become descriptions
+
+
+def test_conditional_gan_trains_and_samples_each_class(tmp_path, tiny_data, tiny_gan_params, recording_hooks):
+    entry, gan = _gan()
+    params = GanConfig(**{**tiny_gan_params, "grid_every": 1})
+    hooks = recording_hooks()
+    out = gan.train(params, False, tiny_data, tmp_path, hooks, "cpu", seed=0)
+    assert out.finished and out.step == 2 and hooks.steps == [1, 2]
+    assert {"g_loss", "d_loss", "ada_p", "d_real_sign"} <= set(hooks.losses[0]) and "r1" in hooks.losses[0]
+    assert all(np.isfinite(v) for losses in hooks.losses for v in losses.values())
+    step, grid, names = hooks.grids[-1]
+    assert step == 2 and grid.shape == (4, 32, 32) and names == ["healthy", "healthy", "viral", "viral"]
+    assert (tmp_path / "all" / "ema.safetensors").exists() and (tmp_path / "generator.json").exists()
+    for name in tiny_data.classes:
+        images = gan.sample(out.checkpoint, name, 5, seed=3, device="cpu")
+        assert images.shape == (5, 32, 32) and images.dtype == np.uint8
+        assert images.std() > 0
+    again = _gan()[1].sample(out.checkpoint, "viral", 5, seed=3, device="cpu")
+    np.testing.assert_array_equal(again, gan.sample(out.checkpoint, "viral", 5, seed=3, device="cpu"))
+    assert not np.array_equal(again, gan.sample(out.checkpoint, "viral", 5, seed=4, device="cpu"))
+    with pytest.raises(Exception, match="not one of this GAN's classes"):
+        gan.sample(out.checkpoint, "fungal", 1, seed=0, device="cpu")
+
+
+def test_per_class_gan_trains_one_model_per_class(tmp_path, tiny_data, tiny_gan_params, recording_hooks):
+    _, gan = _gan()
+    hooks = recording_hooks()
+    out = gan.train(GanConfig(**tiny_gan_params), True, tiny_data, tmp_path, hooks, "cpu", seed=0)
+    assert out.finished and out.step == 4 and hooks.steps == [1, 2, 3, 4] and hooks.totals == {4}
+    assert (tmp_path / "healthy" / "ema.safetensors").exists() and (tmp_path / "viral" / "ema.safetensors").exists()
+    assert [names for _, _, names in hooks.grids] == [["healthy"] * 2, ["viral"] * 2]
+    assert gan.sample(out.checkpoint, "viral", 2, seed=0, device="cpu").shape == (2, 32, 32)
+
+
+def test_resume_continues_the_same_loss_curve(tmp_path, tiny_data, tiny_gan_params, recording_hooks):
+    params = GanConfig(**{**tiny_gan_params, "steps": 4})
+    straight = recording_hooks()
+    _gan()[1].train(params, False, tiny_data, tmp_path / "a", straight, "cpu", seed=1)
+
+    first = recording_hooks(stop_after=2)
+    out = _gan()[1].train(params, False, tiny_data, tmp_path / "b", first, "cpu", seed=1)
+    assert not out.finished and out.step == 2 and first.steps == [1, 2]
+    torch.manual_seed(999)  # a new process would start from another RNG state: resume must restore its own
+    second = recording_hooks()
+    out = _gan()[1].train(params, False, tiny_data, tmp_path / "b", second, "cpu", seed=1)
+    assert out.finished and second.steps == [3, 4]
+    resumed = first.losses + second.losses
+    assert straight.losses[-1]["ada_p"] != tiny_gan_params["ada_p_init"]  # ADA state actually moved
+    for a, b in zip(straight.losses, resumed, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
+
+
+def test_augment_identity_at_p0_and_differentiable():
+    torch.manual_seed(0)
+    x = torch.rand(6, 1, 16, 16, requires_grad=True)
+    assert augment(x, 0.0) is x
+    y = augment(x, 1.0)
+    assert y.shape == x.shape and not torch.allclose(y, x)
+    y.square().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_ada_p_follows_the_overfitting_sign():
+    cfg = GanConfig(resolution=8, channels_base=32, channels_max=4, z_dim=4, w_dim=4, mapping_layers=1, batch_size=4,
+                    ada_interval=2, ada_kimg=0.1, ada_target=0.6)
+    trainer = GanTrainer(cfg, 0, "cpu", seed=0)
+    for _ in range(10):
+        trainer._update_ada(1.0, batch=4)  # D is sure about every real: overfitting, p rises
+    assert trainer.ada_p == pytest.approx(5 * 8 / 100)
+    for _ in range(40):
+        trainer._update_ada(-1.0, batch=4)
+    assert trainer.ada_p == 0.0
+
+
+def test_config_rejects_bad_values(tiny_gan_params):
+    with pytest.raises(ValidationError, match="power of two"):
+        GanConfig(**{**tiny_gan_params, "resolution": 48})
+    with pytest.raises(ValidationError):
+        GanConfig(**{**tiny_gan_params, "unknown_key": 1})

@@ -1,0 +1,133 @@
+"""Fast checks of the Stable Diffusion helpers: base model lookup, prompts, params, optimizer state, grey output."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from xaug.engine.errors import WeightsError
+from xaug.engine.generators import sd_common
+from xaug.engine.generators.registry import get_generator
+
+
+def test_missing_local_folder_fails_fast_with_how_to(tmp_path):
+    start = time.perf_counter()
+    with pytest.raises(WeightsError) as err:
+        sd_common.resolve_base_model(str(tmp_path / "no-such-sd"))
+    assert time.perf_counter() - start < 2.0
+    assert "no-such-sd" in str(err.value) and "huggingface-cli download" in str(err.value)
+
+
+def test_missing_repo_id_fails_fast_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    start = time.perf_counter()
+    with pytest.raises(WeightsError) as err:
+        sd_common.resolve_base_model("CompVis/stable-diffusion-v1-4")
+    assert time.perf_counter() - start < 2.0
+    message = str(err.value)
+    assert "'CompVis/stable-diffusion-v1-4'" in message
+    assert "huggingface-cli download CompVis/stable-diffusion-v1-4" in message
+
+
+def test_folder_without_model_index_is_rejected(tmp_path):
+    with pytest.raises(WeightsError, match="model_index.json"):
+        sd_common.resolve_base_model(str(tmp_path))
+
+
+def test_training_with_missing_base_model_fails_before_loading(tmp_path):
+    from tiny_sd import RecordingHooks, tiny_images
+
+    entry = get_generator("lora")
+    params = entry.config_class(base_model=str(tmp_path / "missing"), resolution=32, steps=1)
+    start = time.perf_counter()
+    with pytest.raises(WeightsError):
+        entry.factory().train(params, False, tiny_images(), tmp_path / "work", RecordingHooks(), "cpu", 0)
+    assert time.perf_counter() - start < 2.0
+
+
+def test_prompts_paper_override_and_generic():
+    params = sd_common.SdParams(prompts={"viral": "custom viral"})
+    assert sd_common.prompt_for("covid19", params) == "An x-ray image of the lung with covid-19 pneumonia"
+    assert sd_common.prompt_for("healthy", params) == (
+        "An x-ray image of the lung, healthy patient, no signs of pneumonia")
+    assert sd_common.prompt_for("viral", params) == "custom viral"
+    assert sd_common.prompt_for("pleural_effusion", params) == "An x-ray image of the lung with pleural effusion"
+
+
+@pytest.mark.parametrize("name", ["sd_finetune", "dreambooth", "lora"])
+def test_registered_configs_reject_unknown_keys_and_document_fields(name):
+    entry = get_generator(name)
+    with pytest.raises(ValidationError):
+        entry.config_class.model_validate({"stepz": 3})
+    schema = entry.config_class.model_json_schema()
+    undocumented = [k for k, v in schema["properties"].items() if not v.get("description")]
+    assert undocumented == []
+    assert entry.config_class().resolution == 512
+
+
+def test_default_sampling_steps_follow_scheduler():
+    assert sd_common.SdParams().steps_to_sample() == 25
+    assert sd_common.SdParams(scheduler="pndm").steps_to_sample() == 50
+    assert sd_common.SdParams(scheduler="ddim", inference_steps=10).steps_to_sample() == 10
+
+
+def test_optimizer_state_roundtrip_without_pickle(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(2):
+        model(torch.randn(5, 4)).pow(2).mean().backward()
+        opt.step()
+        opt.zero_grad()
+    sd_common.save_optimizer(opt, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["optimizer.json", "optimizer.safetensors"]
+    fresh = torch.optim.AdamW(model.parameters(), lr=1.0)
+    sd_common.load_optimizer(fresh, tmp_path)
+    a, b = opt.state_dict(), fresh.state_dict()
+    assert b["param_groups"][0]["lr"] == pytest.approx(1e-2)
+    for pid in a["state"]:
+        for key, value in a["state"][pid].items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(b["state"][pid][key]))
+
+
+def test_grey_conversion_of_pipeline_output():
+    rgb = np.zeros((2, 4, 4, 3), np.float32)
+    rgb[0] = 1.0
+    rgb[1, ..., 1] = 0.5
+    grey = sd_common.to_grey_uint8(rgb)
+    assert grey.shape == (2, 4, 4) and grey.dtype == np.uint8
+    assert grey[0].min() == 255 and grey[1, 0, 0] == round(0.587 * 0.5 * 255)
+
+
+def test_images_are_resized_and_replicated_to_rgb():
+    images = np.full((3, 40, 40), 255, np.uint8)
+    grey = sd_common.resize_grey(images, 32, chunk=2)
+    assert tuple(grey.shape) == (3, 32, 32) and grey.dtype == torch.uint8 and int(grey.min()) == 255
+    pixels = sd_common.grey_to_pixels(grey)
+    assert tuple(pixels.shape) == (3, 3, 32, 32)
+    assert float(pixels.min()) == pytest.approx(1.0)
+
+
+def test_resume_picks_the_newest_complete_checkpoint(tmp_path):
+    unit = sd_common.Unit("all", ["a"])
+    base = tmp_path / "resume"
+    for name, step in (("all", 3), ("all.new", 5), ("all.old", 1)):
+        (base / name).mkdir(parents=True)
+        (base / name / "state.json").write_text(f'{{"step": {step}}}')
+    (base / "all.new" / "state.json").unlink()  # a save that crashed before state.json: incomplete
+    assert sd_common._find_resume(tmp_path, unit) == base / "all"
+    (base / "all.new" / "state.json").write_text('{"step": 5}')
+    assert sd_common._find_resume(tmp_path, unit) == base / "all.new"
+    assert sd_common._find_resume(tmp_path, sd_common.Unit("other", ["b"])) is None
+
+
+def test_mixed_precision_only_on_cuda_and_amp_switches_it_off():
+    assert sd_common.train_dtype(sd_common.SdParams(), "cpu") is None
+    assert sd_common.train_dtype(sd_common.SdParams(mixed_precision="fp16"), "cuda") == torch.float16
+    assert sd_common.train_dtype(sd_common.SdParams(mixed_precision="bf16"), "cuda:0") == torch.bfloat16
+    assert sd_common.train_dtype(sd_common.SdParams(mixed_precision="fp16", amp=False), "cuda") is None

@@ -1,0 +1,219 @@
+"""Job detail, study, gallery and reader-study screens driven with Pilot, asserting on widgets and the store."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from conftest import settle
+
+from xaug.tui.app import XaugApp
+from xaug.tui.screens.gallery import GalleryScreen
+from xaug.tui.screens.job_detail import JobDetailScreen
+from xaug.tui.screens.queue import QueueScreen
+from xaug.tui.screens.reader import ReaderScreen, reader_items
+from xaug.tui.screens.study import StudyScreen
+from xaug.tui.widgets.curves import CurvePlot
+from xaug.tui.widgets.images import Image
+from xaug.tui.widgets.job_table import JobTable
+from xaug.tui.widgets.step_slider import StepSlider
+
+pytestmark = pytest.mark.anyio
+
+GAN_TRAIN = "g1" + "0" * 62
+
+
+async def _open_job(pilot, key):
+    table = pilot.app.screen.query_one(JobTable)
+    table.focus()
+    table.move_cursor(row=table.get_row_index(key))
+    await pilot.press("enter")
+    await settle(pilot)
+    assert isinstance(pilot.app.screen, JobDetailScreen)
+    return pilot.app.screen
+
+
+async def test_generator_detail_curves_slider_config(fake_store):
+    app = XaugApp(fake_store, poll_s=0.1)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        screen = await _open_job(pilot, GAN_TRAIN)
+        plot = screen.query_one(CurvePlot)
+        assert set(plot.series) == {"g_loss", "d_loss"} and len(plot.series["g_loss"][0]) == 7
+        assert not plot.log_scale
+        await pilot.press("y")
+        assert plot.log_scale and "(log y)" in plot.plt.build() and "(log y)" in plot.plt.build()
+        slider = screen.query_one(StepSlider)
+        assert slider.steps == [100, 200, 300] and slider.current_step == 300  # follows the newest grid
+        image = screen.query_one("#grid-image", Image)
+        assert image.image is not None and image.image.size == (48, 48)
+        before = image.image.tobytes()
+        await pilot.press("left")
+        await settle(pilot)
+        assert slider.current_step == 200 and image.image.tobytes() != before
+        await pilot.press("left", "left")
+        assert slider.current_step == 100  # clamped at the first step
+        await pilot.press("right")
+        assert slider.current_step == 200
+        assert "step 300: g_loss" in "\n".join(screen.query_one("#log-tail").lines)
+        assert screen.query_one("#config").has_class("hidden")
+        await pilot.press("k")
+        assert not screen.query_one("#config").has_class("hidden") and screen.query_one("#log-tail").has_class("hidden")
+        assert '"gan"' in str(screen.query_one("#config").render())
+        assert not screen.query_one("#class-table").display
+        await pilot.press("escape")
+        assert isinstance(app.screen, QueueScreen)
+
+
+async def test_classifier_detail_class_table_and_confusion(fake_store):
+    app = XaugApp(fake_store, poll_s=0.1)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        screen = await _open_job(pilot, "c" * 64)  # train_classifier: metrics come from its evaluate job
+        table = screen.query_one("#class-table")
+        assert table.row_count == 3 and table.get_row_at(1)[:4] == ["viral", "0.200", "0.100", "0.133"]
+        confusion = screen.query_one("#confusion")
+        assert confusion.row_count == 3 and [c.plain for c in confusion.get_row_at(1)] == ["viral", "6", "1", "3"]
+        assert "accuracy 0.78" in str(screen.query_one("#results").render())
+        assert set(screen.query_one(CurvePlot).series) == {"train_loss", "val_loss"}
+        assert not screen.query_one(StepSlider).display
+
+
+async def test_curves_update_live(fake_store):
+    from xaug.store import open_store
+    from xaug.store.metrics import record_metric
+
+    app = XaugApp(fake_store, poll_s=0.1)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        screen = await _open_job(pilot, GAN_TRAIN)
+        record_metric(open_store(fake_store), GAN_TRAIN, "g_loss", 350, 0.3)
+        await pilot.pause(0.4)
+        await settle(pilot)
+        assert screen.query_one(CurvePlot).series["g_loss"][0][-1] == 350
+
+
+async def test_study_matrix_cycles_and_export(fake_store):
+    app = XaugApp(fake_store, poll_s=0.1)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("f3")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, StudyScreen)
+        matrix = screen.query_one("#matrix")
+        assert matrix.row_count == 2
+        ddpm = matrix.get_row_at(0)
+        assert ddpm[:2] == ["ddpm", "resnet18"]
+        assert ddpm[2].plain.startswith("+1.00") and ddpm[3].plain.endswith("*")  # +500 is significant
+        assert screen.metric == "accuracy"
+        await pilot.press("m")
+        await settle(pilot)
+        assert screen.metric == "balanced_accuracy" and matrix.get_row_at(0)[2].plain.startswith("+2.00")
+        await pilot.press("b")
+        await settle(pilot)
+        assert screen.reference == "duplicate" and matrix.get_row_at(0)[2].plain.startswith("+1.00")
+        deltas = screen.query_one("#class-deltas")
+        assert deltas.row_count == 0 or deltas.get_row_at(0)[0] in ("ddpm", "gan")
+        await pilot.press("b")
+        await settle(pilot)
+        assert deltas.row_count == 2 and deltas.get_row_at(0)[3].plain.startswith("+4.00")  # ddpm covid19
+        assert "r = -1.00" in str(screen.query_one("#correlations").render())
+        await pilot.press("e")
+        exports = fake_store.parent / "demo-artifacts" / "exports"
+        csv_text = (exports / "demo-comparisons.csv").read_text()
+        assert csv_text.splitlines()[0].startswith("generator,classifier,amount")
+        assert len(csv_text.splitlines()) == 1 + 24 + 12
+        assert "\\toprule" in (exports / "demo-comparisons.tex").read_text()
+        assert "| ddpm | resnet18 |" in (exports / "demo-comparisons.md").read_text()
+
+
+async def test_gallery_real_and_synthetic(fake_store):
+    app = XaugApp(fake_store, poll_s=0.1)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("f4")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, GalleryScreen)
+        assert screen.class_names == ["healthy", "viral", "covid19"] and screen.generators == ["ddpm", "gan"]
+        real, synthetic = screen.query_one("#real-image", Image), screen.query_one("#synthetic-image", Image)
+        assert real.image is not None and synthetic.image is not None
+        assert real.image.size == (4 * 96 + 6, 2 * 96 + 2)  # 8 real healthy images, 4 per row
+        first = synthetic.image.tobytes()
+        await pilot.press("right")
+        await settle(pilot)
+        assert screen.generator == "gan" and synthetic.image.tobytes() != first
+        await pilot.press("down")
+        await settle(pilot)
+        assert screen.class_name == "viral" and "viral" in str(screen.query_one("#synthetic-caption").render())
+        await pilot.press("f2")
+        assert isinstance(app.screen, QueueScreen)
+
+
+def test_reader_items_are_blinded_mixed_and_stable(fake_store):
+    from xaug.store import artifact_root, open_store, views
+
+    db = open_store(fake_store)
+    samples = views.synthetic_samples(db, "demo")
+    folder = views.real_image_folder(db, fake_store, "demo")
+    root = artifact_root(fake_store)
+    items = reader_items(samples, folder, root, 2, 0.25, "demo", "ann")
+    sources = [i["source"] for i in items]
+    assert sources.count("ddpm") == 6 and sources.count("gan") == 6 and sources.count("real") == 6
+    assert items == reader_items(samples, folder, root, 2, 0.25, "demo", "ann")
+    assert items != reader_items(samples, folder, root, 2, 0.25, "demo", "bob")
+
+
+async def test_reader_study_stores_ratings(fake_store):
+    app = XaugApp(fake_store, poll_s=0.1)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("f5")
+        await settle(pilot)
+        await pilot.press(*"ann", "enter")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ReaderScreen) and screen.rater == "ann" and len(screen.items) == 18
+        assert screen.query_one("#reader-image", Image).image is not None
+        first = screen.item
+        await pilot.press("4", "s")
+        assert screen.position == 0  # waits for the guess
+        assert "quality 4/5   plausibility 2/3" in str(screen.query_one("#reader-choice").render())
+        await pilot.press("r")
+        assert screen.position == 1
+        second = screen.item
+        await pilot.press("2", "a", "f")
+        await pilot.press("space")  # skip the third
+        assert screen.position == 3
+        with sqlite3.connect(fake_store) as conn:
+            rows = conn.execute("SELECT rater, image_path, source, quality, plausibility, guess FROM ratings"
+                                " ORDER BY id").fetchall()
+        assert rows == [("ann", first["image_path"], first["source"], 4, 2, "real"),
+                        ("ann", second["image_path"], second["source"], 2, 1, "synthetic")]
+        summary = screen.query_one("#reader-summary")
+        await pilot.press("t")  # blinded: no summary before the end
+        assert summary.has_class("hidden")
+        # a second session of the same rater resumes after the rated images
+        await pilot.press("w", "ctrl+u", *"ann", "enter")
+        await settle(pilot)
+        assert screen.position == 2
+        while screen.item is not None:
+            await pilot.press("5", "d", "f")
+        await pilot.press("t")
+        assert not summary.has_class("hidden")
+        with sqlite3.connect(fake_store) as conn:
+            per_source = dict(conn.execute("SELECT source, count(*) FROM ratings WHERE rater = 'ann'"
+                                           " GROUP BY source").fetchall())
+        assert sum(per_source.values()) == 18 and per_source["real"] == 6
+        assert summary.row_count == 3 and summary.get_row_at(0)[0] == "real"  # real first, then generators
+        assert summary.get_row_at(0)[2] == "6"
+
+
+async def test_evaluate_job_shows_its_training_curves(fake_store):
+    app = XaugApp(fake_store, poll_s=0.1)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        screen = await _open_job(pilot, "e" * 64)
+        plot = screen.query_one(CurvePlot)
+        assert set(plot.series) == {"train_loss", "val_loss"} and "of its train_classifier" in plot.plt.build()
