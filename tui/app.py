@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 import sqlite_utils
-from textual.app import App
+from textual.app import App, ScreenStackError
 from textual.reactive import reactive
 
 # Imported before the app starts: textual-image asks the terminal about sixel/kitty support at import time.
@@ -61,6 +61,10 @@ class XaugApp(App):
 
     def poll_store(self) -> None:
         """Tell the active screen when another connection committed (PRAGMA data_version), else tick its clocks."""
+        try:
+            screen = self.screen
+        except ScreenStackError:  # starting up, switching modes or shutting down: poll again next tick
+            return
         version = data_version(self.db)
         self._ticks += 1
         if version != self._version:
@@ -68,9 +72,9 @@ class XaugApp(App):
             if self.study is None:
                 studies = views.list_study_names(self.db)
                 self.study = studies[0] if studies else None
-            self.screen.post_message(StoreChanged(version))
+            screen.post_message(StoreChanged(version))
         elif self._ticks % max(int(1 / self.poll_s), 1) == 0:
-            self.screen.post_message(ElapsedTicked())
+            screen.post_message(ElapsedTicked())
 
     def action_next_study(self) -> None:
         """Show the next study (study, gallery and reader screens follow)."""

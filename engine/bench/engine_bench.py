@@ -108,7 +108,8 @@ def bench_plan(target: int = 10_000) -> dict:
 
 
 def study_overhead(store: str, study: str | None, per_job_s: float) -> dict:
-    """For a finished study: job time (sum of worker wall times) against the engine's estimated overhead."""
+    """For a finished study: its jobs' time (sum of worker wall times) against the engine's overhead, estimated
+    from the no-op dispatch time and measured as the wall time during which no job ran."""
     from xaug.store import jobs as q
     from xaug.store import open_store
     from xaug.store.studies import list_studies
@@ -117,15 +118,38 @@ def study_overhead(store: str, study: str | None, per_job_s: float) -> dict:
     if study is None:
         studies = list_studies(db)
         study = studies[0]["name"] if studies else None
-    rows = [r for r in q.list_jobs(db, study=study) if r["status"] == "done" and r["ended_at"]]
+    from xaug.store.studies import load_study
+
+    submitted = (load_study(db, study) or {}).get("updated_at") or ""
+    # Jobs that ended before the latest submission were reused from earlier runs: not part of this run's time.
+    rows = [r for r in q.list_jobs(db, study=study) if r["status"] == "done" and (r["ended_at"] or "") > submitted]
     job_s = sum(_seconds(r["started_at"], r["ended_at"]) for r in rows)
     starts = [r["started_at"] for r in rows]
     ends = [r["ended_at"] for r in rows]
     makespan = _seconds(min(starts), max(ends)) if rows else 0.0
+    idle = makespan - _busy_seconds([(r["started_at"], r["ended_at"]) for r in rows])
     db.conn.close()
     overhead = per_job_s * len(rows)
     return {"study": study, "jobs": len(rows), "job_s": job_s, "makespan_s": makespan,
-            "overhead_s": overhead, "overhead_ratio": overhead / job_s if job_s else None}
+            "overhead_s": overhead, "overhead_ratio": overhead / job_s if job_s else None,
+            "idle_s": idle, "idle_ratio": idle / makespan if makespan else None}
+
+
+def _busy_seconds(intervals: list[tuple[str, str]]) -> float:
+    """Length of the union of [start, end] intervals: time during which at least one job ran."""
+    spans = sorted((_dt.datetime.fromisoformat(a).timestamp(), _dt.datetime.fromisoformat(b).timestamp())
+                   for a, b in intervals)
+    busy, current_start, current_end = 0.0, None, None
+    for start, end in spans:
+        if current_end is None or start > current_end:
+            if current_end is not None:
+                busy += current_end - current_start
+            current_start, current_end = start, end
+        else:
+            current_end = max(current_end, end)
+    if current_end is not None:
+        busy += current_end - current_start
+    return busy
 
 
 def run_engine_bench(n_jobs: int = 20, slots: int = 1, plan_size: int = 10_000, study_store: str | None = None,
@@ -165,6 +189,9 @@ def render_table(report: dict):
         table.add_row("  estimated engine overhead (jobs x no-op wall time)", f"{s['overhead_s']:.1f} s")
         ratio = s["overhead_ratio"]
         table.add_row("  overhead / job time", "-" if ratio is None else f"{ratio:.1%}")
+        idle = s["idle_ratio"]
+        table.add_row(f"  measured: time with no job running (of {s['makespan_s']:.0f} s wall)",
+                      f"{s['idle_s']:.1f} s" + ("" if idle is None else f" ({idle:.1%})"))
     return table
 
 

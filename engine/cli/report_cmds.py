@@ -18,9 +18,10 @@ console = Console()
 @app.command("report")
 def report(
     study: Annotated[str, typer.Argument(help="Study name (the recipe's `name`).")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder to write into; default reports/STUDY.")] = None,
-    store: Annotated[str | None, typer.Option("--store", help="Study database; default $XAUG_STORE or ./xaug.db.")
-                     ] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Folder to write into; default reports/STUDY.")] = None,
+    store: Annotated[str | None, typer.Option(
+        "--store", "-s", help="Study database; default $XAUG_STORE or ./xaug.db.")] = None,
 ) -> None:
     """Write a study's comparison, per-class F1, quality and correlation tables and its figures into a folder.
 

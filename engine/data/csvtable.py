@@ -33,7 +33,8 @@ def load_csv(cfg: DatasetConfig) -> RecordSet:
                 patient = _cell(table, line, row, columns.patient_column)
                 label = columns.label_map.get(raw_label, raw_label)
                 if known is not None and label not in known:
-                    raise DataError(f"{table}, row {line}, column '{columns.label_column}': unknown label {raw_label!r};"
+                    raise DataError(f"{table}, row {line}, column '{columns.label_column}':"
+                                    f" unknown label {raw_label!r};"
                                     f" known classes: {sorted(known)}. Map it in dataset.csv.label_map"
                                     " or list it in dataset.classes")
                 file = Path(path) if Path(path).is_absolute() else table.parent / path

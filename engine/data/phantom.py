@@ -101,6 +101,7 @@ def write_preview(cfg: PhantomConfig, path, per_class: int = 4, classes: list[st
 
 
 def _class_index(name: str) -> int:
+    """Position of a class in the paper's order: part of every per-patient seed."""
     return CLASS_NAMES_PAPER.index(name)
 
 
@@ -180,8 +181,9 @@ def _gaussian_transfer(n: int, sigma_px: float) -> np.ndarray:
 def _smooth_noise(rng: np.random.Generator, n: int, sigma_px: float) -> np.ndarray:
     """Gaussian-filtered white noise with unit standard deviation, float32 [n, n].
 
-    Narrow blurs use a short convolution kernel. Wide blurs are drawn on a coarser grid (about 3 cells per sigma) and upsampled bilinearly: same look, a
-    fraction of the cost. The blur is a multiplication in the Fourier domain (periodic edges, fine for noise).
+    Narrow blurs use a short convolution kernel. Wide blurs are drawn on a coarser grid (about 3 cells per
+    sigma) and upsampled bilinearly: the same look at a fraction of the cost. The blur is a multiplication in
+    the Fourier domain (periodic edges, fine for noise).
     """
     if sigma_px < 3:  # a short kernel is cheaper than two FFTs
         field = gaussian_filter(rng.standard_normal((n, n), dtype=np.float32), sigma_px, mode="wrap", truncate=3.0)
@@ -191,7 +193,7 @@ def _smooth_noise(rng: np.random.Generator, n: int, sigma_px: float) -> np.ndarr
     field = np.fft.irfft2(np.fft.rfft2(white) * _gaussian_transfer(m, round(sigma_px * m / n, 3)), s=(m, m))
     field = field.astype(np.float32)
     if m < n:
-        field = np.asarray(Image.fromarray(field, mode="F").resize((n, n), Image.Resampling.BILINEAR))
+        field = np.asarray(Image.fromarray(field).resize((n, n), Image.Resampling.BILINEAR))
     return field / (field.std() + 1e-8)
 
 
@@ -290,7 +292,9 @@ def _draw_nodules(x, y, lungs, parts, f, rng, n):
     out = np.zeros_like(x)
     cys = _zone_y(parts, f["ver"])
     for side, lat, cy, r, amp in zip(f["sides"], f["lat"], cys, f["r"], f["amp"]):
-        cx = side * (parts["medial"] + parts["lung_w"] * lat * np.sqrt(max(0.0, 1 - (2 * (cy - _zone_y(parts, 0.5))) ** 2)))
+        # The lung is narrower near the apex and the base: keep nodules inside its outline.
+        width = np.sqrt(max(0.0, 1 - (2 * (cy - _zone_y(parts, 0.5))) ** 2))
+        cx = side * (parts["medial"] + parts["lung_w"] * lat * width)
         d2 = ((x - cx) ** 2 + (y - cy) ** 2) / r**2
         out += amp * _soft(1 - d2, 0.35)
     return out * lungs

@@ -190,6 +190,7 @@ def _reusable_index(out: Path, configs: dict, pseudonymise) -> dict | None:
 
 
 def _report(index: dict, reused: bool, seconds: float) -> PrepareReport:
+    """A PrepareReport from an index (new or reused)."""
     counts = np.bincount(np.asarray(index["labels"], dtype=np.int64), minlength=len(index["classes"]))
     return PrepareReport(n_images=len(index["labels"]), classes=list(index["classes"]),
                          class_counts={c: int(n) for c, n in zip(index["classes"], counts)},

@@ -48,7 +48,8 @@ def order_classes(found: Iterable[str], wanted: Sequence[str] | None, where: str
     found_set = set(found)
     if wanted is None:
         if len(found_set) < 2:
-            raise DataError(f"{where}: found {len(found_set)} class(es) {sorted(found_set)}; a study needs at least two")
+            raise DataError(f"{where}: found {len(found_set)} class(es) {sorted(found_set)};"
+                            " a study needs at least two")
         return sorted(found_set)
     extra = sorted(found_set - set(wanted))
     if extra:

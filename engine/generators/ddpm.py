@@ -150,7 +150,8 @@ class DdpmTrainer:
         torch.manual_seed(seed)
         self.cfg, self.num_classes, self.device = cfg, num_classes, device
         on_gpu = device.startswith("cuda")
-        self.autocast_dtype = torch.bfloat16 if (on_gpu and cfg.amp) else None
+        # bf16 needs no loss scaling; GPUs without it (pre-Ampere) train in fp32.
+        self.autocast_dtype = torch.bfloat16 if (on_gpu and cfg.amp and torch.cuda.is_bf16_supported()) else None
         self.channels_last = on_gpu and cfg.channels_last
         self.unet = build_unet(cfg, num_classes).to(device)
         if self.channels_last:
@@ -242,8 +243,8 @@ def denoise(unet, train_scheduler_config, cfg: DdpmConfig, labels: torch.Tensor 
         labels = labels.to(device)
         if guided:
             labels = torch.cat([labels, torch.full_like(labels, num_classes)])
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") and cfg.amp
-                else contextlib.nullcontext())
+    bf16 = device.startswith("cuda") and cfg.amp and torch.cuda.is_bf16_supported()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     for t in sampler.timesteps:
         inp = sampler.scale_model_input(x, t)
         if guided:

@@ -43,13 +43,13 @@ class GanConfig(BaseModel):
 
     resolution: int = Field(64, ge=8, le=1024)
     """Side of generated images in pixels (a power of two); training images are resized to it."""
-    channels_base: int = Field(4096, ge=16)
-    """Feature maps at resolution r are min(channels_base // r, channels_max) (StyleGAN2: 32768 at full size)."""
-    channels_max: int = Field(256, ge=4)
+    channels_base: int = Field(16384, ge=16)
+    """Feature maps at resolution r are min(channels_base // r, channels_max) (StyleGAN2-ADA at 256 px: 16384)."""
+    channels_max: int = Field(512, ge=4)
     """Upper bound on feature maps per layer."""
-    z_dim: int = Field(128, ge=1)
+    z_dim: int = Field(512, ge=1)
     """Dimension of the latent input z."""
-    w_dim: int = Field(128, ge=1)
+    w_dim: int = Field(512, ge=1)
     """Dimension of the intermediate latent w (the style)."""
     mapping_layers: int = Field(4, ge=1)
     """Fully connected layers in the mapping network (StyleGAN2: 8; ADA on small data: 2)."""
@@ -371,7 +371,8 @@ class GanTrainer:
         torch.manual_seed(seed)
         self.cfg, self.c_dim, self.device = cfg, c_dim, device
         on_gpu = device.startswith("cuda")
-        self.autocast_dtype = torch.bfloat16 if (on_gpu and cfg.amp) else None
+        # bf16 needs no loss scaling; GPUs without it (pre-Ampere) train in fp32.
+        self.autocast_dtype = torch.bfloat16 if (on_gpu and cfg.amp and torch.cuda.is_bf16_supported()) else None
         self.G = Generator(cfg, c_dim).to(device)
         self.D = Discriminator(cfg, c_dim).to(device)
         if on_gpu and cfg.channels_last:

@@ -137,7 +137,8 @@ def ms_ssim_diversity(images: np.ndarray, n_pairs: int = 200, seed: int = 0, bat
     values = []
     for start in range(0, n_pairs, batch_size):
         a, b = first[start:start + batch_size], second[start:start + batch_size]
-        values.append(ms_ssim(x[a], x[b], kernel_size=kernel, sigma=sigma, betas=betas, data_range=1.0, reduction="none"))
+        values.append(ms_ssim(x[a], x[b], kernel_size=kernel, sigma=sigma, betas=betas, data_range=1.0,
+                              reduction="none"))
     scores = torch.cat(values).double()
     return float(scores.mean()), float(scores.std()) if n_pairs > 1 else 0.0, n_pairs
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import settle
 from tui_fake_store import add_many_jobs
 
 from xaug.store import data_version, open_store

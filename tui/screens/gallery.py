@@ -67,6 +67,10 @@ class GalleryScreen(Screen):
         self.watch(self.app, "study", lambda _: self.load_sources(), init=False)
         self.load_sources()
 
+    def on_screen_resume(self) -> None:
+        """Coming back to the gallery: samples may have been written meanwhile."""
+        self.load_sources()
+
     @on(StoreChanged)
     def _store_changed(self) -> None:
         self.load_sources()
@@ -100,7 +104,8 @@ class GalleryScreen(Screen):
         """Keep the current class/generator when still present, then load their images."""
         current = (self.class_name, self.generator)
         self.data = message.data
-        self.class_names = message.data["classes"] or sorted({c for per in message.data["samples"].values() for c in per})
+        samples = message.data["samples"]
+        self.class_names = message.data["classes"] or sorted({c for per in samples.values() for c in per})
         self.generators = sorted(message.data["samples"])
         self.class_index = self.class_names.index(current[0]) if current[0] in self.class_names else 0
         self.generator_index = self.generators.index(current[1]) if current[1] in self.generators else 0
@@ -140,7 +145,8 @@ class GalleryScreen(Screen):
         self.query_one("#real-caption", Static).update(
             f"real · {message.class_name}" + ("" if message.real else "  (no real images found)"))
         self.query_one("#synthetic-caption", Static).update(
-            f"synthetic · {message.generator} · {message.class_name}" + ("" if message.synthetic else "  (no samples)"))
+            f"synthetic · {message.generator} · {message.class_name}"
+            + ("" if message.synthetic else "  (no samples)"))
 
     def action_move_class(self, delta: int) -> None:
         """Show the previous/next class."""

@@ -30,7 +30,7 @@ def format_duration(seconds: float | None) -> str:
 
 
 def progress_bar(done: float, total: float, width: int = BAR_WIDTH, finished: bool = False) -> Text:
-    """A text progress bar with a percentage, e.g. `██████░░░░░░  50%`; full when the job is `finished`."""
+    """A text progress bar with a percentage, e.g. `██████░░░░░░  50%`; full once `finished`."""
     fraction = 1.0 if finished else min(max(done / total, 0.0), 1.0) if total else 0.0
     filled = round(fraction * width)
     bar = Text("█" * filled, style="green")

@@ -7,6 +7,7 @@ import shutil
 import time
 
 import numpy as np
+import pydicom
 import pytest
 
 from conftest import write_png
@@ -75,7 +76,9 @@ def test_folder_with_corrupt_files_letterboxed(tmp_path, rg1_uncompressed):
     shutil.copy(rg1_uncompressed, root / "a" / "chest.dcm")
     (root / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     dicm = root / "b" / "broken.dcm"
-    dicm.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\x04\x00junk")  # header ok, no pixels
+    ds = pydicom.dcmread(rg1_uncompressed)
+    ds.PixelData = ds.PixelData[:1000]  # the header reads, the pixels are cut short
+    ds.save_as(dicm)
     cfg = DatasetConfig(source="folder", path=str(root), image_size=32, on_unreadable="skip")
     report = prepare_dataset(cfg, SplitsConfig(folds=2), tmp_path / "out")
     assert sorted(s for s, _ in report.skipped) == [str(dicm), str(root / "b" / "broken.png")]

@@ -84,3 +84,12 @@ def test_config_rejects_bad_shapes(tiny_ddpm_params):
         DdpmConfig(**{**tiny_ddpm_params, "resolution": 33})
     with pytest.raises(ValidationError):
         DdpmConfig(**{**tiny_ddpm_params, "sampler": "euler"})
+
+
+def test_bench_rows_compare_dpm_solver_with_ddpm_reference():
+    from xaug.engine.bench.generators_bench import ddpm_rows
+
+    rows = ddpm_rows("cpu", 16, steps=1, reference_sample_steps=50)
+    assert [r["name"] for r in rows] == ["ddpm train 16px", "ddpm sample 16px (DPM-Solver++ 25 vs DDPM 50)"]
+    assert all(r["xaug"] > 0 and r["reference"] > 0 for r in rows)
+    assert rows[1]["ratio"] > 1.2  # 25 solver steps instead of 50 denoising steps

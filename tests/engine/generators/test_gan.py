@@ -101,3 +101,14 @@ def test_config_rejects_bad_values(tiny_gan_params):
         GanConfig(**{**tiny_gan_params, "resolution": 48})
     with pytest.raises(ValidationError):
         GanConfig(**{**tiny_gan_params, "unknown_key": 1})
+
+
+def test_bench_generators_cli_prints_gan_ratios():
+    from typer.testing import CliRunner
+
+    from xaug.engine.cli import load_commands
+
+    result = CliRunner().invoke(load_commands(), ["bench", "generators", "--model", "gan", "--resolution", "16",
+                                                  "--steps", "1", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "gan train 16px" in result.output and "gan sample 16px" in result.output and "x" in result.output

@@ -1,7 +1,6 @@
 """The image_quality job end to end on tiny data: quality rows per class and overall, memorisation pair PNGs."""
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
