@@ -115,14 +115,44 @@ def predict_probs(model: nn.Module, images: np.ndarray, in_chans: int, mean: lis
     return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 
 
+def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Inverse-frequency loss weights (N / (C * n_c)), so that every class counts the same; 0 for absent classes."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
+    weights = np.where(counts > 0, len(labels) / (num_classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
 def validate(model: nn.Module, images: np.ndarray, labels: np.ndarray, in_chans: int, mean: list[float],
-             std: list[float], device: str, amp: bool) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy on a held-out split."""
+             std: list[float], device: str, amp: bool, weight: torch.Tensor | None = None) -> tuple[float, float]:
+    """Mean (optionally class-weighted) cross-entropy and accuracy on a held-out split."""
     probs = torch.from_numpy(predict_probs(model, images, in_chans, mean, std, device, amp))
     target = torch.from_numpy(np.asarray(labels, dtype=np.int64))
-    loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), target).item()
+    loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), target, weight=weight).item()
     accuracy = (probs.argmax(1) == target).float().mean().item()
     return loss, accuracy
+
+
+def _training_batch(images: torch.Tensor, transform, in_chans: int, mean: list[float], std: list[float],
+                    device: str) -> torch.Tensor:
+    """uint8 [B,H,W] -> augmented (when `transform`), normalised float [B,in_chans,H,W] on `device`."""
+    x = to_unit(images.to(device))
+    if transform is not None:
+        x = augment_batch(x, transform)
+    return normalise(x, in_chans, mean, std)
+
+
+def _train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler,
+                x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype | None, weight: torch.Tensor | None) -> float:
+    """One optimizer step (autocast and loss scaling as configured); returns the batch loss."""
+    with torch.autocast(device_type="cuda", dtype=dtype, enabled=dtype is not None):
+        logits = model(x)
+    loss = F.cross_entropy(logits.float(), y, weight=weight)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    return loss.item()
 
 
 def _check_data(data: TrainData, num_classes: int) -> None:
@@ -164,6 +194,9 @@ def train_classifier(spec: ClassifierSpec, classes: list[str], data: TrainData, 
 
     images = torch.from_numpy(np.ascontiguousarray(data.train_images))
     labels = torch.from_numpy(np.asarray(data.train_labels, dtype=np.int64))
+    # Optional (recipe: class_balanced): without it a tiny model on ~200 imbalanced images predicts the majority.
+    weight = class_weights(data.train_labels, len(classes)) if getattr(spec, "class_balanced", False) else None
+    device_weight = None if weight is None else weight.to(device)
     transform = make_augmentation() if spec.augment else None
 
     def save_last() -> None:
@@ -178,28 +211,17 @@ def train_classifier(spec: ClassifierSpec, classes: list[str], data: TrainData, 
             if callbacks.should_stop():
                 save_last()
                 return _outcome(False, loop, total, best_path)
-            idx = batches[loop.batch]
-            x = to_unit(images[idx].to(device))
-            if transform is not None:
-                x = augment_batch(x, transform)
-            x = normalise(x, spec.in_chans, mean, std)
-            y = labels[idx].to(device)
             lr = optimizer.param_groups[0]["lr"]
-            with torch.autocast(device_type="cuda", dtype=dtype, enabled=dtype is not None):
-                logits = model(x)
-            loss = F.cross_entropy(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+            x = _training_batch(images[batches[loop.batch]], transform, spec.in_chans, mean, std, device)
+            y = labels[batches[loop.batch]].to(device)
+            loss = _train_step(model, optimizer, scheduler, scaler, x, y, dtype, device_weight)
             loop.batch += 1
             loop.step += 1
-            callbacks.metrics(loop.step, {"train_loss": loss.item(), "lr": lr})
+            callbacks.metrics(loop.step, {"train_loss": loss, "lr": lr})
             callbacks.progress(loop.step, total)
 
         val_loss, val_accuracy = validate(model, data.val_images, data.val_labels, spec.in_chans, mean, std,
-                                          device, amp)
+                                          device, amp, weight)
         loop.epoch += 1
         loop.batch = 0
         callbacks.metrics(loop.step, {"val_loss": val_loss, "val_accuracy": val_accuracy, "epoch": loop.epoch})

@@ -336,28 +336,28 @@ def augment(x: torch.Tensor, p: float) -> torch.Tensor:
     isotropic scaling, rotation, brightness and contrast. Differentiable, so gradients reach G through it."""
     if p <= 0:
         return x
-    batch, device = x.shape[0], x.device
-    size = x.shape[-1]
+    batch, size, device = x.shape[0], x.shape[-1], x.device
 
-    def chosen() -> torch.Tensor:
-        return torch.rand(batch, device=device) < p
+    def where(value: torch.Tensor, neutral: float) -> torch.Tensor:
+        """`value` for the images chosen with probability p, `neutral` (no change) for the others."""
+        chosen = torch.rand(batch, device=device) < p
+        return torch.where(chosen.reshape(-1, *[1] * (value.dim() - 1)), value, torch.full_like(value, neutral))
 
-    flip = torch.where(chosen(), 1.0 - 2.0 * torch.randint(0, 2, (batch,), device=device).float(), torch.ones(batch, device=device))
-    quarter = torch.where(chosen(), torch.randint(0, 4, (batch,), device=device).float(), torch.zeros(batch, device=device))
-    shift = torch.where(chosen()[:, None], torch.round((torch.rand(batch, 2, device=device) * 2 - 1) * 0.125 * size)
-                        * 2 / size, torch.zeros(batch, 2, device=device))
-    scale = torch.where(chosen(), torch.exp2(torch.randn(batch, device=device) * 0.2), torch.ones(batch, device=device))
-    angle = quarter * (math.pi / 2) + torch.where(chosen(), (torch.rand(batch, device=device) * 2 - 1) * math.pi / 12,
-                                                  torch.zeros(batch, device=device))
+    flip = where(1.0 - 2.0 * torch.randint(0, 2, (batch,), device=device).float(), 1.0)
+    quarter_turns = where(torch.randint(0, 4, (batch,), device=device).float(), 0.0)
+    # Whole-pixel shifts of up to 1/8 of the image, in affine_grid's [-1, 1] coordinates.
+    shift = where(torch.round((torch.rand(batch, 2, device=device) * 2 - 1) * 0.125 * size) * 2 / size, 0.0)
+    scale = where(torch.exp2(torch.randn(batch, device=device) * 0.2), 1.0)
+    angle = quarter_turns * (math.pi / 2) + where((torch.rand(batch, device=device) * 2 - 1) * math.pi / 12, 0.0)
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
     theta = torch.stack([torch.stack([cos * flip, -sin, shift[:, 0]], dim=1),
                          torch.stack([sin * flip, cos, shift[:, 1]], dim=1)], dim=1)
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    brightness = torch.where(chosen(), torch.randn(batch, device=device) * 0.2, torch.zeros(batch, device=device))
-    contrast = torch.where(chosen(), torch.exp2(torch.randn(batch, device=device) * 0.5), torch.ones(batch, device=device))
+    brightness = where(torch.randn(batch, device=device) * 0.2, 0.0).reshape(-1, 1, 1, 1).to(x.dtype)
+    contrast = where(torch.exp2(torch.randn(batch, device=device) * 0.5), 1.0).reshape(-1, 1, 1, 1).to(x.dtype)
     mean = x.mean(dim=[1, 2, 3], keepdim=True)
-    return (x - mean) * contrast.reshape(-1, 1, 1, 1).to(x.dtype) + mean + brightness.reshape(-1, 1, 1, 1).to(x.dtype)
+    return (x - mean) * contrast + mean + brightness
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -478,8 +478,10 @@ class GanTrainer:
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict]:
         """Everything needed to resume, as tensors and JSON scalars."""
-        tensors = {**ckpt.prefixed("G", ckpt.module_tensors(self.G)), **ckpt.prefixed("D", ckpt.module_tensors(self.D)),
-                   **ckpt.prefixed("G_ema", ckpt.module_tensors(self.G_ema)), **ckpt.prefixed("rng", ckpt.rng_to_tensors())}
+        tensors = {}
+        for name, module in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
+            tensors.update(ckpt.prefixed(name, ckpt.module_tensors(module)))
+        tensors.update(ckpt.prefixed("rng", ckpt.rng_to_tensors()))
         scalars = {"step": self.step, "ada_p": self.ada_p, "ada_sum": self._ada_sum, "ada_count": self._ada_count}
         for name, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
             opt_tensors, opt_scalars = ckpt.optimizer_to_state(opt)

@@ -79,6 +79,21 @@ async def test_classifier_detail_class_table_and_confusion(fake_store):
         assert not screen.query_one(StepSlider).display
 
 
+async def test_all_curves_toggle(fake_store):
+    from xaug.store import open_store
+    from xaug.store.metrics import record_metrics
+
+    record_metrics(open_store(fake_store), GAN_TRAIN, 300, {"ada_p": 0.2})
+    app = XaugApp(fake_store, poll_s=0.1)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        screen = await _open_job(pilot, GAN_TRAIN)
+        plot = screen.query_one(CurvePlot)
+        assert set(plot.series) == {"g_loss", "d_loss", "ada_p"} and set(plot.shown) == {"g_loss", "d_loss"}
+        await pilot.press("a")
+        assert set(plot.shown) == {"g_loss", "d_loss", "ada_p"} and "ada_p" in plot.plt.build()
+
+
 async def test_curves_update_live(fake_store):
     from xaug.store import open_store
     from xaug.store.metrics import record_metric

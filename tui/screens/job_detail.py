@@ -66,6 +66,7 @@ class JobDetailScreen(Screen):
     BINDINGS = [
         ("escape,q", "app.pop_screen", "Back"),
         ("y", "toggle_log_scale", "Log y"),
+        ("a", "toggle_all_curves", "All curves"),
         ("k", "toggle_config", "Config/log"),
         Binding("left", "step(-1)", "Step-", priority=True),
         Binding("right", "step(1)", "Step+", priority=True),
@@ -214,6 +215,11 @@ class JobDetailScreen(Screen):
         """Switch the curves' y axis between linear and log."""
         plot = self.query_one(CurvePlot)
         plot.log_scale = not plot.log_scale
+
+    def action_toggle_all_curves(self) -> None:
+        """Show every recorded curve (lr, accuracy, ADA p...) or only the losses."""
+        plot = self.query_one(CurvePlot)
+        plot.all_series = not plot.all_series
 
     def action_toggle_config(self) -> None:
         """Show the resolved config in place of the log tail, or back."""

@@ -55,14 +55,23 @@ class LogScreen(Screen):
 
     def on_mount(self) -> None:
         """Find the log file and show its tail."""
-        job = views.load_job_row(self.app.db, self.key)
-        self.sub_title = f"log of {job['label'] if job else self.key[:12]}"
-        self.log_file = resolve_log_path(self.app.db_path, job and job.get("log_path"))
+        self._locate()
         if self.log_file is None or not self.log_file.exists():
             self.query_one(Log).write_line(f"no log file yet ({self.log_file or 'the job has not started'})")
         self.follow()
 
+    def _locate(self) -> None:
+        """Read where the job logs (a queued job has no log path until it starts)."""
+        job = views.load_job_row(self.app.db, self.key)
+        self.sub_title = f"log of {job['label'] if job else self.key[:12]}"
+        self.log_file = resolve_log_path(self.app.db_path, job and job.get("log_path"))
+
     @on(StoreChanged)
+    def _store_changed(self) -> None:
+        if self.log_file is None:
+            self._locate()
+        self.follow()
+
     @on(ElapsedTicked)
     def follow(self) -> None:
         """Append what the job wrote since the last look."""

@@ -12,6 +12,8 @@ class CurvePlot(PlotextPlot):
     """Plots name -> (steps, values); `log_scale` switches the y axis (non-positive values are dropped there)."""
 
     log_scale: reactive[bool] = reactive(False)
+    all_series: reactive[bool] = reactive(False)
+    """False: only the losses (when there are any), so an lr or epoch curve does not squash them; True: all."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -27,6 +29,16 @@ class CurvePlot(PlotextPlot):
         """Re-plot when the scale toggles."""
         self._replot()
 
+    def watch_all_series(self) -> None:
+        """Re-plot when the choice of curves toggles."""
+        self._replot()
+
+    @property
+    def shown(self) -> dict[str, tuple[list[int], list[float]]]:
+        """The curves drawn now."""
+        losses = {name: data for name, data in self.series.items() if "loss" in name}
+        return self.series if self.all_series or not losses else losses
+
     def _replot(self) -> None:
         """Draw every series on the plotext figure.
 
@@ -39,7 +51,7 @@ class CurvePlot(PlotextPlot):
         plt.title(getattr(self, "_title", "") + ("  (log y)" if self.log_scale else ""))
         plt.xlabel("step")
         lowest, highest = math.inf, -math.inf
-        for name, (steps, values) in sorted(self.series.items()):
+        for name, (steps, values) in sorted(self.shown.items()):
             points = [(s, v) for s, v in zip(steps, values) if math.isfinite(v) and (v > 0 or not self.log_scale)]
             if not points:
                 continue

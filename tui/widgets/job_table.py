@@ -10,6 +10,8 @@ from textual.widgets import DataTable
 
 COLUMNS = (("kind", "Kind"), ("study", "Study"), ("label", "Job"), ("status", "Status"), ("progress", "Progress"),
            ("eta", "ETA"), ("gpu", "GPU"), ("elapsed", "Elapsed"), ("priority", "Prio"))
+WIDTHS = {"status": 20, "progress": 17, "eta": 7, "gpu": 5, "elapsed": 8, "priority": 4}
+"""Fixed widths of the columns whose text changes in place (cells are updated without re-measuring a column)."""
 STATUS_STYLE = {"queued": "dim", "running": "bold cyan", "done": "green", "failed": "bold red",
                 "cancelled": "yellow"}
 BAR_WIDTH = 12
@@ -98,7 +100,7 @@ class JobTable(DataTable):
     def on_mount(self) -> None:
         """Create the columns."""
         for key, label in COLUMNS:
-            self.add_column(label, key=key)
+            self.add_column(label, key=key, width=WIDTHS.get(key))
 
     @property
     def selected_key(self) -> str | None:

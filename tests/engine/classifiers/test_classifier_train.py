@@ -103,3 +103,13 @@ def test_steps_per_epoch_never_leaves_a_batch_of_one():
     assert steps_per_epoch(25, 8) == 3  # the 25th image joins the last batch
     assert steps_per_epoch(26, 8) == 4
     assert steps_per_epoch(1, 8) == 1
+
+
+def test_class_weights_make_every_class_count_the_same():
+    from xaug.engine.classifiers.train import class_weights
+
+    labels = np.array([0] * 6 + [1] * 2 + [2] * 4)
+    w = class_weights(labels, 4).numpy()
+    counts = np.bincount(labels, minlength=4)
+    np.testing.assert_allclose(w[:3] * counts[:3], [3.0, 3.0, 3.0])  # N / C = 12 / 4 per class
+    assert w[3] == 0.0
