@@ -87,7 +87,7 @@ def load_study_ratings(db: sqlite_utils.Database, study: str) -> list[dict]:
 
 
 def load_study_training_curves(db: sqlite_utils.Database, study: str,
-                               names: tuple[str, ...] = ("train_loss", "val_loss")) -> list[dict]:
+                               names: tuple[str, ...] = ("train_loss", "val_loss", "epoch")) -> list[dict]:
     """Loss curves of a study's train_classifier jobs: one dict per job with its arm keys and `curves`
     {name: [(step, value), ...]}."""
     jobs = _study_jobs_of_kind(db, study, "train_classifier", status=None)

@@ -359,7 +359,7 @@ def plot_loss_curves(curves: list[dict], path: Path) -> Path | None:
                 groups[_arm_label(c)].append(c["curves"])
         for label in sorted(groups, key=lambda g: (g != "baseline", g == DUPLICATE, g)):
             style = dict(color="black") if label == "baseline" else dict(color="0.5") if label == DUPLICATE else {}
-            val = _mean_curve([c.get("val_loss", []) for c in groups[label]])
+            val = _mean_curve([_by_epoch(c.get("val_loss", []), c.get("epoch", [])) for c in groups[label]])
             if val is not None:
                 axes[0][col].plot(val[0], val[1], marker="o", markersize=3, label=label, **style)
             train = _mean_progress_curve([c.get("train_loss", []) for c in groups[label]])
@@ -375,6 +375,13 @@ def plot_loss_curves(curves: list[dict], path: Path) -> Path | None:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _by_epoch(curve: list[tuple], epochs: list[tuple]) -> list[tuple]:
+    """Re-key a per-epoch curve recorded at global steps by its epoch number (the 'epoch' curve at the same steps,
+    else 1, 2, ...): arms with more images take more steps per epoch."""
+    epoch_at = dict(epochs)
+    return [(int(epoch_at.get(step, i + 1)), value) for i, (step, value) in enumerate(curve)]
 
 
 def _mean_curve(curves: list[list[tuple]]) -> tuple[np.ndarray, np.ndarray] | None:

@@ -66,8 +66,8 @@ def analyse_study(db: sqlite_utils.Database, study: str, analysis: AnalysisConfi
     if isinstance(analysis, dict):
         analysis = AnalysisConfig(**analysis)
     evaluations = load_study_evaluations(db, study)
-    if not classes:
-        classes = sorted({c for e in evaluations for c in e["f1"]})
+    if not classes:  # the order the evaluate jobs recorded them in (the study's class order)
+        classes = list(dict.fromkeys(c for e in evaluations for c in e["f1"]))
     ratio = resampling_ratio(evaluations, load_split_sizes(db, study))
     comparisons = compare_arms(evaluations, test=analysis.test, correction=analysis.correction,
                                alpha=analysis.alpha, ratio=ratio, classes=classes)

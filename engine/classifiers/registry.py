@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 import timm
-import torch
 from torch import nn
 
 from xaug.engine.errors import WeightsError
@@ -78,7 +77,9 @@ def _weights_from_path(spec: ClassifierSpec) -> Path:
             f"(looked for {', '.join(WEIGHT_FILES)} or any {'/'.join(WEIGHT_SUFFIXES)} file). "
             f"{_how_to_provide(spec.model)}"
         )
-    raise WeightsError(f"classifier '{spec.model}': the weights path {path} does not exist. {_how_to_provide(spec.model)}")
+    raise WeightsError(
+        f"classifier '{spec.model}': the weights path {path} does not exist. {_how_to_provide(spec.model)}"
+    )
 
 
 def hf_cache_dir() -> Path:
@@ -103,22 +104,39 @@ def hub_id_of(model: str) -> tuple[str, str | None]:
     return cfg.hf_hub_id, cfg.hf_hub_filename
 
 
+def hub_offline() -> bool:
+    """Whether HF_HUB_OFFLINE is set (read now, not when huggingface_hub was imported)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def _weights_from_hf_cache(spec: ClassifierSpec) -> Path:
-    """The cached weights file of the model's default pretrained tag; never downloads."""
+    """The cached weights file of the model's default pretrained tag; downloaded only when the hub is online."""
     from huggingface_hub import try_to_load_from_cache
 
     repo_id, filename = hub_id_of(spec.model)
     cache = hf_cache_dir()
-    names = (filename,) if filename else WEIGHT_FILES
+    names = (filename,) if filename else WEIGHT_FILES[:2]
     for name in names:
         found = try_to_load_from_cache(repo_id, name, cache_dir=cache)
         if isinstance(found, str) and Path(found).is_file():
             return Path(found)
-    raise WeightsError(
-        f"pretrained weights for classifier '{spec.model}' are not available locally: no {' or '.join(names)} "
-        f"of {repo_id} in the Hugging Face cache {cache}, and no `weights:` path was set in the recipe. "
-        f"{_how_to_provide(spec.model, repo_id)}"
-    )
+    where = (f"no {' or '.join(names)} of {repo_id} in the Hugging Face cache {cache}, "
+             "and no `weights:` path was set in the recipe")
+    if hub_offline():
+        raise WeightsError(f"pretrained weights for classifier '{spec.model}' are not available locally: {where} "
+                           f"(HF_HUB_OFFLINE is set, so nothing is downloaded). {_how_to_provide(spec.model, repo_id)}")
+    return _download(spec.model, repo_id, names[0], cache, where)
+
+
+def _download(model: str, repo_id: str, filename: str, cache: Path, where: str) -> Path:
+    """One download attempt from the hub into the cache; any failure is a WeightsError at once."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo_id, filename, cache_dir=cache, etag_timeout=10))
+    except Exception as exc:  # noqa: BLE001 - network, auth and missing-file errors all mean the same to the user
+        raise WeightsError(f"pretrained weights for classifier '{model}': {where}, and downloading them failed "
+                           f"({type(exc).__name__}: {exc}). {_how_to_provide(model, repo_id)}") from exc
 
 
 def _how_to_provide(model: str, repo_id: str | None = None) -> str:

@@ -73,7 +73,8 @@ class JobTrainHooks:
         path = self.ctx.work_dir / "grids" / f"step_{step:06d}.png"
         save_png(make_grid(images, class_names), path)
         record_artifact(self.ctx.db, self.ctx.key, "grid", self.ctx.relpath(path), step=step,
-                        meta={"classes": list(dict.fromkeys(class_names)), "per_class": class_names.count(class_names[0])})
+                        meta={"classes": list(dict.fromkeys(class_names)),
+                              "images_per_class": class_names.count(class_names[0])})
 
     def should_stop(self) -> bool:
         """Whether the engine asked this job to stop (it then checkpoints and returns)."""

@@ -1,4 +1,4 @@
-"""Fixtures for TUI tests: a fake store with every kind of row, and helpers to let workers finish."""
+"""Fixtures for TUI tests: a fake store with every kind of row (built by tui_fake_store)."""
 
 from __future__ import annotations
 
@@ -20,13 +20,6 @@ def still_store(tmp_path):
     path = tmp_path / "still.db"
     build_store(path, live=False).conn.close()
     return path
-
-
-async def settle(pilot, rounds: int = 3) -> None:
-    """Let thread workers finish and their messages be handled."""
-    for _ in range(rounds):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from conftest import settle
-from tui_fake_store import add_job
+from tui_fake_store import add_job, settle
 
 from xaug.store import open_store
 from xaug.tui.app import XaugApp

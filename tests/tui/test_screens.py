@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from conftest import settle
+from tui_fake_store import settle
 
 from xaug.tui.app import XaugApp
 from xaug.tui.screens.gallery import GalleryScreen

@@ -154,3 +154,10 @@ def add_many_jobs(db, n: int, *, study: str = STUDY) -> None:
              for i in range(n)])
         db.conn.executemany("INSERT INTO study_jobs (study, job_key) VALUES (?, ?)",
                             [(study, f"bulk{i:060d}") for i in range(n)])
+
+
+async def settle(pilot, rounds: int = 3) -> None:
+    """Let the app's thread workers finish and their messages be handled."""
+    for _ in range(rounds):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Container, Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
@@ -57,10 +57,12 @@ class GalleryScreen(Screen):
         with Horizontal(id="gallery-body"):
             with Vertical(classes="gallery-pane"):
                 yield Static("real", id="real-caption", classes="caption")
-                yield Image(id="real-image")
+                with Container(classes="image-box"):
+                    yield Image(id="real-image")
             with Vertical(classes="gallery-pane"):
                 yield Static("synthetic", id="synthetic-caption", classes="caption")
-                yield Image(id="synthetic-image")
+                with Container(classes="image-box"):
+                    yield Image(id="synthetic-image")
         yield Footer()
 
     def on_mount(self) -> None:

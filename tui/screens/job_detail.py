@@ -10,7 +10,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Container, Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Log, Static
@@ -98,7 +98,8 @@ class JobDetailScreen(Screen):
             with Vertical(id="detail-right"):
                 yield Static("", id="results")
                 yield StepSlider(id="step-slider")
-                yield Image(id="grid-image")
+                with Container(id="grid-box", classes="image-box"):
+                    yield Image(id="grid-image")
                 yield DataTable(id="class-table", cursor_type="none", zebra_stripes=True)
                 yield Static("confusion (rows: true, columns: predicted)", id="confusion-title")
                 yield DataTable(id="confusion", cursor_type="none")
@@ -160,7 +161,7 @@ class JobDetailScreen(Screen):
         self.query_one("#results", Static).update(
             "  ".join(f"{k} {v:.4g}" for k, v in results.items()) if results else "")
         is_generator = job["kind"] in GENERATOR_KINDS
-        for widget_id in ("#step-slider", "#grid-image"):
+        for widget_id in ("#step-slider", "#grid-box"):
             self.query_one(widget_id).display = is_generator
         for widget_id in ("#class-table", "#confusion-title", "#confusion"):
             self.query_one(widget_id).display = job["kind"] in CLASSIFIER_KINDS

@@ -9,7 +9,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Container, Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
@@ -86,7 +86,8 @@ class ReaderScreen(Screen):
         yield Header()
         yield Static("", id="reader-status")
         with Horizontal(id="reader-body"):
-            yield Image(id="reader-image")
+            with Container(id="reader-box", classes="image-box"):
+                yield Image(id="reader-image")
             with Vertical(id="reader-side"):
                 yield Static("", id="reader-choice")
                 yield Static("quality:       keys 1 (poor) .. 5 (excellent)\n"

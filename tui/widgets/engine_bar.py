@@ -18,7 +18,7 @@ def engine_line(engine: dict, gpus: list[dict], counts: dict[str, int]) -> Text:
     else:
         age = engine.get("heartbeat_age_s")
         text.append(" ENGINE DOWN ", style="bold white on red")
-        text.append(f" last heartbeat {format_duration(age)} ago" if age is not None else " never started")
+        text.append(f" last heartbeat {format_duration(age)} ago" if age is not None else " no engine serves this store")
     if engine.get("paused"):
         text.append("  ")
         text.append(" PAUSED ", style="bold black on yellow")

@@ -111,3 +111,34 @@ def test_duplicate_and_synthetic_arms_add_images(make_ctx, store_db, tiny_spec, 
                    deps=[sample_dep])
     train_classifier.run(syn)
     assert load_results(store_db, syn.key)["train_images"] == 24 + 3 * 4
+
+
+def test_jobs_run_on_a_real_prepared_phantom(store_db, tmp_path, tiny_spec):
+    """The contract with the data layer: prepare_dataset's folder feeds train_classifier and evaluate."""
+    from classifier_helpers import insert_job
+
+    from xaug.engine.data.prepared import load_prepared, prepare_dataset
+    from xaug.engine.jobs.context import JobContext
+    from xaug.engine.recipe.schema import DatasetConfig, PhantomConfig, SplitsConfig
+    from xaug.store import artifact_root
+
+    db_path = tmp_path / "xaug.db"
+    prep = insert_job(store_db, "q" * 64, "prepare_data", {})
+    dataset = DatasetConfig(source="phantom", image_size=32, phantom=PhantomConfig(scale=0.01, native_size=32))
+    folder = artifact_root(db_path) / "jobs" / "prepare_data" / prep["key"][:16]
+    prepare_dataset(dataset, SplitsConfig(folds=2, validation_fraction=0.25), folder)
+    n_train = len(load_prepared(folder).split(0, "train")[1])
+    test_labels = load_prepared(folder).split(0, "test")[1]
+    classes = ["healthy", "bacterial", "viral", "fungal", "covid19"]
+    spec = tiny_spec.model_copy(update={"epochs": 1, "batch_size": 16})
+    config = dict(job_config(spec, arm="duplicate", amount=2), classes=classes)
+    train = insert_job(store_db, "r" * 64, "train_classifier", config, (prep["key"],))
+    train_classifier.run(JobContext(key=train["key"], kind="train_classifier", config=config, db=store_db,
+                                    db_path=db_path, deps={prep["key"]: prep}))
+    assert load_results(store_db, train["key"])["train_images"] == n_train + 5 * 2
+    insert_job(store_db, "v" * 64, "evaluate", config, (train["key"], prep["key"]))
+    evaluate.run(JobContext(key="v" * 64, kind="evaluate", config=config, db=store_db, db_path=db_path,
+                            deps={prep["key"]: prep, train["key"]: train}))
+    supports = [r["support"] for r in load_class_metrics(store_db, "v" * 64)]
+    assert supports == np.bincount(test_labels, minlength=5).tolist()
+    assert np.array(load_confusion(store_db, "v" * 64, classes)).sum() == len(test_labels)
