@@ -22,6 +22,8 @@ from typing import Any, Iterable
 
 from xaug.engine.recipe.schema import CLASS_NAMES_PAPER, ClassifierSpec, GeneratorSpec, Recipe
 
+BASELINE_PRIORITY = 1
+
 KIND_ORDER = ("prepare_data", "train_generator", "sample", "image_quality", "train_classifier", "evaluate", "analyse")
 
 
@@ -79,19 +81,22 @@ def plan_study(loaded) -> list[PlannedJob]:
     attempts = recipe.resources.max_attempts
     plan = _Plan()
 
-    def add(kind, config, deps, label, gpus):
-        return plan.add(make_job(kind, config, deps, label=label, gpus_needed=gpus, max_attempts=attempts))
+    def add(kind, config, deps, label, gpus, priority=0):
+        return plan.add(make_job(kind, config, deps, label=label, gpus_needed=gpus, max_attempts=attempts,
+                                 priority=priority))
 
-    prepare = add("prepare_data", _prepare_config(loaded), (), f"prepare_data {recipe.dataset.source}", 0)
+    prepare = add("prepare_data", _prepare_config(loaded), (), f"prepare_data {recipe.dataset.source}", 0,
+                  BASELINE_PRIORITY)
     final_deps: list[str] = []
     for fold in folds:
         samples: dict[str, PlannedJob] = {}
+        feature_deps = _feature_extractor_deps(loaded, fold, classes, prepare, classifier_gpus, add)
         for gen in recipe.generators:
             amounts = recipe.amounts_for(gen)
             if not amounts:
                 continue
             sample = _plan_generator(add, loaded, gen, fold, classes, max(amounts), prepare, generator_gpus,
-                                     final_deps)
+                                     final_deps, feature_deps)
             samples[gen.name] = sample
         for spec in recipe.classifiers:
             for seed in recipe.seeds:
@@ -99,9 +104,11 @@ def plan_study(loaded) -> list[PlannedJob]:
                     deps = [prepare.key] + ([samples[gen.name].key] if gen is not None else [])
                     config = _classifier_config(loaded, spec, fold, seed, arm, gen, amount, classes)
                     label = _classifier_label(spec, fold, seed, arm, gen, amount)
-                    train = add("train_classifier", config, deps, f"train {label}", classifier_gpus)
+                    # The real-only baseline runs first: it is the first answer a user can read.
+                    priority = BASELINE_PRIORITY if arm == "baseline" else 0
+                    train = add("train_classifier", config, deps, f"train {label}", classifier_gpus, priority)
                     evaluate = add("evaluate", config, [train.key, prepare.key], f"evaluate {label}",
-                                   min(classifier_gpus, 1))
+                                   min(classifier_gpus, 1), priority)
                     final_deps.append(evaluate.key)
     analysis = {"study": recipe.name, "classes": classes, "analysis": recipe.analysis.model_dump(mode="json")}
     add("analyse", analysis, final_deps, f"analyse {recipe.name}", 0)
@@ -109,10 +116,10 @@ def plan_study(loaded) -> list[PlannedJob]:
 
 
 def _plan_generator(add, loaded, gen: GeneratorSpec, fold: int, classes: list[str], n_per_class: int,
-                    prepare: PlannedJob, gpus: int, final_deps: list[str]) -> PlannedJob:
+                    prepare: PlannedJob, gpus: int, final_deps: list[str], feature_deps: list[str]) -> PlannedJob:
     """train_generator -> sample -> image_quality for one generator on one fold; returns the sample job."""
     recipe: Recipe = loaded.recipe
-    gen_dump = _generator_dump(gen)
+    gen_dump = _generator_dump(loaded, gen)
     seed = recipe.seeds[0]
     train_config = {"generator": gen_dump, "fold": fold, "seed": seed, "classes": classes,
                     "image_size": recipe.dataset.image_size, "amp": recipe.resources.amp}
@@ -124,10 +131,23 @@ def _plan_generator(add, loaded, gen: GeneratorSpec, fold: int, classes: list[st
     quality = recipe.quality.model_dump(mode="json")
     quality["inception_weights"] = _abs(loaded, recipe.quality.inception_weights)
     quality_config = {"generator": gen_dump, "fold": fold, "classes": classes, "quality": quality}
-    scored = add("image_quality", quality_config, [sample.key, prepare.key],
+    scored = add("image_quality", quality_config, [sample.key, prepare.key, *feature_deps],
                  f"image_quality {gen.name} fold {fold}", min(gpus, 1))
     final_deps.append(scored.key)
     return sample
+
+
+def _feature_extractor_deps(loaded, fold: int, classes: list[str], prepare: PlannedJob, gpus: int,
+                            add) -> list[str]:
+    """With quality.features 'classifier', image quality is measured in the feature space of the fold's real-only
+    baseline (first classifier, first seed): that training job becomes a dependency of image_quality."""
+    recipe: Recipe = loaded.recipe
+    if recipe.quality.features != "classifier":
+        return []
+    spec, seed = recipe.classifiers[0], recipe.seeds[0]
+    config = _classifier_config(loaded, spec, fold, seed, "baseline", None, 0, classes)
+    label = _classifier_label(spec, fold, seed, "baseline", None, 0)
+    return [add("train_classifier", config, [prepare.key], f"train {label}", gpus, BASELINE_PRIORITY).key]
 
 
 def _arms(recipe: Recipe) -> list[tuple[str, GeneratorSpec | None, int]]:
@@ -168,9 +188,13 @@ def _prepare_config(loaded) -> dict[str, Any]:
     return {"dataset": dataset, "splits": splits}
 
 
-def _generator_dump(gen: GeneratorSpec) -> dict[str, Any]:
+def _generator_dump(loaded, gen: GeneratorSpec) -> dict[str, Any]:
     dump = gen.model_dump(mode="json")
     dump["amounts"] = None
+    base_model = dump["params"].get("base_model")
+    if isinstance(base_model, str) and loaded.resolve(base_model).exists():
+        # A local base model folder, relative to the recipe like every other path; otherwise a hub repo id.
+        dump["params"] = {**dump["params"], "base_model": str(loaded.resolve(base_model))}
     return dump
 
 

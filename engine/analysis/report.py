@@ -184,7 +184,8 @@ def class_f1_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
 
 
 def quality_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
-    """Image quality per generator, class ('all' = every class together) and feature space, mean over folds.
+    """Image quality per generator, class ('all' = every class together) and feature space, mean over folds (N per
+    fold, or its range when folds differ).
 
     MS-SSIM (pixels) and the memorised fraction (pixel-space near-copies) do not depend on the feature space and
     repeat on each of a generator's rows."""
@@ -196,7 +197,7 @@ def quality_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
         key = (q["generator"], q["class_name"] or "all")
         cells[(key, q["metric"], q["features"])].append(q["value"])
         if q["metric"] == "fid":
-            sizes[(*key, q["features"])] = (q["n_real"], q["n_fake"])
+            sizes.setdefault((*key, q["features"]), []).append((q["n_real"], q["n_fake"]))
     row_keys = sorted(sizes, key=lambda k: (k[0], k[1] != "all", k[1], k[2]))
     columns = ["generator", "class", "features", "n_real", "n_fake", "FID", "KID", "precision", "recall", "density",
                "coverage", "MS-SSIM", "memorised %"]
@@ -208,7 +209,7 @@ def quality_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
             values = cells.get((key, metric, feats))
             return float(np.mean(values)) if values else None
 
-        n_real, n_fake = sizes[(generator, class_name, features)]
+        n_real, n_fake = (_span([n[i] for n in sizes[(generator, class_name, features)]]) for i in (0, 1))
         memorised = get("memorised_fraction", "pixels")
         rows.append({"generator": generator, "class": class_name, "features": features, "n_real": n_real,
                      "n_fake": n_fake, "FID": _round(get("fid", features)), "KID": _round(get("kid", features), 5),
@@ -217,6 +218,11 @@ def quality_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
                      "MS-SSIM": _round(get("ms_ssim", "pixels")),
                      "memorised %": None if memorised is None else round(memorised * 100, 2)})
     return columns, rows
+
+
+def _span(values: list[int]) -> int | str:
+    """One number when every fold used the same N, else 'min-max'."""
+    return values[0] if min(values) == max(values) else f"{min(values)}-{max(values)}"
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:

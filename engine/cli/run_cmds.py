@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -106,7 +107,8 @@ class _Display:
 def run(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
     store: StoreOption = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Jobs run at once on the CPU.")] = 1,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Jobs run at once on the CPU (default: one per "
+                                             "core, at most 4; each gets cores/jobs threads).")] = None,
     gpus: Annotated[str | None, typer.Option(help="GPU indices to use, e.g. 0,1, or 'none' (default: all).")] = None,
     grace: Annotated[float, typer.Option(help="Seconds a job gets to checkpoint on Ctrl-C.")] = 60.0,
 ) -> None:
@@ -126,6 +128,8 @@ def run(
 
     loaded = load_recipe(recipe)
     name = loaded.recipe.name
+    # Small CPU models use one core far better than two: one job per core beats one job with many threads.
+    jobs = jobs or max(1, min(4, os.cpu_count() or 1))
     engine = Engine(store or default_store(), cpu_slots=jobs, gpus=parse_gpus(gpus), grace_s=grace)
     db = open_store(engine.store_path)
     if is_paused(db):

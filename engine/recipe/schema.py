@@ -121,6 +121,8 @@ class ClassifierSpec(Strict):
     """Weight decay (AdamW when > 0)."""
     augment: bool = True
     """Standard augmentation (small affine, flips off, brightness/contrast) on training images."""
+    class_balanced: bool = False
+    """Weight the loss by inverse class frequency (training and validation), for small imbalanced datasets."""
     model_kwargs: dict[str, Any] = {}
     """Extra keyword arguments for timm.create_model (e.g. drop_rate), for tiny test models."""
 
