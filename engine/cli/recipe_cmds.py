@@ -12,7 +12,7 @@ from rich.console import Console
 from xaug.engine.cli import recipe_app
 from xaug.engine.recipe import load_recipe, recipe_json_schema
 
-console = Console()
+console = Console(soft_wrap=True)
 
 
 @recipe_app.command("check")
