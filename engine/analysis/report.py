@@ -38,8 +38,8 @@ class Report:
 def build_report(db: sqlite_utils.Database, study: str, out_dir: Path) -> Report:
     """Analyse a study and write its tables and figures into `out_dir`."""
     out_dir = Path(out_dir)
+    result = analyse_study(db, study)  # raises for an unknown study before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = analyse_study(db, study)
     report = Report(out_dir, note=result.correction_note)
     alpha = result.analysis.alpha
 
