@@ -27,7 +27,7 @@ from xaug.engine.errors import DataError
 from xaug.engine.generators import checkpoint as ckpt
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
 from xaug.engine.generators.registry import register_generator
-from xaug.engine.generators.samples import resize_images, to_model_range, to_uint8, training_units
+from xaug.engine.generators.samples import resize_images, to_model_range, to_uint8, train_each_unit
 
 SAMPLERS = ("ddpm", "ddim", "dpmsolver++")
 
@@ -268,19 +268,10 @@ class Ddpm:
     def train(self, params: DdpmConfig, per_class: bool, data: TrainImages, work_dir: Path, hooks: TrainHooks,
               device: str, seed: int) -> TrainOutcome:
         """Train (or resume) every model in `work_dir`; stops early, with a checkpoint, when hooks.should_stop()."""
-        work_dir = Path(work_dir)
-        units = training_units(per_class, data)
-        ckpt.write_json(work_dir / "generator.json", {
-            "model": "ddpm", "per_class": per_class, "classes": list(data.classes), "params": params.model_dump(),
-            "units": [u[0] for u in units]})
-        total = params.steps * len(units)
-        for index, (unit, images, labels) in enumerate(units):
-            offset = index * params.steps
-            step = self._train_unit(params, data.classes if not per_class else [unit], images, labels,
-                                    work_dir / unit, hooks, device, seed + index, offset, total)
-            if step < params.steps:
-                return TrainOutcome(checkpoint=work_dir, finished=False, step=offset + step)
-        return TrainOutcome(checkpoint=work_dir, finished=True, step=total)
+        def train_unit(cfg, classes, images, labels, unit_dir, index, offset, total):
+            return self._train_unit(cfg, classes, images, labels, unit_dir, hooks, device, seed + index, offset, total)
+
+        return train_each_unit("ddpm", params, per_class, data, work_dir, train_unit)
 
     def _train_unit(self, cfg: DdpmConfig, classes: list[str], images: np.ndarray, labels: np.ndarray | None,
                     unit_dir: Path, hooks: TrainHooks, device: str, seed: int, offset: int, total: int) -> int:
