@@ -3,38 +3,21 @@ and their mean and SD over folds x seeds per classifier and arm (the table of `x
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 
 import sqlite_utils
 
-_EVALUATIONS_SQL = """
-SELECT j.key, j.status, j.config_json FROM jobs j JOIN study_jobs s ON s.job_key = j.key
-WHERE s.study = ? AND j.kind = 'evaluate' ORDER BY j.rowid
-"""
-
-
-def load_study_evaluations(db: sqlite_utils.Database, study: str, done_only: bool = True) -> list[dict]:
-    """The study's evaluate jobs: key, status, classifier, arm, generator, amount, fold, seed."""
-    out = []
-    for key, status, config_json in db.execute(_EVALUATIONS_SQL, (study,)).fetchall():
-        if done_only and status != "done":
-            continue
-        cfg = json.loads(config_json)
-        clf = cfg.get("classifier") or {}
-        out.append({"key": key, "status": status, "classifier": clf.get("name") or clf.get("model"),
-                    "arm": cfg.get("arm"), "generator": cfg.get("generator"), "amount": cfg.get("amount", 0),
-                    "fold": cfg.get("fold"), "seed": cfg.get("seed")})
-    return out
+from xaug.store.analysis import load_study_evaluations
 
 
 def load_study_class_metrics(db: sqlite_utils.Database, study: str) -> list[dict]:
     """Per-class rows (class_name, precision, recall, f1, support) of every done evaluate job, with its arm."""
-    evals = {e["key"]: e for e in load_study_evaluations(db, study)}
+    evals = {e["job_key"]: e for e in load_study_evaluations(db, study)}
+    keys = list(evals)
     rows = []
-    for start in range(0, len(evals), 500):
-        chunk = list(evals)[start:start + 500]
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
         marks = ",".join("?" * len(chunk))
         for row in db.query(f"SELECT * FROM class_metrics WHERE job_key IN ({marks}) ORDER BY rowid", chunk):
             rows.append({**evals[row["job_key"]], **dict(row)})
@@ -43,14 +26,8 @@ def load_study_class_metrics(db: sqlite_utils.Database, study: str) -> list[dict
 
 def load_study_scores(db: sqlite_utils.Database, study: str) -> list[dict]:
     """Overall results (accuracy, balanced_accuracy, macro_f1, auroc...) of every done evaluate job, with its arm."""
-    evals = {e["key"]: e for e in load_study_evaluations(db, study)}
-    rows = []
-    for start in range(0, len(evals), 500):
-        chunk = list(evals)[start:start + 500]
-        marks = ",".join("?" * len(chunk))
-        for row in db.query(f"SELECT job_key, name, value FROM results WHERE job_key IN ({marks})", chunk):
-            rows.append({**evals[row["job_key"]], "name": row["name"], "value": row["value"]})
-    return rows
+    return [{**e, "name": name, "value": value}
+            for e in load_study_evaluations(db, study) for name, value in e["results"].items()]
 
 
 def arm_label(row: dict) -> str:

@@ -12,14 +12,11 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _few_threads():
-    """Two cores on CI: keep torch from oversubscribing them."""
-    try:
-        import torch
+def _one_thread():
+    """Every test model is tiny: one intra-op thread is faster than two, which spin when the cores are shared."""
+    import torch
 
-        torch.set_num_threads(2)
-    except ImportError:
-        pass
+    torch.set_num_threads(1)
     yield
 
 

@@ -8,17 +8,6 @@ from classifier_helpers import CLASSES, FakePrepared, insert_job, make_images
 from xaug.engine.recipe.schema import ClassifierSpec
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: one intra-op thread is faster than two fighting over busy cores."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def prepared() -> FakePrepared:
     """Train 24 / val 9 / test 12 images of three classes."""

@@ -30,17 +30,6 @@ class RecordingHooks:
         return self.stop_after is not None and bool(self.steps) and self.steps[-1] >= self.stop_after
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and threads spin badly when other jobs share the cores."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def tiny_data() -> TrainImages:
     """12 random 40x40 grey images of two classes with a visible brightness difference (resized to 32 by the models)."""

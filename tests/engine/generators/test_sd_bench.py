@@ -11,14 +11,6 @@ from tiny_sd import tiny_sd_dir
 from xaug.engine.bench.sd_bench import sd_rows
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_sd_rows_report_train_and_sampling_ratios(tmp_path_factory):
     base = tiny_sd_dir(str(tmp_path_factory.getbasetemp()))
     rows = sd_rows("cpu", 32, steps=3, methods=("sd_finetune",), n_images=1, base_model=base)

@@ -19,15 +19,6 @@ CHEAP = dict(resolution=32, steps=2, batch_size=2, checkpoint_every=1, grid_ever
              grid_inference_steps=1, inference_steps=2, sample_batch_size=2, save_precision="fp32")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """On a busy 2-core machine one thread is several times faster for these tiny models."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def tiny_sd(tmp_path_factory):
     return tiny_sd_dir(str(tmp_path_factory.getbasetemp()))
