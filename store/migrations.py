@@ -208,3 +208,21 @@ def m001_initial(db):
     """The first schema: studies, the job queue, metrics, per-class results, artifacts, quality, analysis."""
     for statement in _INITIAL_SCHEMA:
         db.execute(statement)
+
+
+@migrations()
+def m002_queue_blocked_status(db):
+    """Jobs can be stored as 'blocked' (a dependency failed or was cancelled); existing ones are blocked now.
+
+    SQLite cannot ALTER a CHECK constraint; loosening one by editing the stored schema, with the schema version
+    bumped, is the procedure SQLite documents for it (https://sqlite.org/lang_altertable.html, "otheralter").
+    """
+    from xaug.store.jobs import refresh_blocked
+
+    version = db.execute("PRAGMA schema_version").fetchone()[0]
+    db.execute("PRAGMA writable_schema = ON")
+    db.execute("UPDATE sqlite_master SET sql = replace(sql, ?, ?) WHERE type = 'table' AND name = 'jobs'",
+               ["'failed', 'cancelled'))", "'failed', 'cancelled', 'blocked'))"])
+    db.execute(f"PRAGMA schema_version = {version + 1}")
+    db.execute("PRAGMA writable_schema = OFF")
+    refresh_blocked(db)

@@ -14,11 +14,13 @@ import sqlite_utils
 
 from xaug.engine.errors import StoreError
 from xaug.store.db import BUSY_TIMEOUT_MS, artifact_root
+from xaug.store.job_states import STATUSES
 
 ENGINE_STALE_S = 15.0
 """An engine whose heartbeat is older than this is shown as down."""
 
-JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
+JOB_STATUSES = STATUSES
+"""Every job status, as the queue's state machine defines them."""
 
 _QUEUE_COLUMNS = (
     "j.key, j.kind, j.label, j.status, j.priority, j.attempts, j.progress, j.progress_total, j.eta_s, j.gpus,"

@@ -94,7 +94,7 @@ def submit(
 
 
 def _job_state(row: dict) -> str:
-    return "blocked" if row.get("blocked_by") else row["status"]
+    return row["status"]
 
 
 def _job_json(row: dict) -> dict:
@@ -179,7 +179,7 @@ def cancel(
     if (key is None) == (study is None):
         raise EngineError("give either a job KEY or --study NAME to cancel")
     keys = [resolve_key(db, key)] if key else [r["key"] for r in list_jobs(db, study=study)
-                                               if r["status"] in ("queued", "running")]
+                                               if r["status"] in ("queued", "blocked", "running")]
     outcome = {k: cancel_job(db, k) for k in keys}
     if as_json:
         print(json.dumps(outcome))

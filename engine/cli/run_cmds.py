@@ -85,7 +85,7 @@ class _Display:
             return
         self._last = now
         rows = list_jobs(db, study=self.study)
-        done = sum(1 for r in rows if r["status"] in ("done", "failed", "cancelled") or r["blocked_by"])
+        done = sum(1 for r in rows if r["status"] in ("done", "failed", "cancelled", "blocked"))
         failed = sum(1 for r in rows if r["status"] == "failed")
         note = f" [red]{failed} failed[/]" if failed else ""
         self.progress.update(self.overall, total=len(rows), completed=done,

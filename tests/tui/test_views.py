@@ -15,7 +15,7 @@ def test_list_queue_filters_and_counts(fake_store):
     failed = views.list_queue(db, status="failed")
     assert [r["key"] for r in failed] == ["f" * 64] and failed[0]["studies"] == "demo"
     assert views.list_queue(db, study="other") == []
-    assert views.queue_counts(db) == {"queued": 1, "running": 1, "done": 8, "failed": 1, "cancelled": 1}
+    assert views.queue_counts(db) == {"queued": 1, "running": 1, "done": 8, "failed": 1, "cancelled": 1, "blocked": 0}
 
 
 def test_engine_liveness_and_reader(fake_store, tmp_path):

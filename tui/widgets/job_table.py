@@ -13,7 +13,7 @@ COLUMNS = (("kind", "Kind"), ("study", "Study"), ("label", "Job"), ("status", "S
 WIDTHS = {"status": 20, "progress": 17, "eta": 7, "gpu": 5, "elapsed": 8, "priority": 4}
 """Fixed widths of the columns whose text changes in place (cells are updated without re-measuring a column)."""
 STATUS_STYLE = {"queued": "dim", "running": "bold cyan", "done": "green", "failed": "bold red",
-                "cancelled": "yellow"}
+                "cancelled": "yellow", "blocked": "magenta"}
 BAR_WIDTH = 12
 
 
