@@ -1,7 +1,8 @@
 """The worker: runs one job in its own process (`python -m xaug.engine.queue.worker --store DB --job KEY`).
 
 It builds the job's `JobContext`, calls the job kind's `run(ctx)` and records the outcome: done; failed (the last
-line of the traceback as the job's error, the whole traceback in the log); or, when the job checkpointed and
+line of the traceback as the job's error, the whole traceback in the log; retried only when the failure may heal,
+see `xaug.engine.errors.is_permanent`); or, when the job checkpointed and
 raised `JobInterrupted` (SIGTERM from the engine, or a cancel request), queued again to resume later without
 counting an attempt, or cancelled if a cancel was requested.
 
@@ -42,6 +43,7 @@ def register_extra_kinds(spec: str | None = None) -> dict[str, str]:
 
 def run_job(store: Path, key: str) -> int:
     """Run one claimed job to its end or its next checkpoint; returns the worker's exit status."""
+    from xaug.engine.errors import is_permanent
     from xaug.engine.jobs import job_function
     from xaug.engine.jobs.context import JobContext, JobInterrupted
     from xaug.store import open_store
@@ -79,8 +81,11 @@ def run_job(store: Path, key: str) -> int:
     except Exception as exc:
         traceback.print_exc()
         sys.stderr.flush()
-        error = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()[-1]
-        status = mark_job_failed(db, key, error, EXIT_FAILED)
+        permanent = is_permanent(exc)
+        # A user-fixable error's whole message says what to fix; otherwise the traceback's last line is the gist.
+        error = f"{type(exc).__name__}: {exc}" if permanent else \
+            "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()[-1]
+        status = mark_job_failed(db, key, error, EXIT_FAILED, retryable=not permanent)
         print(f"worker: job failed ({error}); job is now {status}", flush=True)
         return EXIT_FAILED
     mark_job_done(db, key)
