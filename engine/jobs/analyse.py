@@ -16,6 +16,7 @@ def run(ctx: JobContext) -> None:
     config = ctx.config
     ctx.progress(0, 2, "comparing arms")
     result = analyse_study(ctx.db, config["study"], config.get("analysis") or {}, config.get("classes") or None)
+    ctx.check_stop()
     record_comparisons(ctx.db, config["study"], result.comparisons)
     ctx.progress(1, 2, "correlating quality with utility")
     record_correlations(ctx.db, config["study"], result.correlations)

@@ -18,7 +18,8 @@ from xaug.store.metrics import record_metrics
 
 
 class JobInterrupted(Exception):
-    """Raised by `ctx.check_stop()` after the job saved a checkpoint: the worker exits and the job resumes later."""
+    """Raised by `ctx.check_stop()`: the worker exits and the job resumes later from its last checkpoint (a job
+    without checkpoints starts over), or ends cancelled if a cancel was requested."""
 
 
 @dataclass
@@ -38,7 +39,8 @@ class JobContext:
     """Set by the worker when the engine asks it to stop (SIGTERM); cancel requests are read from the store."""
     _last_cancel_check: float = 0.0
     _cancelled: bool = False
-    _started: float = field(default_factory=time.monotonic)
+    _first_report: tuple[float, float] | None = None
+    """(time, done) of this process's first progress report: the origin of its rate after a resume."""
 
     @property
     def artifact_root(self) -> Path:
@@ -72,9 +74,14 @@ class JobContext:
         return str(Path(path).resolve().relative_to(self.artifact_root.resolve()))
 
     def progress(self, done: float, total: float, message: str = "") -> None:
-        """Report progress (e.g. step 120 of 1000); the ETA is extrapolated from the time so far."""
-        elapsed = time.monotonic() - self._started
-        eta = elapsed / done * (total - done) if done > 0 and total > done else None
+        """Report progress (e.g. step 120 of 1000); the ETA extrapolates the rate since this process's first report,
+        so that a job resumed at step 500 is not credited with the 500 steps an earlier process made."""
+        now = time.monotonic()
+        if self._first_report is None or done < self._first_report[1]:
+            self._first_report = (now, done)
+        since, done_then = self._first_report
+        rate = (done - done_then) / (now - since) if done > done_then and now > since else None
+        eta = (total - done) / rate if rate and total > done else None
         update_job_progress(self.db, self.key, done, total, message, eta)
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
@@ -92,6 +99,7 @@ class JobContext:
         return self._cancelled
 
     def check_stop(self) -> None:
-        """Call right after saving a checkpoint: raises JobInterrupted if the job should stop now."""
+        """Raises JobInterrupted if the job should stop now. Call it right after saving a checkpoint, and in a job
+        without checkpoints between its long steps and before it records its results."""
         if self.should_stop():
             raise JobInterrupted(self.key)

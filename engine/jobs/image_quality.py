@@ -48,6 +48,7 @@ def run(ctx: JobContext) -> None:
     delete_artifacts(ctx.db, ctx.key, "memorisation_pair")
     for i, class_name in enumerate(classes):
         ctx.progress(i, steps, f"class {class_name}")
+        ctx.check_stop()
         label = prepared.classes.index(class_name)
         real = take_fixed(train_images[train_labels == label], quality.n_per_class, SUBSET_SEED)
         fake = synthetic[class_name]
@@ -66,6 +67,7 @@ def run(ctx: JobContext) -> None:
     rows += _class_values("", torch.cat(real_feats), torch.cat(fake_feats), np.concatenate(fake_parts), space.name,
                           quality)
     rows += _overall_memorisation(rows)
+    ctx.check_stop()
     record_quality(ctx.db, ctx.key, [r.row() for r in rows])
     ctx.progress(steps, steps, f"{len(rows)} quality values")
 

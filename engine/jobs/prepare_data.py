@@ -18,9 +18,14 @@ def run(ctx: JobContext) -> None:
     dataset = DatasetConfig.model_validate(ctx.config["dataset"])
     splits = SplitsConfig.model_validate(ctx.config["splits"])
     salt = store_salt(ctx.db)
+
+    def decoding(done: float, total: float) -> None:
+        ctx.progress(done, total, "decoding images")
+        ctx.check_stop()  # nothing is written until every image is decoded
+
     report = prepare_dataset(dataset, splits, ctx.work_dir,
-                             pseudonymise=lambda patient_id: pseudonymise(salt, patient_id),
-                             progress=lambda done, total: ctx.progress(done, total, "decoding images"))
+                             pseudonymise=lambda patient_id: pseudonymise(salt, patient_id), progress=decoding)
+    ctx.check_stop()
     prepared = load_prepared(ctx.work_dir)
     record_split_members(ctx.db, ctx.key, prepared.split_members())
     record_skipped_images(ctx.db, ctx.key, report.skipped)
