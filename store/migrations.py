@@ -208,3 +208,15 @@ def m001_initial(db):
     """The first schema: studies, the job queue, metrics, per-class results, artifacts, quality, analysis."""
     for statement in _INITIAL_SCHEMA:
         db.execute(statement)
+
+
+@migrations()
+def m002_quality_references(db):
+    """Quality rows say which real images they were computed against (`reference`: 'train', 'heldout', or '' for
+    values of synthetic images alone), whether their class had enough images (`meaningful`) and why not (`note`)."""
+    quality = db["quality"]
+    quality.add_column("reference", str, not_null_default="train")
+    quality.add_column("meaningful", int, not_null_default=1)
+    quality.add_column("note", str)
+    db.execute("UPDATE quality SET reference = '' WHERE metric = 'ms_ssim'")  # synthetic pairs: no reference
+    quality.transform(pk=("job_key", "reference", "class_name", "metric", "features"))

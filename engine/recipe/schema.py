@@ -5,6 +5,7 @@ Each field's docstring is its description in the exported JSON schema (`xaug rec
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -164,7 +165,14 @@ class QualityConfig(Strict):
     """Image-quality and memorisation metrics of the synthetic images."""
 
     n_per_class: int = Field(200, ge=2)
-    """Synthetic and real images per class used for FID/KID (fixed, and recorded with every value)."""
+    """Synthetic and real images per class used for FID/KID (fixed, and recorded with every value); real images are
+    drawn from the fold's training split and, separately, from its validation split (held-out reference)."""
+    image_size: int | None = Field(None, ge=16)
+    """Side in pixels at which real and synthetic images are compared (both resized the same way before any
+    metric); default: the smaller of the real images' side (dataset.image_size) and the samples' side."""
+    min_images: int = Field(50, ge=2)
+    """A class with fewer real or synthetic images than this gets its values marked not meaningful (still recorded,
+    with a note) and left out of the overall macro-average."""
     features: Literal["inception", "classifier", "pixels"] = "inception"
     """Feature space: Inception-v3 (needs local weights), the fold's real-only classifier, or raw pixels."""
     inception_weights: str | None = None
@@ -173,8 +181,24 @@ class QualityConfig(Strict):
     """Subset size for KID (must not exceed the number of images)."""
     memorisation: bool = True
     """Check each synthetic image's nearest neighbour among the training images for near-copies."""
+    memorisation_quantile: float = Field(1.0, gt=0, lt=50)
+    """A synthetic image nearer to a training image than this percentile of held-out images' distances is a
+    probable near-copy."""
+    memorisation_min_heldout: int = Field(100, ge=10)
+    """Held-out (validation) images needed for that percentile: a class with fewer uses all classes' held-out
+    images together; with fewer than this in all, no near-copy rate is recorded (a note says why)."""
     ms_ssim: bool = True
-    """Compute MS-SSIM diversity among synthetic images (the paper's second metric)."""
+    """Compute MS-SSIM diversity among synthetic images (the paper's second metric), next to that among real pairs
+    of each reference at the same resolution."""
+
+    @model_validator(mode="after")
+    def _percentile_has_support(self):
+        # Below 100/q values the q-th percentile is the smallest distance itself: not an estimate of a percentile.
+        if self.memorisation_min_heldout * self.memorisation_quantile < 100:
+            raise ValueError(
+                f"memorisation_min_heldout {self.memorisation_min_heldout} is too small for the "
+                f"{self.memorisation_quantile:g}th percentile: use at least {math.ceil(100 / self.memorisation_quantile)}")
+        return self
 
 
 class ReaderStudyConfig(Strict):
