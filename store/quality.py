@@ -39,7 +39,8 @@ def load_study_quality(db: sqlite_utils.Database, study: str) -> list[dict]:
     for job_key, class_name, metric, features, value, std, n_real, n_fake, config_json in rows:
         config = json.loads(config_json)
         out.append(dict(job_key=job_key, generator=_generator_name(config.get("generator")),
-                        fold=config.get("fold"), class_name=class_name, metric=metric, features=features,
+                        repeat=int(config.get("repeat") or 0), fold=config.get("fold"), class_name=class_name,
+                        metric=metric, features=features,
                         value=value, std=std, n_real=n_real, n_fake=n_fake))
     return out
 
