@@ -208,3 +208,12 @@ def m001_initial(db):
     """The first schema: studies, the job queue, metrics, per-class results, artifacts, quality, analysis."""
     for statement in _INITIAL_SCHEMA:
         db.execute(statement)
+
+
+@migrations()
+def m020_slurm_journal(db):
+    """Jobs run by Slurm: the Slurm job id and its last seen state; and the sequence number of the last entry of
+    a job's journal (the file a remote worker records into) that was applied to this store."""
+    db.execute("ALTER TABLE jobs ADD COLUMN slurm_job_id TEXT")
+    db.execute("ALTER TABLE jobs ADD COLUMN slurm_state TEXT")
+    db.execute("ALTER TABLE jobs ADD COLUMN journal_seq INTEGER NOT NULL DEFAULT 0")

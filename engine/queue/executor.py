@@ -1,5 +1,6 @@
 """Executors start a job's worker somewhere and watch it. `LocalExecutor` runs it as a child process here;
-a Slurm executor would implement the same three calls."""
+`slurm.SlurmExecutor` submits it to a Slurm cluster. An executor may also have `flush()` (submit what `start`
+queued, called after each dispatch) and `refresh_states()` (called with the engine's heartbeat)."""
 
 from __future__ import annotations
 
