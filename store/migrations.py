@@ -294,3 +294,12 @@ def m003_stats_repeats_headline(db):
     """Repeated k-fold (split_members.repeat), the stored analysis (analyses, headline, arm_summaries)."""
     for statement in _STATS_SCHEMA:
         db.execute(statement)
+
+
+@migrations()
+def m004_slurm_journal(db):
+    """Jobs run by Slurm: the Slurm job id and its last seen state; and the sequence number of the last entry of
+    a job's journal (the file a remote worker records into) that was applied to this store."""
+    db.execute("ALTER TABLE jobs ADD COLUMN slurm_job_id TEXT")
+    db.execute("ALTER TABLE jobs ADD COLUMN slurm_state TEXT")
+    db.execute("ALTER TABLE jobs ADD COLUMN journal_seq INTEGER NOT NULL DEFAULT 0")
