@@ -1,6 +1,8 @@
 """Executors start a job's worker somewhere and watch it. `LocalExecutor` runs it as a process of its own on
 this machine, forked from a pre-imported fork server (or, with `start="exec"`, as a fresh
-`python -m xaug.engine.queue.worker`); a Slurm executor implements the same calls."""
+`python -m xaug.engine.queue.worker`); `slurm.SlurmExecutor` submits it to a Slurm cluster. An executor may also
+have `flush()` (submit what `start` queued, called after each dispatch) and `refresh_states()` (called with the
+engine's heartbeat)."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ def _run(store, key: str, cancel: bool = False) -> int:
     assert claimed is not None and claimed["key"] == key
     if cancel:
         assert q.cancel_job(db, key) == "cancel_requested"
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)}
     try:
         return run_job(store, key)
     finally:

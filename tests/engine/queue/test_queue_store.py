@@ -157,7 +157,7 @@ def test_migration_blocks_dependents_of_jobs_that_failed_before_it(tmp_path):
     from xaug.store.migrations import migrations
 
     old = sqlite_utils.Database(sqlite3.connect(tmp_path / "old.db"))
-    migrations.apply(old, stop_before="m002_queue_blocked_status")
+    migrations.apply(old, stop_before="m005_queue_blocked_status")
     a, b = fake("a"), fake("b", [fake("a")])
     submit(old, [a, b])
     old.execute("UPDATE jobs SET status = 'failed' WHERE key = ?", [a.key])
