@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sqlite3
 import sys
 
 import typer
@@ -58,6 +59,11 @@ def main() -> None:
         app(standalone_mode=False)
     except XaugError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        sys.exit(2)
+    except sqlite3.Error as exc:  # the store failed after it was opened (disk full, made read-only, ...)
+        from xaug.store.db import store_error
+
+        err_console.print(f"[bold red]error:[/] {store_error(exc)}", highlight=False, markup=True)
         sys.exit(2)
     except typer.Abort:
         err_console.print("aborted")

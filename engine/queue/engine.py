@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from xaug.engine.queue.executor import Executor, LocalExecutor
 from xaug.engine.queue.gpus import detect_gpus, read_gpu_stats
 from xaug.store import artifact_root, open_store
 from xaug.store import jobs as q
+from xaug.store.db import store_error
 
 log = logging.getLogger("xaug.engine")
 
@@ -118,8 +120,17 @@ class Engine:
     # --- life cycle -----------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Open the store, take the engine lock (EngineError if another engine holds it), find GPUs, recover."""
+        """Open the store, take the engine lock (EngineError if another engine holds it), find GPUs, recover.
+
+        A store that fails (read-only, disk full) raises StoreError, and the lock is not left behind."""
         self.db = open_store(self.store_path)
+        try:
+            self._start()
+        except sqlite3.Error as exc:
+            self._close_store()
+            raise store_error(exc, self.store_path) from exc
+
+    def _start(self) -> None:
         holder = q.claim_engine(self.db, self.pid, self.host, lambda row: engine_alive(row, self.host))
         if holder is not None:
             self.db.conn.close()
@@ -175,7 +186,9 @@ class Engine:
         return self._stop.is_set()
 
     def run(self, until: Callable[[], bool] | None = None, on_step: Callable[["Engine"], None] | None = None) -> None:
-        """Loop until SIGTERM/SIGINT, `request_stop()`, or `until()` returns True; then shut down cleanly."""
+        """Loop until SIGTERM/SIGINT, `request_stop()`, or `until()` returns True; then shut down cleanly.
+
+        If the store fails (disk full, made read-only) the workers are stopped and StoreError is raised."""
         if not self.started:
             self.start()
         previous = self._install_signals()
@@ -187,6 +200,9 @@ class Engine:
                 if until is not None and not self.handles and until():
                     break
                 self._stop.wait(self.poll_s)
+        except sqlite3.Error as exc:
+            log.error("the store failed (%s): stopping every worker and the engine", exc)
+            raise store_error(exc, self.store_path) from exc
         finally:
             self.shutdown()
             self._restore_signals(previous)
@@ -221,7 +237,13 @@ class Engine:
         while self.handles and time.monotonic() < deadline:
             self._reap(stopping=True)
             time.sleep(0.02)
-        q.release_engine(self.db, self.pid, self.host)
+        try:
+            q.release_engine(self.db, self.pid, self.host)
+        except sqlite3.Error as exc:  # the lock stays, but its pid is gone: clients see this engine as not running
+            log.error("could not release the engine lock: %s", exc)
+        self._close_store()
+
+    def _close_store(self) -> None:
         self.db.conn.close()
         self.db = None
         self.started = False
@@ -295,17 +317,28 @@ class Engine:
             if code is None:
                 continue
             del self.handles[key]
-            q.record_job_exit(self.db, key, code)
-            job = q.load_job(self.db, key)
-            if job is None or job["status"] != "running":
-                log.info("%s exited (%s): %s", key[:12], describe_exit(code), job and job["status"])
-                continue
-            if stopping or handle.terminate_sent_at is not None:
-                status = q.mark_job_interrupted(self.db, key, "stopped by the engine; resumes from its checkpoint")
-            else:
-                error = f"worker died with {describe_exit(code)}; see {handle.log_path}"
-                status = q.mark_job_failed(self.db, key, error, code)
-            log.info("%s worker ended with %s: now %s", key[:12], describe_exit(code), status)
+            try:
+                self._record_exit(key, handle, code, stopping)
+            except sqlite3.Error as exc:
+                if not stopping:
+                    raise
+                # Shutting down because the store failed: the job stays `running`; the next engine requeues it.
+                log.error("could not record that %s ended (%s)", key[:12], exc)
+
+    def _record_exit(self, key: str, handle, code: int, stopping: bool) -> None:
+        """Record a worker's exit; a job it left running is requeued (stopped by the engine) or failed (it died:
+        a transient failure, retried while attempts are left)."""
+        q.record_job_exit(self.db, key, code)
+        job = q.load_job(self.db, key)
+        if job is None or job["status"] != "running":
+            log.info("%s exited (%s): %s", key[:12], describe_exit(code), job and job["status"])
+            return
+        if stopping or handle.terminate_sent_at is not None:
+            status = q.mark_job_interrupted(self.db, key, "stopped by the engine; resumes from its checkpoint")
+        else:
+            error = f"worker died with {describe_exit(code)}; see {handle.log_path}"
+            status = q.mark_job_failed(self.db, key, error, code)
+        log.info("%s worker ended with %s: now %s", key[:12], describe_exit(code), status)
 
     def _enforce_cancels(self) -> None:
         """A running job whose cancel was requested gets SIGTERM; if it ignores it for grace_s, SIGKILL."""
