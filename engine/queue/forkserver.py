@@ -76,8 +76,21 @@ def _worker_main(store_path: str, key: str, env: dict[str, str], log_path: str) 
     setproctitle.setproctitle(" ".join(worker_command(Path(store_path), key)))
     _redirect_output(log_path)
     _set_environment(env)
+    if _cuda_lost_in_fork():
+        # Something in the preload initialised CUDA, which a forked child cannot use: run as a fresh process.
+        print("worker: CUDA was initialised before the fork; starting a fresh worker process", flush=True)
+        command = worker_command(Path(store_path), key)
+        os.execv(command[0], command)
     register_extra_kinds()
     exit_now(run_job(Path(store_path), key))
+
+
+def _cuda_lost_in_fork() -> bool:
+    """Whether this GPU worker inherited an initialised CUDA (torch then refuses every CUDA call)."""
+    torch = sys.modules.get("torch")
+    if torch is None or os.environ.get("XAUG_DEVICE") != "cuda":
+        return False
+    return bool(getattr(torch.cuda, "_is_in_bad_fork", lambda: False)())
 
 
 def _redirect_output(log_path: str) -> None:
