@@ -1,9 +1,9 @@
 """Training one classifier on in-memory arrays: Adam(W), cosine schedule, AMP on GPU, mild augmentation.
 
 After every epoch the model is scored on the validation split and the checkpoint with the lowest validation loss
-is kept as `best.safetensors` (the test split is never seen here). `last.safetensors` is written at every epoch
-end and whenever the caller asks to stop, and a later call with the same `work_dir` continues from it: same
-global step, same RNG, so an interrupted run ends with the same weights as an uninterrupted one.
+is kept as `best.safetensors` (the test split is never seen here). The resumable checkpoint `last/` is written at
+every epoch end and whenever the caller asks to stop, and a later call with the same `work_dir` continues from it:
+same global step, same RNG, so an interrupted run ends with the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ def train_classifier(spec: ClassifierSpec, classes: list[str], data: TrainData, 
 
     loop = ckpt.LoopState()
     last_path, best_path = work_dir / ckpt.LAST, work_dir / ckpt.BEST
-    if last_path.is_file():
+    if ckpt.has_training_state(last_path):
         loop, _ = ckpt.load_training_state(last_path, model, optimizer, scheduler, scaler)
     callbacks.starting_at(loop.step)
 
