@@ -78,9 +78,15 @@ def _replace_file(path: Path, write: Callable[[Path], None]) -> None:
     fsync_path(path.parent)
 
 
+def _cpu_copy(t: torch.Tensor) -> torch.Tensor:
+    """A contiguous CPU tensor with its own storage (safetensors refuses tensors that share storage)."""
+    t = t.detach()
+    return t.to("cpu").contiguous() if t.device.type != "cpu" else t.clone().contiguous()
+
+
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Save named tensors (contiguous CPU copies with their own storage) to one safetensors file, atomically."""
-    cpu = {k: v.detach().to("cpu").clone().contiguous() for k, v in tensors.items()}
+    cpu = {k: _cpu_copy(v) for k, v in tensors.items()}
     _replace_file(path, lambda tmp: save_file(cpu, str(tmp), metadata=metadata))
 
 
@@ -187,7 +193,7 @@ def save_checkpoint(root: Path, step: int, tensors: dict[str, torch.Tensor] | No
     tmp.mkdir()
     if fill is not None:
         fill(tmp)
-    cpu = {k: v.detach().to("cpu").clone().contiguous() for k, v in (tensors or {}).items()}
+    cpu = {k: _cpu_copy(v) for k, v in (tensors or {}).items()}
     if cpu:
         save_file(cpu, str(tmp / TENSORS))
     (tmp / SCALARS).write_text(json.dumps({**(scalars or {}), "step": step}, indent=1, sort_keys=True))
