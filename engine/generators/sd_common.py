@@ -11,7 +11,7 @@ Layout of a generator's `work_dir`:
     model/<unit>/unet/             trained UNet (save_pretrained, safetensors)       fine-tune, DreamBooth
     model/<unit>/text_encoder/     trained text encoder (fine-tune with train_text_encoder)
     model/<unit>/lora/             LoRA adapters in diffusers format (pipe.load_lora_weights)  LoRA
-    model/<unit>/unit.json         written last: the unit is finished
+    model/<unit>/unit.json         the unit is finished (model/<unit>/ is published whole: temp folder, rename)
     resume/<unit>/step-N/          resumable checkpoints (engine/checkpoint.py): trainable weights, state.safetensors
                                    (optimizer, RNG), state.json (step, scaler); `latest` names the newest
     class_images/<unit>/           DreamBooth prior-preservation images from the base model (PNG)
