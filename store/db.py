@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
@@ -79,6 +81,16 @@ def _migrate(db: sqlite_utils.Database, migrations) -> None:
         conn.rollback()
         raise
     conn.commit()
+
+
+@contextmanager
+def store_errors(path: str | Path | None = None) -> Iterator[None]:
+    """Raise an SQLite failure inside the block (disk full, made read-only, ...) as a StoreError that says what
+    happened and what to do: callers above the store handle one error class and never import sqlite3."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise store_error(exc, path) from exc
 
 
 def store_error(exc: sqlite3.Error, path: str | Path | None = None) -> StoreError:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import sqlite3
 import sys
 
 import typer
@@ -55,15 +54,13 @@ def main() -> None:
     """Entry point of `xaug`: a user error is printed once, without a traceback, and exits with status 2."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     load_commands()
+    from xaug.store.db import store_errors
+
     try:
-        app(standalone_mode=False)
+        with store_errors():  # a store that fails after it was opened (disk full, made read-only) is one line too
+            app(standalone_mode=False)
     except XaugError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
-        sys.exit(2)
-    except sqlite3.Error as exc:  # the store failed after it was opened (disk full, made read-only, ...)
-        from xaug.store.db import store_error
-
-        err_console.print(f"[bold red]error:[/] {store_error(exc)}", highlight=False, markup=True)
         sys.exit(2)
     except typer.Abort:
         err_console.print("aborted")

@@ -12,19 +12,18 @@ import logging
 import os
 import signal
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import psutil
-from xaug.engine.errors import EngineError
+from xaug.engine.errors import EngineError, StoreError
 from xaug.engine.queue.executor import Executor, LocalExecutor
 from xaug.engine.queue.gpus import detect_gpus, read_gpu_stats
 from xaug.store import artifact_root, open_store
 from xaug.store import jobs as q
-from xaug.store.db import store_error
+from xaug.store.db import store_errors
 
 log = logging.getLogger("xaug.engine")
 
@@ -72,7 +71,8 @@ def engine_alive(row: dict, host: str) -> bool:
 
 
 def worker_process(pid: int | None, key: str) -> psutil.Process | None:
-    """The live worker process of job `key` on this host, if `pid` is one."""
+    """The live worker process of job `key` on this host, if `pid` is one: its command line names the job (a worker
+    forked from the fork server carries the worker command line as its process title)."""
     if not pid:
         return None
     try:
@@ -125,15 +125,16 @@ class Engine:
         A store that fails (read-only, disk full) raises StoreError, and the lock is not left behind."""
         self.db = open_store(self.store_path)
         try:
-            self._start()
-        except sqlite3.Error as exc:
+            with store_errors(self.store_path):
+                self._start()
+        except StoreError:
             self._close_store()
-            raise store_error(exc, self.store_path) from exc
+            raise
 
     def _start(self) -> None:
         holder = q.claim_engine(self.db, self.pid, self.host, lambda row: engine_alive(row, self.host))
         if holder is not None:
-            self.db.conn.close()
+            self._close_store()
             raise EngineError(
                 f"another engine (pid {holder['pid']} on {holder['host']}, started {holder['started_at']}) already "
                 f"runs on {self.store_path}; submit to it with `xaug submit`, watch with `xaug status`, or stop it "
@@ -193,16 +194,17 @@ class Engine:
             self.start()
         previous = self._install_signals()
         try:
-            while not self._stop.is_set():
-                self.step()
-                if on_step is not None:
-                    on_step(self)
-                if until is not None and not self.handles and until():
-                    break
-                self._stop.wait(self.poll_s)
-        except sqlite3.Error as exc:
-            log.error("the store failed (%s): stopping every worker and the engine", exc)
-            raise store_error(exc, self.store_path) from exc
+            with store_errors(self.store_path):
+                while not self._stop.is_set():
+                    self.step()
+                    if on_step is not None:
+                        on_step(self)
+                    if until is not None and not self.handles and until():
+                        break
+                    self._stop.wait(self.poll_s)
+        except StoreError as exc:
+            log.error("%s; stopping every worker and the engine", exc)
+            raise
         finally:
             self.shutdown()
             self._restore_signals(previous)
@@ -238,8 +240,9 @@ class Engine:
             self._reap(stopping=True)
             time.sleep(0.02)
         try:
-            q.release_engine(self.db, self.pid, self.host)
-        except sqlite3.Error as exc:  # the lock stays, but its pid is gone: clients see this engine as not running
+            with store_errors(self.store_path):
+                q.release_engine(self.db, self.pid, self.host)
+        except StoreError as exc:  # the lock stays, but its pid is gone: clients see this engine as not running
             log.error("could not release the engine lock: %s", exc)
         self._close_store()
 
@@ -318,8 +321,9 @@ class Engine:
                 continue
             del self.handles[key]
             try:
-                self._record_exit(key, handle, code, stopping)
-            except sqlite3.Error as exc:
+                with store_errors(self.store_path):
+                    self._record_exit(key, handle, code, stopping)
+            except StoreError as exc:
                 if not stopping:
                     raise
                 # Shutting down because the store failed: the job stays `running`; the next engine requeues it.
