@@ -23,7 +23,6 @@ PRELOAD = ["__main__", "xaug.engine.queue.preload"]
 re-import)."""
 
 _context = multiprocessing.get_context("forkserver")
-_context.set_forkserver_preload(PRELOAD)
 
 
 class ForkedWorker:
@@ -59,6 +58,7 @@ class ForkedWorker:
 
 def start_forked_worker(store_path: Path, key: str, env: dict[str, str], log_path: Path) -> ForkedWorker:
     """Fork a worker for job `key` from the fork server (started, with its preload, on first use)."""
+    _context.set_forkserver_preload(PRELOAD)  # takes effect when the server starts; later calls change nothing
     process = _context.Process(target=_worker_main, args=(str(store_path), key, env, str(log_path)),
                                name=f"xaug-worker-{key[:12]}", daemon=False)
     process.start()
