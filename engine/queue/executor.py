@@ -57,7 +57,8 @@ def worker_command(store_path: Path, key: str, python: str = sys.executable) -> 
 
 
 def die_with_parent() -> None:
-    """In the child: get SIGTERM when the engine dies (Linux), so an orphaned worker checkpoints and stops."""
+    """In the child: get SIGTERM when its parent dies (Linux), so an orphaned worker checkpoints and stops. The parent
+    is the engine, or the fork server, which exits when the engine does."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
