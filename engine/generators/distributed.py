@@ -50,6 +50,11 @@ class DistributedTrainingError(XaugError):
 # --------------------------------------------------------------------------------------------------- in the loop
 
 
+def is_main_process() -> bool:
+    """Whether this process is rank 0 (or alone): the one that writes shared files. Works before an Accelerator."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def accelerator_for(device: str):
     """This process's Accelerator: DDP when launched by torch.distributed.run, a plain single process otherwise."""
     from accelerate import Accelerator
