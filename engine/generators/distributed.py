@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xaug.engine.errors import DataError, XaugError
+from xaug.engine.errors import DataError
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
 
 POLL_S = 0.2
@@ -43,8 +43,9 @@ STOP = "stop"
 OUTCOME = "outcome.json"
 
 
-class DistributedTrainingError(XaugError):
-    """The processes of a multi-process training failed: names the exit status and where the log is."""
+class DistributedTrainingError(RuntimeError):
+    """The processes of a multi-process training failed (a crash, out of memory: worth a retry, unlike an
+    XaugError); names the exit status and where their output is."""
 
 
 # --------------------------------------------------------------------------------------------------- in the loop
