@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -117,7 +118,8 @@ def process_count(device: str) -> int:
 
 
 def launch_dir(work_dir: Path) -> Path:
-    """The folder of a multi-process run's request, events and stop flag (beside the checkpoint folder)."""
+    """The folder of a multi-process run's request, events and stop flag (beside the checkpoint folder; removed
+    when the run ends)."""
     work_dir = Path(work_dir)
     return work_dir.with_name(work_dir.name + ".launch")
 
@@ -136,9 +138,8 @@ def train_in_processes(model: str, params, per_class: bool, data: TrainImages, w
     (they checkpoint at their next step) and the outcome is unfinished.
     """
     folder = launch_dir(work_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in (EVENTS, STOP, OUTCOME):
-        (folder / stale).unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)  # a previous run's stop flag or outcome must not count
+    folder.mkdir(parents=True)
     np.savez(folder / "data.npz", images=np.asarray(data.images), labels=np.asarray(data.labels))
     request = {"model": model, "params": params.model_dump(mode="json"), "per_class": per_class,
                "classes": list(data.classes), "work_dir": str(Path(work_dir).resolve()), "device": device,
@@ -156,15 +157,21 @@ def train_in_processes(model: str, params, per_class: bool, data: TrainImages, w
             if not (folder / STOP).exists() and hooks.should_stop():
                 (folder / STOP).touch()
             time.sleep(POLL_S)
-    except BaseException:
-        child.send_signal(signal.SIGTERM)  # torchrun passes it on; the children checkpoint and stop
-        child.wait()
-        raise
-    events.replay(hooks)
-    if child.returncode != 0 or not (folder / OUTCOME).exists():
-        raise DistributedTrainingError(f"{processes} training processes of {model} ended with exit status "
-                                       f"{child.returncode}; their output is in this job's log")
-    outcome = json.loads((folder / OUTCOME).read_text())
+        events.replay(hooks)
+        if (folder / OUTCOME).exists() and child.returncode == 0:
+            outcome = json.loads((folder / OUTCOME).read_text())
+        elif (folder / STOP).exists():
+            # Stopped from outside too (scancel signals every process of the job, torchrun included, which then
+            # ends its children): rank 0 checkpointed if it could; the job resumes from its last checkpoint.
+            outcome = {"checkpoint": str(work_dir), "finished": False, "step": events.last_step}
+        else:
+            raise DistributedTrainingError(f"{processes} training processes of {model} ended with exit status "
+                                           f"{child.returncode}; their output is in this job's log")
+    finally:
+        if child.poll() is None:  # the parent itself failed or was interrupted
+            child.send_signal(signal.SIGTERM)  # torchrun passes it on; the children checkpoint and stop
+            child.wait()
+        shutil.rmtree(folder, ignore_errors=True)
     return TrainOutcome(checkpoint=Path(outcome["checkpoint"]), finished=bool(outcome["finished"]),
                         step=int(outcome["step"]))
 
@@ -183,7 +190,7 @@ class _EventReader:
     """Reads complete lines appended by rank 0 to the events file and replays them into hooks."""
 
     def __init__(self, path: Path):
-        self.path, self.offset = path, 0
+        self.path, self.offset, self.last_step = path, 0, 0
 
     def replay(self, hooks: TrainHooks) -> None:
         if not self.path.exists():
@@ -196,6 +203,7 @@ class _EventReader:
         for line in chunk[:end].splitlines():
             event = json.loads(line)
             if event["kind"] == "progress":
+                self.last_step = event["step"]
                 hooks.progress(event["step"], event["total"], event["losses"])
             elif event["kind"] == "grid":
                 with np.load(event["path"]) as grid:
