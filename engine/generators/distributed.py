@@ -11,9 +11,11 @@ Two halves:
   launch --cpu` starts only one process (more need mpirun), so xaug calls torch.distributed.run itself: one
   command for GPUs and for the CPU (gloo) tests. Each child (`main`) runs the generator's ordinary `train` with
   hooks that only rank 0 uses: it appends progress and grids to `events.jsonl`, which the parent replays into
-  its own hooks, so only the parent (the job's worker) writes to the store. To stop, the parent creates the
-  file `stop`; a child that gets SIGTERM (torchrun forwards it) stops too. Either way all ranks agree on the step,
-  rank 0 checkpoints, and the run ends unfinished; the next run resumes from that checkpoint.
+  its own hooks, so only the parent (the job's worker) writes to the store: rank 0's losses, progress and grids
+  are recorded once, the other ranks' never. To stop (the engine's SIGTERM to the worker, or a cancel), the
+  parent creates the file `stop`; a child that gets SIGTERM itself (scancel signals every process of a Slurm
+  job; torchrun passes its own on) stops too. Either way all ranks agree on the step, rank 0 checkpoints, and the
+  run ends unfinished; the next run resumes from that checkpoint.
 
 Determinism: every process draws the *global* batch (indices, noise, timesteps) from the same seeded generator
 and keeps its slice, and DDP averages the gradients, so N processes with batch b each train exactly what one
@@ -247,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description="One process of a multi-process generator training.")
     parser.add_argument("--launch-dir", required=True, type=Path)
     folder = parser.parse_args(argv).launch_dir
-    hooks = _RankHooks(folder, is_main=int(os.environ.get("RANK", "0")) == 0)
+    hooks = _RankHooks(folder, is_main=is_main_process())
     signal.signal(signal.SIGTERM, lambda *_: setattr(hooks, "signalled", True))
     from xaug.engine.generators.registry import get_generator
 
