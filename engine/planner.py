@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from xaug.engine.generators.registry import get_generator
 from xaug.engine.jobs import JOB_VERSIONS
 from xaug.engine.recipe.schema import CLASS_NAMES_PAPER, ClassifierSpec, GeneratorSpec, Recipe
 
@@ -171,7 +172,10 @@ def _plan_generator(add, loaded, gen: GeneratorSpec, fold: int, classes: list[st
     seed = recipe.seeds[0]
     train_config = {"generator": gen_dump, "fold": fold, "seed": seed, "classes": classes,
                     "image_size": recipe.dataset.image_size, "amp": recipe.resources.amp}
-    train = add("train_generator", train_config, [prepare.key], f"train_generator {gen.name} fold {fold}", gpus)
+    # Only generators whose loop runs as N accelerate processes can use more than one GPU.
+    train_gpus = gpus if get_generator(gen.model).distributed else min(gpus, 1)
+    train = add("train_generator", train_config, [prepare.key], f"train_generator {gen.name} fold {fold}",
+                train_gpus)
     sample_config = {"generator": gen_dump, "fold": fold, "seed": seed, "classes": classes,
                      "n_per_class": n_per_class}
     sample = add("sample", sample_config, [train.key], f"sample {gen.name} fold {fold} n={n_per_class}",

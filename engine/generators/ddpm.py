@@ -283,7 +283,7 @@ def denoise(unet, train_scheduler_config, cfg: DdpmConfig, labels: torch.Tensor 
     return x.clamp(-1, 1)
 
 
-@register_generator("ddpm", DdpmConfig)
+@register_generator("ddpm", DdpmConfig, distributed=True)
 class Ddpm:
     """Pixel-space DDPM: class-conditional (class embeddings) or one unconditional model per class."""
 

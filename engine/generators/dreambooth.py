@@ -82,7 +82,7 @@ def _class_images(parts: Parts, prompt: str, params: DreamBoothConfig, folder: P
     return np.stack([np.asarray(Image.open(f).convert("L")) for f in files])
 
 
-@register_generator("dreambooth", DreamBoothConfig)
+@register_generator("dreambooth", DreamBoothConfig, distributed=True)
 class DreamBooth:
     """DreamBooth behind the generator contract; always one model per class."""
 

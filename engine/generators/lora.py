@@ -102,7 +102,7 @@ def _adapter_metadata(unet) -> dict:
     return {k: sorted(v) if isinstance(v, set) else v for k, v in config.items()}
 
 
-@register_generator("lora", LoraConfig)
+@register_generator("lora", LoraConfig, distributed=True)
 class Lora:
     """LoRA on Stable Diffusion behind the generator contract."""
 

@@ -21,6 +21,7 @@ import psutil
 from xaug.engine.errors import EngineError, StoreError
 from xaug.engine.queue.executor import Executor, LocalExecutor
 from xaug.engine.queue.gpus import detect_gpus, read_gpu_stats
+from xaug.engine.queue.policy import GpuReservation
 from xaug.store import artifact_root, open_store
 from xaug.store import jobs as q
 from xaug.store.db import store_errors
@@ -99,7 +100,7 @@ class Engine:
 
     def __init__(self, store_path: str | Path, *, cpu_slots: int = 1, gpus: list[int] | None = None,
                  executor: Executor | None = None, poll_s: float = 0.5, grace_s: float = 30.0,
-                 host: str | None = None) -> None:
+                 host: str | None = None, reserve_after_s: float = 0.0) -> None:
         self.store_path = ensure_own_store(store_path)
         self.cpu_slots = max(1, int(cpu_slots))
         self._gpu_override = gpus
@@ -116,6 +117,8 @@ class Engine:
         self._last_gpu_stats = 0.0
         self.started = False
         self.recovered: list[str] = []
+        self.reservation = GpuReservation(reserve_after_s)
+        """Which waiting multi-GPU job the freed GPUs are kept for (policy.py: no starvation, backfill)."""
 
     # --- life cycle -----------------------------------------------------------------------------------------------
 
@@ -288,12 +291,13 @@ class Engine:
         need = min(int(job["gpus_needed"] or 0), len(self.gpus))
         if need == 0:
             return [] if self.free_cpu_slots() > 0 else None
-        free = self.free_gpus()
-        return free[:need] if len(free) >= need else None
+        return self.reservation.gpus_for(job["key"], need, self.free_gpus())
 
     def dispatch(self) -> list[str]:
         """Start runnable jobs while some fit; returns the keys started."""
         started = []
+        if self.reservation.tracking:
+            self.reservation.keep_only(job["key"] for job in q.runnable_jobs(self.db, limit=500))
         while self.free_cpu_slots() > 0 or self.free_gpus():
             job = q.claim_job(self.db, self._fits, host=self.host, log_path_for=self._log_path)
             if job is None:

@@ -22,6 +22,7 @@ def semantic_problems(loaded: "LoadedRecipe") -> list[tuple["Loc", str]]:
         *_amount_problems(loaded),
         *_classifier_problems(loaded),
         *_path_problems(loaded),
+        *_multi_gpu_problems(loaded),
     ]
 
 
@@ -111,3 +112,25 @@ def _path_problems(loaded):
         path = loaded.resolve(recipe.quality.inception_weights)
         if not path.exists():
             yield ("quality", "inception_weights"), f"{path} does not exist"
+
+
+def _multi_gpu_problems(loaded):
+    """A generator trained on N GPUs splits its batch_size evenly over them (see generators/distributed.py)."""
+    from pydantic import ValidationError
+
+    from xaug.engine.generators.registry import get_generator
+
+    resources = loaded.recipe.resources
+    n = resources.generator_gpus
+    if resources.device == "cpu" or n < 2:
+        return
+    for g, gen in enumerate(loaded.recipe.generators):
+        try:
+            entry = get_generator(gen.model)
+            batch = entry.config_class.model_validate(gen.params).batch_size
+        except (KeyError, ValidationError):
+            continue  # reported by the params validation
+        if entry.distributed and batch % n:
+            yield ("generators", g, "params", "batch_size"), (
+                f"batch_size {batch} of '{gen.name}' does not split over resources.generator_gpus {n}: it is the "
+                f"global batch, divided evenly over the GPUs; use a multiple of {n}")

@@ -310,8 +310,12 @@ class ResourcesConfig(Strict):
     """auto uses a GPU when one is free, else the CPU."""
     amp: bool = True
     """Mixed precision on GPU (bf16 where supported, else fp16)."""
-    generator_gpus: int = Field(1, ge=0)
-    """GPUs per generator training job."""
+    generator_gpus: int = Field(1, ge=0, le=64)
+    """GPUs per train_generator job, all on one machine (one node under Slurm). With N > 1, DDPM and the Stable
+    Diffusion family train one model on N processes with accelerate (DDP): a generator's batch_size is the global
+    batch, split evenly over the N GPUs (so it must be divisible by N), and the result does not depend on N.
+    The GAN trains on one GPU (it is given one). The scheduler waits for N GPUs to be free together, without
+    starving smaller jobs (engine/queue/policy.py)."""
     classifier_gpus: int = Field(1, ge=0)
     """GPUs per classifier training job."""
     num_workers: int = Field(0, ge=0)

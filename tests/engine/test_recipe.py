@@ -153,3 +153,12 @@ def test_shipped_recipes_validate():
     assert any(p.name == "quickstart.yaml" for p in recipes)
     for path in recipes:
         load_recipe(path)
+
+
+def test_multi_gpu_generator_batch_must_split_over_its_gpus(tmp_path):
+    text = GOOD + "amounts: [0, 10]\ngenerators:\n  - name: d\n    model: ddpm\n    params: {batch_size: 6}\n" \
+                  "resources:\n  generator_gpus: 4\n"
+    message = _error(tmp_path, text)
+    assert "generators[0].params.batch_size" in message and "not split over resources.generator_gpus 4" in message
+    load_recipe(_write(tmp_path, text.replace("batch_size: 6", "batch_size: 8")))  # a multiple of 4 loads
+    load_recipe(_write(tmp_path, text.replace("model: ddpm", "model: gan")))  # the GAN uses one GPU
