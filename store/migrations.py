@@ -210,6 +210,18 @@ def m001_initial(db):
         db.execute(statement)
 
 
+@migrations()
+def m002_quality_references(db):
+    """Quality rows say which real images they were computed against (`reference`: 'train', 'heldout', or '' for
+    values of synthetic images alone), whether their class had enough images (`meaningful`) and why not (`note`)."""
+    quality = db["quality"]
+    quality.add_column("reference", str, not_null_default="train")
+    quality.add_column("meaningful", int, not_null_default=1)
+    quality.add_column("note", str)
+    db.execute("UPDATE quality SET reference = '' WHERE metric = 'ms_ssim'")  # synthetic pairs: no reference
+    quality.transform(pk=("job_key", "reference", "class_name", "metric", "features"))
+
+
 _STATS_SCHEMA = [
     # split_members gains the repetition of the k-fold split (repeated k-fold: a fresh patient partition each).
     """CREATE TABLE split_members_new (
@@ -282,3 +294,12 @@ def m003_stats_repeats_headline(db):
     """Repeated k-fold (split_members.repeat), the stored analysis (analyses, headline, arm_summaries)."""
     for statement in _STATS_SCHEMA:
         db.execute(statement)
+
+
+@migrations()
+def m004_slurm_journal(db):
+    """Jobs run by Slurm: the Slurm job id and its last seen state; and the sequence number of the last entry of
+    a job's journal (the file a remote worker records into) that was applied to this store."""
+    db.execute("ALTER TABLE jobs ADD COLUMN slurm_job_id TEXT")
+    db.execute("ALTER TABLE jobs ADD COLUMN slurm_state TEXT")
+    db.execute("ALTER TABLE jobs ADD COLUMN journal_seq INTEGER NOT NULL DEFAULT 0")
