@@ -349,7 +349,8 @@ class Recipe(Strict):
     duplicate_control: bool = True
     """Also train a count-matched control with duplicated real images (standard augmentation) per amount."""
     seeds: list[int] = [0]
-    """Classifier training seeds; every arm runs on every fold x seed, which pairs them for the tests."""
+    """Classifier training seeds; every arm runs on every fold x seed. Seeds are averaged within a fold: they reduce
+    noise but are not replication units (use splits.repeats for more units)."""
     quality: QualityConfig = QualityConfig()
     """Image-quality metrics."""
     reader_study: ReaderStudyConfig = ReaderStudyConfig()
