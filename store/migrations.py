@@ -224,6 +224,7 @@ def m002_quality_references(db):
 
 _STATS_SCHEMA = [
     # split_members gains the repetition of the k-fold split (repeated k-fold: a fresh patient partition each).
+    # Rebuilt in SQL rather than with Table.transform, which would drop the CHECK constraint on `split`.
     """CREATE TABLE split_members_new (
         job_key TEXT NOT NULL,
         repeat INTEGER NOT NULL DEFAULT 0,

@@ -238,7 +238,8 @@ def power_table(result: StudyAnalysis, effects: tuple[float, ...] = POWER_EFFECT
     columns = ["generator", "n", "unit", "SD (pp)", *[f"+{e * 100:g} pp: repeats (units)" for e in effects]]
     rows = []
     for r in sorted(rows_in, key=lambda r: _arm_order(r["generator"])):
-        row = {"generator": r["generator"], "n": r["n"], "unit": _unit_column(result), "SD (pp)": f"{r['sd'] * 100:.2f}"}
+        row = {"generator": r["generator"], "n": r["n"], "unit": _unit_column(result),
+               "SD (pp)": f"{r['sd'] * 100:.2f}"}
         for e in effects:
             plan = required_repeats(e, r["sd"], folds, ratio, alpha, POWER_TARGET)
             row[f"+{e * 100:g} pp: repeats (units)"] = (f"{plan.repeats} ({plan.units})" if plan.repeats

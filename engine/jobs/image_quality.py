@@ -49,7 +49,8 @@ def run(ctx: JobContext) -> None:
     prepared = _load_prepared(ctx)
     classes = list(config.get("classes") or prepared.classes)
     synthetic = _load_synthetic(ctx, classes, quality.n_per_class)
-    references = {name: prepared.split(fold, split) for name, split in REFERENCE_SPLITS.items()}
+    repeat = int(config.get("repeat", 0))  # repetition of the k-fold split (repeated k-fold)
+    references = {name: prepared.split(fold, split, repeat) for name, split in REFERENCE_SPLITS.items()}
     side = _side(quality, references["train"][0], synthetic)
     space = _feature_space(ctx, quality, classes)
 

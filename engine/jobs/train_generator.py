@@ -52,7 +52,7 @@ def load_train_images(ctx: JobContext) -> TrainImages:
     from xaug.engine.data.prepared import load_prepared
 
     data = load_prepared(ctx.work_dir_of(ctx.dep_of_kind("prepare_data")))
-    return data.train_images(int(ctx.config["fold"]))
+    return data.train_images(int(ctx.config["fold"]), int(ctx.config.get("repeat", 0)))
 
 
 class JobTrainHooks:

@@ -81,6 +81,10 @@ class SplitsConfig(Strict):
     """Seed of the split assignment."""
     run_folds: list[int] | None = None
     """Run only these folds (0-based); all folds when omitted."""
+    repeats: int = Field(1, ge=1, le=20)
+    """Repeated k-fold: how many times the patients are split into `folds` folds, each time a fresh partition
+    (split seed derived from `seed`; the first repeat uses `seed` itself), with generators trained per repeat.
+    The study's replication units are folds x repeats (classifier seeds are averaged inside a fold)."""
 
 
 class GeneratorSpec(Strict):
@@ -215,11 +219,12 @@ class AnalysisConfig(Strict):
     """The statistics of the study."""
 
     test: Literal["wilcoxon", "corrected_t"] = "corrected_t"
-    """Paired test across folds x seeds: Wilcoxon signed-rank or Nadeau-Bengio corrected resampled t-test."""
+    """Paired test over replication units (folds x repeats, seeds averaged within a fold): Wilcoxon signed-rank or
+    the Nadeau-Bengio corrected resampled t-test (variance x (1/n + n_test/n_train), the k-fold ratio)."""
     correction: Literal["holm", "bonferroni", "fdr_bh", "none"] = "holm"
-    """Multiple-comparison correction over all arms of the study."""
+    """Multiple-comparison correction over all arms of the study (the headline: over its generators)."""
     alpha: float = Field(0.05, gt=0, lt=1)
-    """Significance level and 1 - confidence of the intervals."""
+    """Significance level and 1 - confidence of the intervals, used by the report, `xaug results` and the TUI."""
 
 
 JobKind = Literal["prepare_data", "train_generator", "sample", "image_quality", "train_classifier", "evaluate",
@@ -348,7 +353,8 @@ class Recipe(Strict):
     duplicate_control: bool = True
     """Also train a count-matched control with duplicated real images (standard augmentation) per amount."""
     seeds: list[int] = [0]
-    """Classifier training seeds; every arm runs on every fold x seed, which pairs them for the tests."""
+    """Classifier training seeds; every arm runs on every fold x seed. Seeds are averaged within a fold: they reduce
+    noise but are not replication units (use splits.repeats for more units)."""
     quality: QualityConfig = QualityConfig()
     """Image-quality metrics."""
     reader_study: ReaderStudyConfig = ReaderStudyConfig()

@@ -31,7 +31,8 @@ def test_study_queries(fake_store):
     db = open_store(fake_store)
     rows = views.comparison_rows(db, "demo", metric="accuracy", reference="baseline")
     assert [(r["generator"], r["amount"]) for r in rows] == [("ddpm", 100), ("ddpm", 500), ("gan", 100), ("gan", 500)]
-    assert views.class_f1_deltas(db, "demo")["ddpm"]["covid19"] == pytest.approx(0.04)
+    assert views.class_f1_deltas(db, "demo")["ddpm"]["covid19"]["mean"] == pytest.approx(0.04)  # stored headline
+    assert views.study_analysis_info(db, "demo")["unit"] == "n = 5 units; unit = fold (seeds averaged within a fold)"
     qvu = views.quality_vs_utility(db, "demo")
     assert [p["generator"] for p in qvu] == ["ddpm", "gan"] and qvu[0]["quality"] == 40.0
     assert views.dependency_of_kind(db, "e" * 64, "train_classifier") == "c" * 64
