@@ -62,9 +62,9 @@ def load_study_quality(db: sqlite_utils.Database, study: str, reference: str | N
          config_json) in rows:
         config = json.loads(config_json)
         out.append(dict(job_key=job_key, generator=_generator_name(config.get("generator")),
-                        fold=config.get("fold"), reference=ref, class_name=class_name, metric=metric,
-                        features=features, value=value, std=std, n_real=n_real, n_fake=n_fake,
-                        meaningful=bool(meaningful), note=note))
+                        repeat=int(config.get("repeat") or 0), fold=config.get("fold"), reference=ref,
+                        class_name=class_name, metric=metric, features=features, value=value, std=std,
+                        n_real=n_real, n_fake=n_fake, meaningful=bool(meaningful), note=note))
     return out
 
 
