@@ -295,6 +295,14 @@ class SdMethod:
         """Extra images trained with their own loss term (DreamBooth prior preservation); None by default."""
         return None
 
+    def sampling_settings(self, params) -> dict:
+        """Method-specific sampling settings kept in the manifest (overridable per `sample` call); none by default."""
+        return {}
+
+    def pipeline_kwargs(self, settings: dict) -> dict:
+        """Extra keyword arguments for the pipeline call, from the sampling settings; none by default."""
+        return {}
+
 
 # --------------------------------------------------------------------------------------------------- loading
 
@@ -506,7 +514,8 @@ def write_manifest(method: SdMethod, params: SdParams, units: list[Unit], prompt
         "sampling": {"scheduler": params.scheduler, "inference_steps": params.steps_to_sample(),
                      "guidance_scale": params.guidance_scale, "negative_prompt": params.negative_prompt,
                      "batch_size": params.sample_batch_size,
-                     "mixed_precision": params.mixed_precision if params.amp else "no"},
+                     "mixed_precision": params.mixed_precision if params.amp else "no",
+                     **method.sampling_settings(params)},
     }
     (model / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return model
@@ -768,8 +777,9 @@ def to_grey_uint8(images: np.ndarray) -> np.ndarray:
 
 
 def run_pipeline(pipe, prompt: str, n: int, seed: int, steps: int, guidance: float, negative: str, batch: int,
-                 resolution: int, autocast_dtype=None) -> np.ndarray:
-    """n grey uint8 images from a pipeline; image i uses torch.Generator seeded seed + i (batch-independent)."""
+                 resolution: int, autocast_dtype=None, **call_kwargs) -> np.ndarray:
+    """n grey uint8 images from a pipeline; image i uses torch.Generator seeded seed + i (batch-independent).
+    `call_kwargs` go to the pipeline call (e.g. LoRA's cross_attention_kwargs)."""
     import torch
 
     device = str(pipe.device)
@@ -780,7 +790,7 @@ def run_pipeline(pipe, prompt: str, n: int, seed: int, steps: int, guidance: flo
         with torch.no_grad(), _autocast(device, autocast_dtype):
             result = pipe([prompt] * count, negative_prompt=[negative] * count if negative else None,
                           num_inference_steps=steps, guidance_scale=guidance, generator=gens, height=resolution,
-                          width=resolution, output_type="np")
+                          width=resolution, output_type="np", **call_kwargs)
         out.append(to_grey_uint8(result.images))
     return np.concatenate(out) if out else np.zeros((0, resolution, resolution), np.uint8)
 
@@ -850,7 +860,8 @@ def read_manifest(checkpoint: Path) -> dict:
 def sample_sd(method: SdMethod, checkpoint: Path, class_name: str, n: int, seed: int, device: str,
               **overrides) -> np.ndarray:
     """n grey uint8 images [n,H,W] of one class; overrides: scheduler, inference_steps, guidance_scale,
-    negative_prompt, batch_size (default: the values saved at training time)."""
+    negative_prompt, batch_size and the method's own settings, e.g. lora_scale (default: the values saved at
+    training time)."""
     manifest = read_manifest(checkpoint)
     units = manifest["units"]
     unit = class_name if class_name in units else "all"
@@ -864,5 +875,5 @@ def sample_sd(method: SdMethod, checkpoint: Path, class_name: str, n: int, seed:
     pipe.scheduler = make_scheduler(settings["scheduler"], pipe.scheduler.config)
     return run_pipeline(pipe, manifest["prompts"][class_name], n, seed, settings["inference_steps"],
                         settings["guidance_scale"], settings["negative_prompt"], settings["batch_size"],
-                        manifest["resolution"], dtype)
+                        manifest["resolution"], dtype, **method.pipeline_kwargs(settings))
 

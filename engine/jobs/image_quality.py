@@ -203,16 +203,15 @@ def _near_copies(ctx: JobContext, class_name: str, features: str, fake: np.ndarr
               f"(validation) images of {'this class' if threshold.source == 'class' else 'all classes'}")
     result = check_memorisation(fake_f, train_f, held_f, n_closest=PAIRS_PER_CLASS,
                                 threshold=NO_THRESHOLD if threshold.value is None else threshold.value)
+    missing = None if threshold.value is not None else (
+        f"no near-copy rate: {threshold.n_heldout} held-out images in all, fewer than "
+        f"quality.memorisation_min_heldout ({quality.memorisation_min_heldout}) needed for a percentile")
     values = []
     if held_f is not None:  # the distance ratio needs held-out images of this class
-        values.append(QualityValue(class_name, "nn_distance_ratio", features, result.distance_ratio, None, len(train),
-                               len(fake), note=f"median over {len(held_f)} held-out images of this class"))
-    if threshold.value is None:
-        values.append(QualityValue(
-            class_name, "memorised_fraction", features, 0.0, None, len(train), len(fake), meaningful=False,
-            note=f"not measured: {threshold.n_heldout} held-out images in all, fewer than "
-                 f"quality.memorisation_min_heldout ({quality.memorisation_min_heldout}) needed for a percentile"))
-    else:
+        note = f"median over {len(held_f)} held-out images of this class" + (f"; {missing}" if missing else "")
+        values.append(QualityValue(class_name, "nn_distance_ratio", features, result.distance_ratio, None,
+                                   len(train), len(fake), note=note))
+    if missing is None:  # without a threshold there is no rate to record (never an invented 0)
         values.append(QualityValue(class_name, "memorised_fraction", features, result.flagged_fraction, None,
                                    len(train), len(fake), note=source))
     if features == "pixels":
