@@ -94,7 +94,7 @@ class _StoreOutcome:
 
         self.db = open_store(store)
 
-    def flush(self) -> None:
+    def flush(self, urgent: bool = False) -> None:
         """Nothing to do: every record is already in the store."""
 
     def stop_requested(self) -> bool:
@@ -132,13 +132,13 @@ class _JournalOutcome:
         self.writer = JournalWriter(self.folder)
         self._flushed_at = 0.0
 
-    def flush(self, force: bool = False) -> None:
-        """Append the rows recorded since the last flush to the journal (throttled unless `force`)."""
+    def flush(self, urgent: bool = False) -> None:
+        """Append the rows recorded since the last flush to the journal (progress alone: at most once a second)."""
         import time
 
         from xaug.store.changes import drain_changes
 
-        if force or time.monotonic() - self._flushed_at >= self.FLUSH_S:
+        if urgent or time.monotonic() - self._flushed_at >= self.FLUSH_S:
             self._flushed_at = time.monotonic()
             self.writer.changes(drain_changes(self.db))
 
@@ -149,7 +149,7 @@ class _JournalOutcome:
         return stop_requested(self.folder)
 
     def _end(self, status: str, error: str | None = None) -> str:
-        self.flush(force=True)
+        self.flush(urgent=True)
         self.writer.outcome(status, error)
         return f"{status} (journaled)"
 

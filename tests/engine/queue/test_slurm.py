@@ -1,0 +1,165 @@
+"""The Slurm executor against a real Slurm (slurmctld + slurmd on this machine: `.ci/slurm-up.sh`).
+
+Skipped here when no Slurm answers; in CI (CI=true) a missing Slurm fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+from queue_helpers import fake, submit
+
+SLURM_SETTINGS = {"resources": {"slurm": {"cpus_per_job": 1, "time_limit": "10", "max_jobs": 8}}}
+
+
+def _slurm_problem() -> str | None:
+    if shutil.which("sbatch") is None:
+        return "Slurm's sbatch is not installed (run .ci/slurm-up.sh as root: it installs and starts a one-node Slurm)"
+    done = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+    if done.returncode != 0 or not done.stdout.strip():
+        return f"no Slurm controller answers ({done.stderr.strip()[:200]}); start one with .ci/slurm-up.sh"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """A live Slurm, or a skip (locally) / a failure (CI=true) that says why there is none."""
+    problem = _slurm_problem()
+    if problem and os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI must run the Slurm tests: {problem}")
+    if problem:
+        pytest.skip(problem)
+
+
+def _squeue_state(slurm_id: str) -> str:
+    out = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-j", slurm_id, "-o", "%T"], capture_output=True,
+                         text=True).stdout.split()
+    return out[0] if out else ""
+
+
+def _wait(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise TimeoutError(f"waited {timeout:.0f} s for {what}")
+
+
+class _EngineThread:
+    """A Slurm-backed engine running in a thread until the study finishes (or the test stops it)."""
+
+    def __init__(self, store_path, study: str = "s"):
+        from xaug.engine.queue.engine import Engine
+        from xaug.engine.queue.slurm import SlurmExecutor
+        from xaug.store import open_store
+        from xaug.store.jobs import study_finished
+
+        self.executor = SlurmExecutor(store_path)
+        self.engine = Engine(store_path, cpu_slots=8, gpus=[], executor=self.executor, poll_s=0.2, grace_s=20)
+        self.watch = open_store(store_path)
+        self.error: BaseException | None = None
+        self.engine.start()
+
+        def loop():
+            try:
+                self.engine.run(until=lambda: study_finished(self.watch, study))
+            except BaseException as exc:  # reported by join()
+                self.error = exc
+
+        self.thread = threading.Thread(target=loop, daemon=True)
+        self.thread.start()
+
+    def job(self, key: str) -> dict:
+        from xaug.store.jobs import load_job
+
+        return load_job(self.watch, key)
+
+    def join(self, timeout: float = 120) -> None:
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            self.engine.request_stop()
+            self.thread.join(30)
+            raise TimeoutError("the study did not finish on Slurm in time")
+        if self.error:
+            raise self.error
+
+
+def test_a_tiny_study_runs_through_sbatch_as_job_arrays(slurm, qdb, store_path, fake_kinds):
+    from xaug.store.jobs import submit_study
+
+    first = fake("first", steps=2)
+    arms = [fake(f"arm{i}", [first], steps=3, kind="fake") for i in range(3)]
+    submit_study(qdb, "s", None, "name: s", {"name": "s", **SLURM_SETTINGS}, [first, *arms])
+    run = _EngineThread(store_path)
+    run.join()
+    rows = {job.key: run.job(job.key) for job in [first, *arms]}
+    assert {r["status"] for r in rows.values()} == {"done"}
+    ids = [rows[a.key]["slurm_job_id"] for a in arms]
+    assert len({i.split("_")[0] for i in ids}) == 1 and sorted(i.split("_")[1] for i in ids) == ["0", "1", "2"]
+    assert "_" not in rows[first.key]["slurm_job_id"]  # a lone job is no array
+    for job in [first, *arms]:  # results landed in the store, once per step
+        steps = [r["step"] for r in qdb.query("SELECT step FROM metrics WHERE job_key = ? AND name = 'loss'"
+                                              " ORDER BY step", [job.key])]
+        assert steps == list(range(1, job.config["steps"] + 1))
+    for slurm_id in [rows[first.key]["slurm_job_id"], *ids]:  # the outcome is journaled just before the end
+        _wait(lambda: _squeue_state(slurm_id) == "COMPLETED", 30, f"squeue to show {slurm_id} COMPLETED")
+    _wait(lambda: (run.executor.refresh_states(), {run.job(j.key)["slurm_state"] for j in arms} == {"COMPLETED"})[1],
+          30, "the store to show the Slurm jobs COMPLETED")
+
+
+def test_cancel_ends_cancelled_in_slurm_and_in_the_store(slurm, qdb, store_path, fake_kinds):
+    from typer.testing import CliRunner
+
+    from xaug.engine.cli import app, load_commands
+    from xaug.store.jobs import submit_study
+
+    load_commands()
+    job = fake("long", steps=200, sleep=0.2)
+    submit_study(qdb, "s", None, "name: s", {"name": "s", **SLURM_SETTINGS}, [job])
+    run = _EngineThread(store_path)
+    _wait(lambda: (run.job(job.key)["progress"] or 0) >= 2, 60, "the job to run on Slurm")
+    slurm_id = run.job(job.key)["slurm_job_id"]
+    assert _squeue_state(slurm_id) == "RUNNING"
+    result = CliRunner().invoke(app, ["cancel", job.key[:12], "--store", str(store_path)])
+    assert result.exit_code == 0, result.output
+    run.join()
+    row = run.job(job.key)
+    assert row["status"] == "cancelled"
+    assert _wait(lambda: _squeue_state(slurm_id) == "CANCELLED", 30, "Slurm to show the job CANCELLED")
+    assert row["slurm_state"] in ("CANCELLED", "RUNNING", "COMPLETING")  # the store's last look before it ended
+    assert row["progress"] < 200
+
+
+@pytest.mark.parametrize("ignores_sigterm", [False, True], ids=["checkpoints-on-sigterm", "hard-killed"])
+def test_a_worker_killed_on_its_node_is_requeued_and_resumes_without_duplicate_metrics(
+        slurm, qdb, store_path, fake_kinds, ignores_sigterm):
+    """`scancel --signal=KILL` cancels the job: Slurm sends SIGTERM, then SIGKILL after KillWait. A worker that
+    checkpoints on SIGTERM goes back to the queue without an attempt; one that does not is killed, journals no
+    outcome and counts an attempt. Either way the next run resumes from the checkpoint."""
+    from xaug.store.jobs import submit_study
+
+    steps = 40 if ignores_sigterm else 25
+    job = fake("killed", steps=steps, sleep=0.2, ignore_stop=ignores_sigterm)
+    submit_study(qdb, "s", None, "name: s", {"name": "s", **SLURM_SETTINGS}, [job])
+    run = _EngineThread(store_path)
+    _wait(lambda: (run.job(job.key)["progress"] or 0) >= 4, 60, "the job to reach step 4 on Slurm")
+    first_id = run.job(job.key)["slurm_job_id"]
+    subprocess.run(["scancel", "--signal=KILL", first_id], check=True)
+    run.join(timeout=150)
+    row = run.job(job.key)
+    assert row["status"] == "done" and row["attempts"] == (1 if ignores_sigterm else 0)
+    assert row["slurm_job_id"] != first_id
+    assert _squeue_state(first_id) == "CANCELLED"
+    starts = [int(s) for s in (store_path.parent / "q-artifacts" / "jobs" / "fake" / job.key[:16] / "starts.txt")
+              .read_text().split()]
+    assert len(starts) == 2 and starts[0] == 0 and starts[1] >= 4  # the second run resumed from the checkpoint
+    count, distinct = qdb.execute("SELECT COUNT(*), COUNT(DISTINCT name || '/' || step) FROM metrics"
+                                  " WHERE job_key = ?", [job.key]).fetchone()
+    assert count == distinct == 2 * steps
