@@ -45,7 +45,10 @@ JobCompLoc=$DIR/jobcomp.log
 NodeName=$HOST CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 CONF
-pgrep -x munged >/dev/null || su -s /bin/sh munge -c "/usr/sbin/munged" 2>/dev/null || /usr/sbin/munged --force
+if ! pgrep -x munged >/dev/null; then  # remembered, so that slurm-down.sh stops only a munged started here
+  su -s /bin/sh munge -c /usr/sbin/munged 2>/dev/null || /usr/sbin/munged --force
+  touch "$DIR/munged.started"
+fi
 /usr/sbin/slurmctld
 /usr/sbin/slurmd
 for _ in $(seq 60); do

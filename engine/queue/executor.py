@@ -1,6 +1,7 @@
 """Executors start a job's worker somewhere and watch it. `LocalExecutor` runs it as a child process here;
 `slurm.SlurmExecutor` submits it to a Slurm cluster. An executor may also have `flush()` (submit what `start`
-queued, called after each dispatch) and `refresh_states()` (called with the engine's heartbeat)."""
+queued, called after each dispatch), `refresh_states()` (called with the engine's heartbeat) and `adopt(job)`
+(a handle for a job left running by a previous engine whose worker still runs, or None)."""
 
 from __future__ import annotations
 

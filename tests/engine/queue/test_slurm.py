@@ -163,3 +163,34 @@ def test_a_worker_killed_on_its_node_is_requeued_and_resumes_without_duplicate_m
     count, distinct = qdb.execute("SELECT COUNT(*), COUNT(DISTINCT name || '/' || step) FROM metrics"
                                   " WHERE job_key = ?", [job.key]).fetchone()
     assert count == distinct == 2 * steps
+
+
+def test_a_restarted_engine_watches_its_slurm_jobs_again_instead_of_running_them_twice(slurm, qdb, store_path,
+                                                                                        fake_kinds):
+    """The engine dies (no shutdown) while a job runs on Slurm; the next engine adopts it: one Slurm job, no
+    attempt counted, every metric row once."""
+    from xaug.engine.queue.engine import Engine
+    from xaug.engine.queue.slurm import SlurmExecutor
+    from xaug.store.jobs import load_job, release_engine, submit_study
+
+    job = fake("outlives", steps=20, sleep=0.2)
+    submit_study(qdb, "s", None, "name: s", {"name": "s", **SLURM_SETTINGS}, [job])
+    first = Engine(store_path, cpu_slots=8, gpus=[], executor=SlurmExecutor(store_path), poll_s=0.2)
+    first.start()
+
+    def running_at_step_3():
+        first.step()
+        return (load_job(qdb, job.key)["progress"] or 0) >= 3
+
+    _wait(running_at_step_3, 60, "the job to reach step 3 on Slurm")
+    slurm_id = load_job(qdb, job.key)["slurm_job_id"]
+    release_engine(first.db, first.pid, first.host)  # the first engine is gone without a word
+    run = _EngineThread(store_path)
+    assert job.key in run.engine.handles and run.engine.recovered == []
+    run.join()
+    row = run.job(job.key)
+    assert row["status"] == "done" and row["attempts"] == 0 and row["slurm_job_id"] == slurm_id
+    starts = (store_path.parent / "q-artifacts" / "jobs" / "fake" / job.key[:16] / "starts.txt").read_text().split()
+    assert starts == ["0"]
+    assert qdb.execute("SELECT COUNT(*), COUNT(DISTINCT name || '/' || step) FROM metrics WHERE job_key = ?",
+                       [job.key]).fetchone() == (40, 40)

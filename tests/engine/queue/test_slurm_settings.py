@@ -1,0 +1,47 @@
+"""`resources.slurm` in a recipe and the sbatch parameters it gives each job kind (no Slurm needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def _settings(**slurm):
+    from xaug.engine.recipe.schema import ResourcesConfig
+
+    return ResourcesConfig(executor="slurm", slurm=slurm).model_dump()["slurm"]
+
+
+def test_per_kind_resources_override_the_defaults_and_gpus_follow_the_job():
+    from xaug.engine.queue.slurm import sbatch_parameters
+
+    settings = _settings(partition="gpu", account="proj", qos="high", time_limit="1-02:00:00", cpus_per_job=6,
+                         mem="32G", kinds={"train_classifier": {"gpus": 2, "cpus": 12, "time_limit": "90"}},
+                         extra_sbatch={"constraint": "a100"})
+    classifier = sbatch_parameters(settings, {"kind": "train_classifier", "gpus_needed": 1})
+    assert (classifier["gpus_per_node"], classifier["cpus_per_task"], classifier["time"]) == (2, 12, 90)
+    assert (classifier["partition"], classifier["account"], classifier["qos"], classifier["mem"]) == \
+        ("gpu", "proj", "high", "32G")
+    assert classifier["additional_parameters"] == {"no-requeue": True, "constraint": "a100"}
+    sample = sbatch_parameters(settings, {"kind": "sample", "gpus_needed": 1})
+    assert (sample["gpus_per_node"], sample["cpus_per_task"], sample["time"]) == (1, 6, 26 * 60)
+    assert "gpus_per_node" not in sbatch_parameters(settings, {"kind": "prepare_data", "gpus_needed": 0})
+
+
+@pytest.mark.parametrize(("slurm", "complaint"), [
+    ({"time_limit": "4h"}, "is not a Slurm time limit"),
+    ({"kinds": {"train_clasifier": {"gpus": 1}}}, "train_classifier"),
+    ({"extra_sbatch": {"array": "0-3"}}, "set by xaug itself"),
+    ({"extra_sbatch": {"--constraint": "a100"}}, "not an sbatch long option name"),
+    ({"partiton": "gpu"}, "partiton"),
+])
+def test_bad_slurm_settings_fail_with_what_to_write(slurm, complaint):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=complaint):
+        _settings(**slurm)
+
+
+def test_time_limits_in_minutes():
+    from xaug.engine.recipe.schema import time_limit_minutes
+
+    assert [time_limit_minutes(t) for t in ("90", "04:00:00", "1-12:00:00", "00:00:30")] == [90, 240, 2160, 1]
