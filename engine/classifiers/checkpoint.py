@@ -67,13 +67,11 @@ def load_weights(model: nn.Module, path: Path) -> dict[str, Any]:
 
 @dataclass
 class LoopState:
-    """Where training stands: next epoch/batch to run, global step, the best validation loss so far."""
+    """Where training stands: optimiser steps done (which fixes the next batch), the best validation loss so far."""
 
-    epoch: int = 0
-    batch: int = 0
     step: int = 0
     best_val_loss: float | None = None
-    best_epoch: int | None = None
+    best_step: int | None = None
 
 
 def save_training_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,

@@ -5,10 +5,11 @@ Each field's docstring is its description in the exported JSON schema (`xaug rec
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 CLASS_NAMES_PAPER = ("healthy", "bacterial", "viral", "fungal", "covid19")
 
@@ -113,15 +114,30 @@ class ClassifierSpec(Strict):
     image_size: int | None = Field(None, ge=16, le=2048)
     """Input size; defaults to the dataset's image_size."""
     epochs: int = Field(20, ge=1)
-    """Training epochs, the same for every arm (baseline, synthetic, control): equal budgets."""
+    """Training length in epochs of the fold's real training split (n_real images). Every arm of this classifier
+    (baseline, each synthetic amount, duplicate control) trains exactly epochs x ceil(n_real / batch_size)
+    optimiser steps with the same cosine schedule, whatever it adds: an arm with more images sees each image
+    fewer times, never more updates (equal budgets; recorded as `optimizer_steps` in `results`)."""
     batch_size: int = Field(8, ge=1)
     """Batch size (the paper: 8)."""
+    synthetic_fraction: float | None = Field(None, gt=0, lt=1)
+    """How an arm that adds images fills its batches. Unset: uniformly from the pool of real + added images, so a
+    batch holds added images in proportion to their count. A number such as 0.5: that fraction of every batch is
+    added images (synthetic or duplicated real), the rest real ones, whatever the amount. The step budget is the
+    same either way; the baseline draws real images only."""
+    val_every_steps: int | None = Field(None, ge=1)
+    """Validate, and keep the checkpoint with the lowest validation loss, every this many optimiser steps and at
+    the last step; default one epoch of the real training split. Counted in steps, so all arms are selected at the
+    same points of their (equal) training."""
     lr: float = Field(1e-4, gt=0)
-    """Adam learning rate (the paper: 1e-4), with a cosine schedule."""
+    """Adam learning rate (the paper: 1e-4), with a cosine schedule over the step budget."""
     weight_decay: float = Field(0.0, ge=0)
     """Weight decay (AdamW when > 0)."""
-    augment: bool = True
-    """Standard augmentation (small affine, flips off, brightness/contrast) on training images."""
+    augment: Literal["none", "standard", "paper"] = "standard"
+    """Training augmentation preset (kornia, drawn per image): `none`; `standard`, mild (affine up to 7 degrees,
+    5% shift and 7% scale, brightness/contrast 15%; no flips: anatomy is sided); `paper`, the reference study's
+    (shift-scale-rotate up to 50% scale, CLAHE or gamma, blur or sharpen, and dropout 0.5 before the classifier
+    head unless model_kwargs sets drop_rate). Older recipes' true/false mean standard/none."""
     class_balanced: bool = False
     """Weight the loss by inverse class frequency (training and validation), for small imbalanced datasets."""
     model_kwargs: dict[str, Any] = {}
@@ -132,12 +148,32 @@ class ClassifierSpec(Strict):
         """The name used in tables and job labels."""
         return self.name or self.model
 
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _augment_from_bool(cls, value: Any) -> Any:
+        """Recipes and queued jobs written before the presets said `augment: true/false`."""
+        return {True: "standard", False: "none"}.get(value, value) if isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _fraction_needs_two_per_batch(self) -> "ClassifierSpec":
+        """A fixed real:added ratio needs room for at least one image of each in a batch."""
+        if self.synthetic_fraction is not None and self.batch_size < 2:
+            raise ValueError("synthetic_fraction needs batch_size >= 2 (one real and one added image per batch)")
+        return self
+
 
 class QualityConfig(Strict):
     """Image-quality and memorisation metrics of the synthetic images."""
 
     n_per_class: int = Field(200, ge=2)
-    """Synthetic and real images per class used for FID/KID (fixed, and recorded with every value)."""
+    """Synthetic and real images per class used for FID/KID (fixed, and recorded with every value); real images are
+    drawn from the fold's training split and, separately, from its validation split (held-out reference)."""
+    image_size: int | None = Field(None, ge=16)
+    """Side in pixels at which real and synthetic images are compared (both resized the same way before any
+    metric); default: the smaller of the real images' side (dataset.image_size) and the samples' side."""
+    min_images: int = Field(50, ge=2)
+    """A class with fewer real or synthetic images than this gets its values marked not meaningful (still recorded,
+    with a note) and left out of the overall macro-average."""
     features: Literal["inception", "classifier", "pixels"] = "inception"
     """Feature space: Inception-v3 (needs local weights), the fold's real-only classifier, or raw pixels."""
     inception_weights: str | None = None
@@ -146,8 +182,24 @@ class QualityConfig(Strict):
     """Subset size for KID (must not exceed the number of images)."""
     memorisation: bool = True
     """Check each synthetic image's nearest neighbour among the training images for near-copies."""
+    memorisation_quantile: float = Field(1.0, gt=0, lt=50)
+    """A synthetic image nearer to a training image than this percentile of held-out images' distances is a
+    probable near-copy."""
+    memorisation_min_heldout: int = Field(100, ge=10)
+    """Held-out (validation) images needed for that percentile: a class with fewer uses all classes' held-out
+    images together; with fewer than this in all, no near-copy rate is recorded (a note says why)."""
     ms_ssim: bool = True
-    """Compute MS-SSIM diversity among synthetic images (the paper's second metric)."""
+    """Compute MS-SSIM diversity among synthetic images (the paper's second metric), next to that among real pairs
+    of each reference at the same resolution."""
+
+    @model_validator(mode="after")
+    def _percentile_has_support(self):
+        # Below 100/q values the q-th percentile is the smallest distance itself: not an estimate of a percentile.
+        if self.memorisation_min_heldout * self.memorisation_quantile < 100:
+            raise ValueError(
+                f"memorisation_min_heldout {self.memorisation_min_heldout} is too small for the "
+                f"{self.memorisation_quantile:g}th percentile: use at least {math.ceil(100 / self.memorisation_quantile)}")
+        return self
 
 
 class ReaderStudyConfig(Strict):
