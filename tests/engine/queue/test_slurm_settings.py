@@ -45,3 +45,27 @@ def test_time_limits_in_minutes():
     from xaug.engine.recipe.schema import time_limit_minutes
 
     assert [time_limit_minutes(t) for t in ("90", "04:00:00", "1-12:00:00", "00:00:30")] == [90, 240, 2160, 1]
+
+
+def test_xaug_status_shows_the_slurm_job_and_state(qdb, store_path, fake_kinds):
+    import json
+
+    from queue_helpers import fake, submit
+    from typer.testing import CliRunner
+
+    from xaug.engine.cli import app, load_commands
+    from xaug.store.changes import set_slurm_job, set_slurm_state
+    from xaug.store.jobs import claim_job
+
+    load_commands()
+    job = fake("on-slurm")
+    submit(qdb, [job, fake("local")])
+    claim_job(qdb, lambda j: [], host="h", log_path_for=lambda j: "x.log")
+    set_slurm_job(qdb, job.key, "41_2", "PENDING")
+    set_slurm_state(qdb, "41_2", "RUNNING")
+    runner = CliRunner()
+    shown = runner.invoke(app, ["status", "--store", str(store_path)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "slurm" in shown.output and "41_2 RUNNING" in shown.output
+    as_json = json.loads(runner.invoke(app, ["status", "--store", str(store_path), "--json"]).output)
+    assert {(j["slurm_job_id"], j["slurm_state"]) for j in as_json["jobs"]} == {("41_2", "RUNNING"), (None, None)}
