@@ -18,6 +18,10 @@ SLURM_SETTINGS = {"resources": {"slurm": {"cpus_per_job": 1, "time_limit": "10",
 
 
 def _slurm_problem() -> str | None:
+    import importlib.util
+
+    if importlib.util.find_spec("submitit") is None:
+        return "submitit is not installed: pip install -e '.[slurm]'"
     if shutil.which("sbatch") is None:
         return "Slurm's sbatch is not installed (run .ci/slurm-up.sh as root: it installs and starts a one-node Slurm)"
     done = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
@@ -194,3 +198,51 @@ def test_a_restarted_engine_watches_its_slurm_jobs_again_instead_of_running_them
     assert starts == ["0"]
     assert qdb.execute("SELECT COUNT(*), COUNT(DISTINCT name || '/' || step) FROM metrics WHERE job_key = ?",
                        [job.key]).fetchone() == (40, 40)
+
+
+MICRO_RECIPE = """
+name: micro
+dataset:
+  source: phantom
+  image_size: 32
+  phantom: {scale: 0.12, seed: 0, native_size: 32}
+splits: {folds: 2, validation_fraction: 0.2, seed: 0, run_folds: [0]}
+classifiers:
+  - {name: tiny, model: test_resnet, epochs: 1, batch_size: 16, lr: 0.002}
+generators:
+  - name: gan
+    model: gan
+    params: {resolution: 32, channels_base: 64, channels_max: 16, z_dim: 16, w_dim: 16, mapping_layers: 1,
+             batch_size: 4, steps: 3, grid_every: 3, checkpoint_every: 3, sample_batch_size: 16}
+amounts: [0, 4]
+duplicate_control: false
+quality: {n_per_class: 4, features: pixels, kid_subset_size: 2, ms_ssim: false}
+resources:
+  device: cpu
+  executor: slurm
+  slurm: {cpus_per_job: 1, time_limit: "10", max_jobs: 8}
+"""
+
+
+@pytest.mark.slow
+def test_a_real_micro_study_runs_on_slurm_with_xaug_run(slurm, tmp_path):
+    """Every real job kind on Slurm but analyse (which runs on the engine's host): prepare_data, a GAN, its
+    samples read back by image_quality and train_classifier through their snapshots (2.5 min on 2 shared cores)."""
+    from typer.testing import CliRunner
+
+    from xaug.engine.cli import app, load_commands
+    from xaug.store import open_store
+
+    load_commands()
+    recipe = tmp_path / "micro.yaml"
+    recipe.write_text(MICRO_RECIPE)
+    store = tmp_path / "m.db"
+    result = CliRunner().invoke(app, ["run", str(recipe), "--store", str(store)])
+    assert result.exit_code == 0, result.output
+    db = open_store(store)
+    jobs = list(db.query("SELECT kind, status, slurm_job_id FROM jobs"))
+    assert {j["status"] for j in jobs} == {"done"} and len(jobs) == 9
+    assert all(j["slurm_job_id"] for j in jobs if j["kind"] != "analyse")
+    assert db.execute("SELECT COUNT(*) FROM artifacts WHERE kind = 'sample'").fetchone()[0] >= 4 * 5
+    assert db.execute("SELECT COUNT(*) FROM quality").fetchone()[0] > 0
+    assert db.execute("SELECT COUNT(DISTINCT job_key) FROM class_metrics").fetchone()[0] == 2
