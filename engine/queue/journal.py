@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from xaug.store import artifact_root
@@ -113,6 +113,8 @@ class Ingested:
 
     entries: int = 0
     outcome: str | None = None
+    rejected: list[str] = field(default_factory=list)
+    """Changes left out because they touched rows of another job or a table jobs may not write."""
 
 
 def ingest_journal(db, store_path: str | Path, key: str) -> Ingested:
@@ -124,7 +126,7 @@ def ingest_journal(db, store_path: str | Path, key: str) -> Ingested:
         if "outcome" in entry:
             _apply_outcome(db, key, entry)
             done.outcome = entry["outcome"]
-        apply_changes(db, key, entry.get("changes") or [], entry["seq"])
+        done.rejected += apply_changes(db, key, entry.get("changes") or [], entry["seq"])
         done.entries += 1
     return done
 

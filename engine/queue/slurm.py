@@ -188,6 +188,8 @@ class SlurmExecutor:
 
     def _ingest(self, handle: SlurmHandle) -> int | None:
         done = ingest_journal(self.db, self.store_path, handle.key)
+        for problem in done.rejected:
+            log.warning("%s: its journal wrote %s; left out", handle.key[:12], problem)
         if done.outcome is None:
             return None
         handle.exit_code = OUTCOME_EXIT[done.outcome]

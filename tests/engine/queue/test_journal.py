@@ -117,6 +117,9 @@ def test_a_journal_may_not_write_another_jobs_rows(qdb, store_path, claimed):
     key, dep_key, _ = claimed
     change = {"op": "upsert", "table": "results", "key": {"job_key": dep_key, "name": "accuracy"},
               "row": {"job_key": dep_key, "name": "accuracy", "value": 1.0}}
-    with pytest.raises(ValueError, match="writes a row of"):
-        apply_changes(qdb, key, [change], 1)
-    assert qdb.execute("SELECT COUNT(*) FROM results").fetchone() == (0,)
+    ours = {"op": "upsert", "table": "results", "key": {"job_key": key, "name": "accuracy"},
+            "row": {"job_key": key, "name": "accuracy", "value": 0.5}}
+    engine_state = {"op": "upsert", "table": "engine", "key": {"id": 1}, "row": {"id": 1, "pid": 1}}
+    rejected = apply_changes(qdb, key, [change, ours, engine_state], 1)
+    assert rejected == [f"a row of job {dep_key[:12]} in 'results'", "table 'engine', which a job may not write"]
+    assert qdb.execute("SELECT job_key, value FROM results").fetchall() == [(key, 0.5)]

@@ -33,6 +33,7 @@ def test_per_kind_resources_override_the_defaults_and_gpus_follow_the_job():
     ({"extra_sbatch": {"array": "0-3"}}, "set by xaug itself"),
     ({"extra_sbatch": {"--constraint": "a100"}}, "not an sbatch long option name"),
     ({"partiton": "gpu"}, "partiton"),
+    ({"local_kinds": ["prepare_data"]}, "analyse must stay"),
 ])
 def test_bad_slurm_settings_fail_with_what_to_write(slurm, complaint):
     from pydantic import ValidationError
