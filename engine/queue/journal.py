@@ -93,18 +93,22 @@ class JournalWriter:
 
 def read_journal(path: Path, after: int = 0) -> list[dict]:
     """The complete entries of a journal file with seq > `after`, in order (a torn last line is left out)."""
-    path = Path(path)
+    return [entry for entry in _read_from(Path(path), 0)[0] if entry["seq"] > after]
+
+
+def _read_from(path: Path, offset: int) -> tuple[list[dict], int]:
+    """The complete entries from byte `offset` on, and the offset after the last of them."""
     if not path.exists():
-        return []
+        return [], offset
     entries = []
     with open(path, "rb") as fh:
+        fh.seek(offset)
         for line in fh:
             if not line.endswith(b"\n"):
                 break  # written partly when the worker died: never fsynced, never acknowledged
-            entry = json.loads(line)
-            if entry["seq"] > after:
-                entries.append(entry)
-    return entries
+            entries.append(json.loads(line))
+            offset += len(line)
+    return entries, offset
 
 
 @dataclass
@@ -115,14 +119,18 @@ class Ingested:
     outcome: str | None = None
     rejected: list[str] = field(default_factory=list)
     """Changes left out because they touched rows of another job or a table jobs may not write."""
+    offset: int = 0
+    """Where the next call may start reading the journal file (it only grows while this run lasts)."""
 
 
-def ingest_journal(db, store_path: str | Path, key: str) -> Ingested:
+def ingest_journal(db, store_path: str | Path, key: str, offset: int = 0) -> Ingested:
     """Apply the job's journal entries after the last applied one: row changes with their seq in one transaction,
-    an outcome through the queue's own state changes (once: only while the job is still running)."""
-    entries = read_journal(journal_dir(store_path, key) / JOURNAL, after=applied_seq(db, key))
-    done = Ingested()
-    for entry in entries:
+    an outcome through the queue's own state changes (once: only while the job is still running). `offset`, from
+    the previous call's result, skips the part of the file already read."""
+    entries, end = _read_from(journal_dir(store_path, key) / JOURNAL, offset)
+    after = applied_seq(db, key)
+    done = Ingested(offset=end)
+    for entry in (e for e in entries if e["seq"] > after):
         if "outcome" in entry:
             _apply_outcome(db, key, entry)
             done.outcome = entry["outcome"]

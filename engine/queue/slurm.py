@@ -61,6 +61,7 @@ class SlurmHandle:
     state: str | None = None
     exit_code: int | None = None
     terminate_sent_at: float | None = None
+    journal_offset: int = 0
 
 
 class SlurmExecutor:
@@ -187,7 +188,8 @@ class SlurmExecutor:
         return [str(job.job_id) for job in jobs]
 
     def _ingest(self, handle: SlurmHandle) -> int | None:
-        done = ingest_journal(self.db, self.store_path, handle.key)
+        done = ingest_journal(self.db, self.store_path, handle.key, handle.journal_offset)
+        handle.journal_offset = done.offset
         for problem in done.rejected:
             log.warning("%s: its journal wrote %s; left out", handle.key[:12], problem)
         if done.outcome is None:

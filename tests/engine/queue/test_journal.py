@@ -52,7 +52,9 @@ def test_a_journaled_job_records_nothing_until_ingested_then_everything_once(qdb
     rows = _metric_rows(qdb, key)
     assert [(n, s) for n, s, _ in rows] == [("loss", s) for s in (1, 2, 3, 4)] + [("step_seen", s) for s in
                                                                                   (1, 2, 3, 4)]
-    assert ingest_journal(qdb, store_path, key).entries == 0
+    assert done.offset == (folder / JOURNAL).stat().st_size  # the next poll starts reading there
+    assert ingest_journal(qdb, store_path, key, done.offset).entries == 0
+    assert ingest_journal(qdb, store_path, key).entries == 0  # from the start (a restarted engine): nothing new
     assert _metric_rows(qdb, key) == rows and applied_seq(qdb, key) == entries[-1]["seq"]
 
 
