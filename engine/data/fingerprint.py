@@ -145,9 +145,10 @@ def _csv_named_files(table: Path, column: str) -> list[str]:
     """The non-empty cells of the CSV's path column (a broken CSV names none: prepare_data reports it)."""
     try:
         with open(table, newline="", encoding="utf-8-sig") as handle:
-            return [(row.get(column) or "").strip() for row in csv.DictReader(handle) if (row.get(column) or "").strip()]
+            cells = [(row.get(column) or "").strip() for row in csv.DictReader(handle)]
     except (UnicodeDecodeError, csv.Error):
         return []
+    return [cell for cell in cells if cell]
 
 
 def _relative_name(file: Path, root: Path) -> str:

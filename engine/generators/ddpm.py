@@ -7,9 +7,9 @@ cond_drop_prob > 0); per-class models are unconditional, one per class, as in th
 Sampling: `ddpm` (ancestral; the paper used 250 steps), `ddim` or `dpmsolver++` (DPM-Solver++ 2M) with
 `sample_steps` steps.
 
-Checkpoint layout in `work_dir`: `generator.json`, and per model (`all`, or one per class) `<unit>/unet/`
-(save_pretrained of the EMA weights, the model sampled from), `<unit>/scheduler/` (training noise schedule) and
-`<unit>/train_state.{safetensors,json}` (raw weights, optimizer, EMA, step and RNG, to resume).
+Checkpoint layout in `work_dir`: `generator.json`, and per model (`all`, or one per class) `<unit>/checkpoints/`
+(engine/checkpoint.py: atomic folders, each with the raw weights, optimizer, EMA, step and RNG to resume, plus
+`unet/` (save_pretrained of the EMA weights, the model sampled from) and `scheduler/` (training noise schedule)).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from xaug.engine import checkpoint as ckpt
 from xaug.engine.errors import DataError
-from xaug.engine.generators import checkpoint as ckpt
 from xaug.engine.generators import distributed as dist
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
 from xaug.engine.generators.registry import register_generator
@@ -301,11 +301,11 @@ class Ddpm:
     def _train_unit(self, cfg: DdpmConfig, classes: list[str], images: np.ndarray, labels: np.ndarray | None,
                     unit_dir: Path, hooks: TrainHooks, device: str, seed: int, offset: int, total: int) -> int:
         """Train one model to cfg.steps (resuming if a state exists); returns the step reached."""
-        state_stem = unit_dir / "train_state"
         num_classes = len(classes) if labels is not None else 0
         trainer = DdpmTrainer(cfg, num_classes, device, seed)
-        if ckpt.has_state(state_stem):
-            trainer.load(*ckpt.load_state(state_stem, device=trainer.device))
+        resumed = ckpt.resume_checkpoint(unit_dir / ckpt.CHECKPOINTS)
+        if resumed is not None:
+            trainer.load(resumed.tensors(trainer.device), resumed.scalars)
         if trainer.step >= cfg.steps:
             return trainer.step
         clean = to_model_range(resize_images(images, cfg.resolution))
@@ -341,9 +341,12 @@ class Ddpm:
 
     @staticmethod
     def _save(trainer: DdpmTrainer, unit_dir: Path) -> None:
-        ckpt.save_state(unit_dir / "train_state", *trainer.state())
-        trainer.ema_unet().save_pretrained(unit_dir / "unet", safe_serialization=True)
-        trainer.scheduler.save_pretrained(unit_dir / "scheduler")
+        """One atomic checkpoint: the training state plus the EMA UNet and scheduler that sampling loads."""
+        def export(folder: Path) -> None:
+            trainer.ema_unet().save_pretrained(folder / "unet", safe_serialization=True)
+            trainer.scheduler.save_pretrained(folder / "scheduler")
+
+        ckpt.save_checkpoint(unit_dir / ckpt.CHECKPOINTS, trainer.step, *trainer.state(), fill=export)
 
     def _load_for_sampling(self, checkpoint: Path, class_name: str, device: str):
         """(unet, scheduler config, params, label index or None, number of classes) for a class, cached."""
@@ -357,11 +360,12 @@ class Ddpm:
         unit = class_name if manifest["per_class"] else "all"
         key = (str(Path(checkpoint).resolve()), unit, device)
         if key not in self._loaded:
-            unit_dir = Path(checkpoint) / unit
-            if not (unit_dir / "unet").exists():
-                raise ckpt.CheckpointError(f"{unit_dir / 'unet'} does not exist: train_generator did not finish")
-            unet = UNet2DModel.from_pretrained(unit_dir / "unet").to(device).eval()
-            scheduler = DDPMScheduler.from_pretrained(unit_dir / "scheduler")
+            saved = ckpt.load_checkpoint(Path(checkpoint) / unit / ckpt.CHECKPOINTS)
+            if saved is None:
+                raise ckpt.CheckpointError(f"{Path(checkpoint) / unit / ckpt.CHECKPOINTS} holds no checkpoint: "
+                                           "train_generator did not finish")
+            unet = UNet2DModel.from_pretrained(saved.path / "unet").to(device).eval()
+            scheduler = DDPMScheduler.from_pretrained(saved.path / "scheduler")
             self._loaded = {key: (unet, scheduler.config, DdpmConfig(**manifest["params"]), manifest)}
         unet, sched_config, cfg, manifest = self._loaded[key]
         per_class = manifest["per_class"]

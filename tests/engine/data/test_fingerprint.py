@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from xaug.engine.data.fingerprint import (HashCache, InputFingerprints, dataset_fingerprint, file_digest,
                                           fingerprint_inputs, path_fingerprint)
 from xaug.engine.errors import DataError
 from xaug.engine.recipe import parse_recipe
 from xaug.engine.recipe.schema import DatasetConfig
 
-from conftest import write_png
+
+def write_png(path: Path, value: int, seed: int = 0) -> None:
+    """A small grey PNG whose pixels depend on value and seed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    noise = np.random.default_rng(seed).integers(0, 20, size=(30, 40))
+    Image.fromarray(np.clip(value + noise, 0, 255).astype(np.uint8)).save(path)
+
 
 FOLDER = DatasetConfig(source="folder", path="x")
 CSV = DatasetConfig(source="csv", path="x")

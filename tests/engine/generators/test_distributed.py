@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
+from xaug.engine.checkpoint import load_checkpoint
 from xaug.engine.errors import DataError
-from xaug.engine.generators import checkpoint as ckpt
 from xaug.engine.generators.base import TrainImages
 from xaug.engine.generators.ddpm import DdpmConfig
 from xaug.engine.generators.distributed import launch_dir, per_process_batch, train_in_processes
@@ -61,8 +61,8 @@ def _data() -> TrainImages:
 
 
 def _state(work_dir):
-    tensors, scalars = ckpt.load_state(work_dir / "all" / "train_state")
-    return {k: v for k, v in tensors.items() if k.startswith(("unet.", "ema."))}, scalars["step"]
+    saved = load_checkpoint(work_dir / "all" / "checkpoints")
+    return {k: v for k, v in saved.tensors().items() if k.startswith(("unet.", "ema."))}, saved.step
 
 
 def _assert_same_state(a, b):
