@@ -246,3 +246,16 @@ def test_a_real_micro_study_runs_on_slurm_with_xaug_run(slurm, tmp_path):
     assert db.execute("SELECT COUNT(*) FROM artifacts WHERE kind = 'sample'").fetchone()[0] >= 4 * 5
     assert db.execute("SELECT COUNT(*) FROM quality").fetchone()[0] > 0
     assert db.execute("SELECT COUNT(DISTINCT job_key) FROM class_metrics").fetchone()[0] == 2
+
+
+def test_a_job_that_sbatch_refuses_fails_with_slurms_reason(slurm, qdb, store_path, fake_kinds):
+    from xaug.store.jobs import submit_study
+
+    job = fake("nowhere", max_attempts=2)
+    settings = {"resources": {"slurm": {**SLURM_SETTINGS["resources"]["slurm"], "partition": "no-such-partition"}}}
+    submit_study(qdb, "s", None, "name: s", {"name": "s", **settings}, [job])
+    run = _EngineThread(store_path)
+    run.join(timeout=60)
+    row = run.job(job.key)
+    assert row["status"] == "failed" and row["attempts"] == 2
+    assert row["error"].startswith("sbatch failed:") and "partition" in row["error"].lower()

@@ -70,3 +70,21 @@ def test_xaug_status_shows_the_slurm_job_and_state(qdb, store_path, fake_kinds):
     assert "slurm" in shown.output and "41_2 RUNNING" in shown.output
     as_json = json.loads(runner.invoke(app, ["status", "--store", str(store_path), "--json"]).output)
     assert {(j["slurm_job_id"], j["slurm_state"]) for j in as_json["jobs"]} == {("41_2", "RUNNING"), (None, None)}
+
+
+@pytest.mark.parametrize(("ci", "outcome", "exit_code"), [("true", "1 error", 1), ("", "1 skipped", 0)])
+def test_without_slurm_the_slurm_tests_skip_here_and_fail_in_ci(tmp_path, ci, outcome, exit_code):
+    """The Slurm tests with no Slurm commands on PATH: skipped with the reason locally, a failure under CI=true."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    env = {"PATH": str(bare), "CI": ci, "HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                           str(here / "test_slurm.py"), "-k", "tiny_study", "--basetemp", str(tmp_path / "t")],
+                          capture_output=True, text=True, env=env, cwd=here.parents[2], timeout=120)
+    assert outcome in done.stdout and done.returncode == exit_code, done.stdout[-2000:]
+    assert "sbatch is not installed" in done.stdout
