@@ -259,3 +259,25 @@ def test_a_job_that_sbatch_refuses_fails_with_slurms_reason(slurm, qdb, store_pa
     row = run.job(job.key)
     assert row["status"] == "failed" and row["attempts"] == 2
     assert row["error"].startswith("sbatch failed:") and "partition" in row["error"].lower()
+
+
+def test_a_job_warned_of_its_time_limit_checkpoints_and_is_submitted_again(slurm, qdb, store_path, fake_kinds):
+    """Slurm's SIGUSR2 before the time limit (sbatch --signal, sent here by hand): the worker checkpoints and
+    journals 'interrupted'; the engine submits it again (no attempt counted) and it resumes."""
+    from xaug.store.jobs import submit_study
+
+    job = fake("long-run", steps=20, sleep=0.2)
+    submit_study(qdb, "s", None, "name: s", {"name": "s", **SLURM_SETTINGS}, [job])
+    run = _EngineThread(store_path)
+    _wait(lambda: (run.job(job.key)["progress"] or 0) >= 3, 60, "the job to reach step 3 on Slurm")
+    first_id = run.job(job.key)["slurm_job_id"]
+    subprocess.run(["scancel", "--signal=USR2", first_id], check=True)
+    run.join(timeout=120)
+    row = run.job(job.key)
+    assert row["status"] == "done" and row["attempts"] == 0 and row["slurm_job_id"] != first_id
+    _wait(lambda: _squeue_state(first_id) == "COMPLETED", 30, "the warned Slurm job to end by itself")
+    starts = [int(s) for s in (store_path.parent / "q-artifacts" / "jobs" / "fake" / job.key[:16] / "starts.txt")
+              .read_text().split()]
+    assert len(starts) == 2 and starts[1] >= 3
+    assert qdb.execute("SELECT COUNT(*), COUNT(DISTINCT name || '/' || step) FROM metrics WHERE job_key = ?",
+                       [job.key]).fetchone() == (40, 40)
