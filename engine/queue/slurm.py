@@ -292,7 +292,7 @@ def check_slurm() -> None:
     try:
         done = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise EngineError(f"resources.executor is slurm but Slurm's `sinfo` cannot run here: {exc}") from exc
+        raise EngineError(f"the Slurm executor needs Slurm's commands on this host, but `sinfo` cannot run: {exc}; "
+                          "run the engine on a login node, or set resources.executor: local") from exc
     if done.returncode != 0:
-        raise EngineError(f"resources.executor is slurm but the Slurm controller does not answer: "
-                          f"{done.stderr.strip()}")
+        raise EngineError(f"the Slurm executor needs a Slurm controller, but `sinfo` failed: {done.stderr.strip()}")
