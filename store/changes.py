@@ -83,7 +83,7 @@ def applied_seq(db: sqlite_utils.Database, key: str) -> int:
 def apply_changes(db: sqlite_utils.Database, key: str, changes: Iterable[Mapping], seq: int) -> list[str]:
     """Apply a job's changes and remember `seq` as applied, in one transaction. A change may only touch rows of
     this job (its `job_key`, or its own `jobs` row): others are left out and described in the returned list."""
-    tables = set(_captured_tables(db))
+    tables = {table: set(_columns(db, table)) for table in _captured_tables(db)}
     rejected = []
     with immediate(db):
         for change in changes:
@@ -167,11 +167,16 @@ def _as_change(raw: dict) -> dict:
     return raw
 
 
-def _foreign(key: str, change: Mapping, tables: set[str]) -> str | None:
-    """Why a change is not this job's to make, or None."""
+def _foreign(key: str, change: Mapping, tables: dict[str, set[str]]) -> str | None:
+    """Why a change is not this job's to make (or not a change of this schema), or None."""
     table, ident, row = change["table"], change["key"], change.get("row") or {}
     if table not in tables:
         return f"table '{table}', which a job may not write"
+    unknown = sorted(set(ident) - tables[table] | set(row) - tables[table])
+    if unknown:
+        return f"unknown columns {unknown} in '{table}'"
+    if change["op"] not in ("upsert", "update", "delete"):
+        return f"an unknown operation '{change['op']}' on '{table}'"
     owner = ident.get("key") if table == "jobs" else ident.get("job_key", row.get("job_key"))
     if owner != key:
         return f"a row of job {str(owner)[:12]} in '{table}'"

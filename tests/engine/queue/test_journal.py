@@ -122,6 +122,9 @@ def test_a_journal_may_not_write_another_jobs_rows(qdb, store_path, claimed):
     ours = {"op": "upsert", "table": "results", "key": {"job_key": key, "name": "accuracy"},
             "row": {"job_key": key, "name": "accuracy", "value": 0.5}}
     engine_state = {"op": "upsert", "table": "engine", "key": {"id": 1}, "row": {"id": 1, "pid": 1}}
-    rejected = apply_changes(qdb, key, [change, ours, engine_state], 1)
-    assert rejected == [f"a row of job {dep_key[:12]} in 'results'", "table 'engine', which a job may not write"]
+    odd_column = {"op": "upsert", "table": "results", "key": {"job_key": key, "name": "x"},
+                  "row": {"job_key": key, "name": "x", "value] = 1; --": 0}}
+    rejected = apply_changes(qdb, key, [change, ours, engine_state, odd_column], 1)
+    assert rejected == [f"a row of job {dep_key[:12]} in 'results'", "table 'engine', which a job may not write",
+                        "unknown columns ['value] = 1; --'] in 'results'"]
     assert qdb.execute("SELECT job_key, value FROM results").fetchall() == [(key, 0.5)]
