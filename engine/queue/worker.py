@@ -121,7 +121,7 @@ class _JournalOutcome:
     """A remote worker records into a private copy of its snapshot; changes and outcome go to its journal."""
 
     FLUSH_S = 1.0
-    """At most one journal entry (an fsync on a shared filesystem) per second while the job runs."""
+    """Progress alone is journaled at most once a second; metrics and checkpoints at once (see JobContext)."""
 
     def __init__(self, folder: Path) -> None:
         from xaug.engine.queue.journal import JournalWriter, read_snapshot
@@ -151,6 +151,7 @@ class _JournalOutcome:
     def _end(self, status: str, error: str | None = None) -> str:
         self.flush(urgent=True)
         self.writer.outcome(status, error)
+        self.writer.close()
         return f"{status} (journaled)"
 
     def done(self, key: str) -> None:
