@@ -24,7 +24,8 @@ JOB_STATUSES = STATUSES
 
 _QUEUE_COLUMNS = (
     "j.key, j.kind, j.label, j.status, j.priority, j.attempts, j.progress, j.progress_total, j.eta_s, j.gpus,"
-    " j.message, j.created_at, j.started_at, j.ended_at, j.log_path, j.cancel_requested"
+    " j.message, j.created_at, j.started_at, j.ended_at, j.log_path, j.cancel_requested, j.slurm_job_id,"
+    " j.slurm_state"
 )
 
 

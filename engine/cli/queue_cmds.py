@@ -112,7 +112,7 @@ def _job_state(row: dict) -> str:
 def _job_json(row: dict) -> dict:
     keep = ("key", "kind", "label", "status", "priority", "attempts", "max_attempts", "gpus_needed", "progress",
             "progress_total", "message", "eta_s", "pid", "host", "gpus", "log_path", "started_at", "ended_at",
-            "exit_code", "error", "blocked_by", "deps")
+            "exit_code", "error", "blocked_by", "deps", "slurm_job_id", "slurm_state")
     out = {k: row.get(k) for k in keep}
     out["state"] = _job_state(row)
     return out
@@ -164,14 +164,18 @@ def status(
     if not shown:
         return
     table = Table(box=None, header_style="bold")
-    for column in ("key", "state", "kind", "label", "prio", "progress", "try", "gpus", "message / error"):
+    slurm = any(r.get("slurm_job_id") for r in shown)  # a column for the Slurm job only when Slurm ran some
+    columns = ("key", "state", "kind", "label", "prio", "progress", "try", "gpus") + (("slurm",) if slurm else ())
+    for column in columns + ("message / error",):
         table.add_column(column, overflow="fold" if column in ("label", "message / error") else "ellipsis",
-                         no_wrap=column in ("key", "state", "prio", "try", "progress"))
+                         no_wrap=column in ("key", "state", "prio", "try", "progress", "slurm"))
     for row in shown[:500]:
         note = row["error"] if row["status"] == "failed" else (
             f"waits on failed {row['blocked_by'][:12]}" if row["blocked_by"] else row["message"] or "")
+        slurm_cell = (f"{row['slurm_job_id'] or ''} {row['slurm_state'] or ''}".strip(),) if slurm else ()
         table.add_row(row["key"][:10], _job_state(row), row["kind"], row["label"], str(row["priority"]),
-                      _fmt_progress(row), f"{row['attempts']}/{row['max_attempts']}", row["gpus"] or "", note)
+                      _fmt_progress(row), f"{row['attempts']}/{row['max_attempts']}", row["gpus"] or "",
+                      *slurm_cell, note)
     console.print(table)
     if len(shown) > 500:
         console.print(f"... {len(shown) - 500} more (use --json)")

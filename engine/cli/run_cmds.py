@@ -130,7 +130,12 @@ def run(
     name = loaded.recipe.name
     # Small CPU models use one core far better than two: one job per core beats one job with many threads.
     jobs = jobs or max(1, min(4, os.cpu_count() or 1))
-    engine = Engine(store or default_store(), cpu_slots=jobs, gpus=parse_gpus(gpus), grace_s=grace)
+    if loaded.recipe.resources.executor == "slurm":
+        from xaug.engine.queue.slurm import slurm_engine
+
+        engine = slurm_engine(store or default_store(), max_jobs=loaded.recipe.resources.slurm.max_jobs, grace_s=grace)
+    else:
+        engine = Engine(store or default_store(), cpu_slots=jobs, gpus=parse_gpus(gpus), grace_s=grace)
     db = open_store(engine.store_path)
     if is_paused(db):
         raise EngineError(f"the queue of {engine.store_path} is paused, so nothing would run: "

@@ -37,8 +37,10 @@ class JobContext:
     """'cpu' or 'cuda' (the scheduler has already set CUDA_VISIBLE_DEVICES)."""
     stop_requested: Callable[[], bool] = lambda: False
     """Set by the worker when the engine asks it to stop (SIGTERM); cancel requests are read from the store."""
-    on_record: Callable[[], None] = lambda: None
-    """Called after progress and metrics are recorded: a remote worker passes them on to its journal."""
+    on_record: Callable[[bool], None] = lambda urgent: None
+    """Called after progress (urgent=False) and metrics or a checkpoint (urgent=True) are recorded: a remote
+    worker passes them on to its journal, at once when urgent, so a job resumed from its checkpoint never lacks
+    the curve points recorded before it."""
     _last_cancel_check: float = 0.0
     _cancelled: bool = False
     _first_report: tuple[float, float] | None = None
@@ -85,12 +87,12 @@ class JobContext:
         rate = (done - done_then) / (now - since) if done > done_then and now > since else None
         eta = (total - done) / rate if rate and total > done else None
         update_job_progress(self.db, self.key, done, total, message, eta)
-        self.on_record()
+        self.on_record(False)
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
         """Record curve points (losses, lr, ...) at a step; re-recording a step after a resume replaces it."""
         record_metrics(self.db, self.key, step, values)
-        self.on_record()
+        self.on_record(True)
 
     def should_stop(self) -> bool:
         """True when the job should checkpoint and stop: the engine is shutting down or a cancel was requested."""
@@ -105,5 +107,6 @@ class JobContext:
     def check_stop(self) -> None:
         """Raises JobInterrupted if the job should stop now. Call it right after saving a checkpoint, and in a job
         without checkpoints between its long steps and before it records its results."""
+        self.on_record(True)
         if self.should_stop():
             raise JobInterrupted(self.key)

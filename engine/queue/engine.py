@@ -157,6 +157,11 @@ class Engine:
         for job in q.running_jobs(self.db):
             if job["key"] in self.handles:
                 continue
+            adopted = self.executor.adopt(job) if hasattr(self.executor, "adopt") else None
+            if adopted is not None:  # a remote executor's job outlives the engine: watch it again
+                self.handles[job["key"]] = adopted
+                log.info("watching %s (%s) again", job["key"][:12], job["label"])
+                continue
             if job["host"] not in (None, self.host):
                 if time.time() - _epoch(job["heartbeat_at"]) < STALE_S:
                     continue  # an engine on another machine still runs it

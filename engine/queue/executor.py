@@ -1,8 +1,9 @@
 """Executors start a job's worker somewhere and watch it. `LocalExecutor` runs it as a process of its own on
 this machine, forked from a pre-imported fork server (or, with `start="exec"`, as a fresh
 `python -m xaug.engine.queue.worker`); `slurm.SlurmExecutor` submits it to a Slurm cluster. An executor may also
-have `flush()` (submit what `start` queued, called after each dispatch) and `refresh_states()` (called with the
-engine's heartbeat)."""
+have `flush()` (submit what `start` queued, called after each dispatch), `refresh_states()` (called with the
+engine's heartbeat) and `adopt(job)` (a handle for a job left running by a previous engine whose worker still
+runs, or None)."""
 
 from __future__ import annotations
 

@@ -99,7 +99,7 @@ class _StoreOutcome:
 
         self.db = open_store(store)
 
-    def flush(self) -> None:
+    def flush(self, urgent: bool = False) -> None:
         """Nothing to do: every record is already in the store."""
 
     def stop_requested(self) -> bool:
@@ -126,7 +126,7 @@ class _JournalOutcome:
     """A remote worker records into a private copy of its snapshot; changes and outcome go to its journal."""
 
     FLUSH_S = 1.0
-    """At most one journal entry (an fsync on a shared filesystem) per second while the job runs."""
+    """Progress alone is journaled at most once a second; metrics and checkpoints at once (see JobContext)."""
 
     def __init__(self, folder: Path) -> None:
         from xaug.engine.queue.journal import JournalWriter, read_snapshot
@@ -137,13 +137,13 @@ class _JournalOutcome:
         self.writer = JournalWriter(self.folder)
         self._flushed_at = 0.0
 
-    def flush(self, force: bool = False) -> None:
-        """Append the rows recorded since the last flush to the journal (throttled unless `force`)."""
+    def flush(self, urgent: bool = False) -> None:
+        """Append the rows recorded since the last flush to the journal (progress alone: at most once a second)."""
         import time
 
         from xaug.store.changes import drain_changes
 
-        if force or time.monotonic() - self._flushed_at >= self.FLUSH_S:
+        if urgent or time.monotonic() - self._flushed_at >= self.FLUSH_S:
             self._flushed_at = time.monotonic()
             self.writer.changes(drain_changes(self.db))
 
@@ -154,8 +154,9 @@ class _JournalOutcome:
         return stop_requested(self.folder)
 
     def _end(self, status: str, error: str | None = None, retryable: bool = True) -> str:
-        self.flush(force=True)
+        self.flush(urgent=True)
         self.writer.outcome(status, error, retryable)
+        self.writer.close()
         return f"{status} (journaled)"
 
     def done(self, key: str) -> None:

@@ -293,6 +293,14 @@ class SlurmConfig(Strict):
     extra_sbatch: dict[str, str | int | bool] = {}
     """More sbatch options by long name without dashes, e.g. {constraint: a100, mail-type: END}."""
 
+    @field_validator("local_kinds")
+    @classmethod
+    def _check_local(cls, value: list[str]) -> list[str]:
+        if "analyse" not in value:
+            raise ValueError("analyse must stay in local_kinds: it reads the whole study from the store, which only "
+                             "the engine's host opens")
+        return value
+
     @field_validator("extra_sbatch")
     @classmethod
     def _check_extra(cls, value: dict) -> dict:
