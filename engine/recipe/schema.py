@@ -58,8 +58,13 @@ class DatasetConfig(Strict):
     image_size: int = Field(224, ge=16, le=2048)
     """Side in pixels that images are resized to (and cached at)."""
     patient_pattern: str | None = None
-    """Regular expression with one group that extracts the patient id from a file name (folder source);
-    without it DICOM files use PatientID and other images count as one patient each."""
+    """Regular expression with one group that extracts the patient id from a file name (folder source); without it
+    DICOM files use their PatientID, and other files need `one_patient_per_image: true`."""
+    one_patient_per_image: bool = False
+    """Folder source without patient_pattern: declare that every image without a patient id (PNG/JPEG, or DICOM
+    without PatientID) is a different patient. Only say so when it is true: if one patient has several images,
+    they can land in both the training and the test split, and every number of the study is then optimistic
+    (leakage). Without this, such files are an error."""
     on_unreadable: Literal["error", "skip"] = "error"
     """What to do with an image that cannot be decoded: stop with an error, or skip it and record it."""
     phantom: PhantomConfig = PhantomConfig()

@@ -12,8 +12,8 @@ from xaug.engine.recipe.schema import SplitsConfig
 CLASSES = ["healthy", "bacterial", "viral", "fungal", "covid19"]
 
 
-def _dataset(seed: int = 0, mixed: bool = True):
-    """Patients with 1-4 images, imbalanced classes; some patients have images of two classes."""
+def _dataset(seed: int = 0, mixed: bool = False):
+    """Patients with 1-4 images, imbalanced classes; with `mixed`, some patients have images of two classes."""
     rng = np.random.default_rng(seed)
     patients, labels = [], []
     for p in range(300):
@@ -64,3 +64,9 @@ def test_too_few_patients_for_the_folds():
     labels = np.array([0, 0, 0, 0, 1, 1, 1])
     with pytest.raises(DataError, match=r"bacterial: 3.*Lower splits.folds"):
         make_folds(patients, labels, ["healthy", "bacterial"], SplitsConfig(folds=4))
+
+
+def test_a_patient_under_two_classes_is_refused_not_reassigned():
+    patients, labels = _dataset(0, mixed=True)
+    with pytest.raises(DataError, match="more than one class"):
+        make_folds(patients, labels, CLASSES, SplitsConfig(folds=5))
