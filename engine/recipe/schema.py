@@ -237,7 +237,7 @@ class Recipe(Strict):
     amounts: list[int] = [0]
     """Synthetic images added per class; 0 is the real-only baseline and is always run."""
     duplicate_control: bool = True
-    """Also train a count-matched control with duplicated real images (under the classifier's augmentation) per amount."""
+    """Also train a count-matched control per amount: duplicated real images, under the classifier's augmentation."""
     seeds: list[int] = [0]
     """Classifier training seeds; every arm runs on every fold x seed, which pairs them for the tests."""
     quality: QualityConfig = QualityConfig()
