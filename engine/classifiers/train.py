@@ -4,9 +4,9 @@ Every arm of one classifier trains the same number of optimiser steps (`batches.
 real training split), drawing its batches from the real images and the arm's added ones. Every `val_every_steps`
 steps (default: one real epoch) and at the last step the model is scored on the validation split, and the
 checkpoint with the lowest validation loss is kept as `best.safetensors` (the test split is never seen here).
-`last.safetensors` is written at every validation and whenever the caller asks to stop, and a later call with the
-same `work_dir` continues from it: same step, same RNG, same batches, so an interrupted run ends with the same
-weights as an uninterrupted one.
+The resumable checkpoint `last/` (engine/checkpoint.py) is written at every validation and whenever the caller asks
+to stop, and a later call with the same `work_dir` continues from it: same step, same RNG, same batches, so an
+interrupted run ends with the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ def train_classifier(spec: ClassifierSpec, classes: list[str], data: TrainData, 
 
     loop = ckpt.LoopState()
     last_path, best_path = work_dir / ckpt.LAST, work_dir / ckpt.BEST
-    if last_path.is_file():
+    if ckpt.has_training_state(last_path):
         loop, _ = ckpt.load_training_state(last_path, model, optimizer, scheduler, scaler)
     callbacks.starting_at(loop.step)
 

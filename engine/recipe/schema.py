@@ -5,9 +5,11 @@ Each field's docstring is its description in the exported JSON schema (`xaug rec
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 CLASS_NAMES_PAPER = ("healthy", "bacterial", "viral", "fungal", "covid19")
 
@@ -169,7 +171,14 @@ class QualityConfig(Strict):
     """Image-quality and memorisation metrics of the synthetic images."""
 
     n_per_class: int = Field(200, ge=2)
-    """Synthetic and real images per class used for FID/KID (fixed, and recorded with every value)."""
+    """Synthetic and real images per class used for FID/KID (fixed, and recorded with every value); real images are
+    drawn from the fold's training split and, separately, from its validation split (held-out reference)."""
+    image_size: int | None = Field(None, ge=16)
+    """Side in pixels at which real and synthetic images are compared (both resized the same way before any
+    metric); default: the smaller of the real images' side (dataset.image_size) and the samples' side."""
+    min_images: int = Field(50, ge=2)
+    """A class with fewer real or synthetic images than this gets its values marked not meaningful (still recorded,
+    with a note) and left out of the overall macro-average."""
     features: Literal["inception", "classifier", "pixels"] = "inception"
     """Feature space: Inception-v3 (needs local weights), the fold's real-only classifier, or raw pixels."""
     inception_weights: str | None = None
@@ -178,8 +187,24 @@ class QualityConfig(Strict):
     """Subset size for KID (must not exceed the number of images)."""
     memorisation: bool = True
     """Check each synthetic image's nearest neighbour among the training images for near-copies."""
+    memorisation_quantile: float = Field(1.0, gt=0, lt=50)
+    """A synthetic image nearer to a training image than this percentile of held-out images' distances is a
+    probable near-copy."""
+    memorisation_min_heldout: int = Field(100, ge=10)
+    """Held-out (validation) images needed for that percentile: a class with fewer uses all classes' held-out
+    images together; with fewer than this in all, no near-copy rate is recorded (a note says why)."""
     ms_ssim: bool = True
-    """Compute MS-SSIM diversity among synthetic images (the paper's second metric)."""
+    """Compute MS-SSIM diversity among synthetic images (the paper's second metric), next to that among real pairs
+    of each reference at the same resolution."""
+
+    @model_validator(mode="after")
+    def _percentile_has_support(self):
+        # Below 100/q values the q-th percentile is the smallest distance itself: not an estimate of a percentile.
+        if self.memorisation_min_heldout * self.memorisation_quantile < 100:
+            raise ValueError(
+                f"memorisation_min_heldout {self.memorisation_min_heldout} is too small for the "
+                f"{self.memorisation_quantile:g}th percentile: use at least {math.ceil(100 / self.memorisation_quantile)}")
+        return self
 
 
 class ReaderStudyConfig(Strict):
@@ -202,6 +227,87 @@ class AnalysisConfig(Strict):
     """Significance level and 1 - confidence of the intervals."""
 
 
+JobKind = Literal["prepare_data", "train_generator", "sample", "image_quality", "train_classifier", "evaluate",
+                  "analyse"]
+_TIME_LIMIT = re.compile(r"^(?P<minutes>\d+)$|^(?:(?P<d>\d+)-)?(?P<h>\d+):(?P<m>\d+):(?P<s>\d+)$")
+
+
+def _check_time_limit(value: str) -> str:
+    if not _TIME_LIMIT.match(value):
+        raise ValueError(f"'{value}' is not a Slurm time limit: use minutes (90), HH:MM:SS (04:00:00) or "
+                         "D-HH:MM:SS (1-12:00:00)")
+    return value
+
+
+TimeLimit = Annotated[str, AfterValidator(_check_time_limit)]
+"""A Slurm wall-clock limit: minutes, HH:MM:SS or D-HH:MM:SS."""
+
+
+def time_limit_minutes(value: str) -> int:
+    """A Slurm time limit ('90', '04:00:00', '1-12:00:00') in whole minutes (at least 1)."""
+    parts = _TIME_LIMIT.match(value)
+    if parts["minutes"] is not None:
+        return max(1, int(parts["minutes"]))
+    days, hours, minutes, seconds = (int(parts[g] or 0) for g in ("d", "h", "m", "s"))
+    return max(1, days * 1440 + hours * 60 + minutes + (seconds + 59) // 60)
+
+
+class SlurmJobResources(Strict):
+    """What Slurm allocates to one job of a kind; unset fields fall back to the section's defaults."""
+
+    gpus: int | None = Field(None, ge=0)
+    """GPUs on one node (--gpus-per-node); default: the kind's GPUs from generator_gpus / classifier_gpus."""
+    cpus: int | None = Field(None, ge=1)
+    """CPUs of the job (--cpus-per-task); default: cpus_per_job."""
+    mem: str | None = Field(None, pattern=r"^\d+[KMGT]?$")
+    """Memory of the job (--mem), e.g. 32G; default: mem."""
+    time_limit: TimeLimit | None = None
+    """Wall-clock limit of the job (--time) as minutes, HH:MM:SS or D-HH:MM:SS; default: time_limit."""
+
+
+class SlurmConfig(Strict):
+    """How the Slurm executor submits jobs (resources.executor: slurm). The engine still decides what runs; each
+    job becomes an sbatch job (jobs of one kind submitted together become one job array)."""
+
+    partition: str | None = None
+    """Partition to submit to (--partition); the cluster's default partition when omitted."""
+    account: str | None = None
+    """Account to charge (--account)."""
+    qos: str | None = None
+    """Quality of service (--qos)."""
+    time_limit: TimeLimit = "04:00:00"
+    """Wall-clock limit of a job (--time) as minutes, HH:MM:SS or D-HH:MM:SS; a job near its limit checkpoints
+    and is submitted again, resuming where it stopped."""
+    cpus_per_job: int = Field(4, ge=1)
+    """CPUs of each job (--cpus-per-task) unless its kind says otherwise."""
+    mem: str | None = Field(None, pattern=r"^\d+[KMGT]?$")
+    """Memory of each job (--mem), e.g. 32G; the partition's default when omitted."""
+    kinds: dict[JobKind, SlurmJobResources] = {}
+    """Per job kind (train_generator, sample, train_classifier, ...): GPUs, CPUs, memory and time limit."""
+    max_jobs: int = Field(64, ge=1)
+    """Jobs submitted to Slurm at once (pending or running); more wait in xaug's queue."""
+    array_parallelism: int = Field(256, ge=1)
+    """How many tasks of one job array may run at the same time (--array=...%N)."""
+    local_kinds: list[JobKind] = ["analyse"]
+    """Kinds that run on the engine's host instead: analyse reads the whole study from the store."""
+    extra_sbatch: dict[str, str | int | bool] = {}
+    """More sbatch options by long name without dashes, e.g. {constraint: a100, mail-type: END}."""
+
+    @field_validator("extra_sbatch")
+    @classmethod
+    def _check_extra(cls, value: dict) -> dict:
+        for name in value:
+            if not re.fullmatch(r"[a-z][a-z0-9-]*", name):
+                raise ValueError(f"'{name}' is not an sbatch long option name (e.g. constraint, mail-type)")
+            if name in _SBATCH_OWNED:
+                raise ValueError(f"'{name}' is set by xaug itself; use the field of this section instead")
+        return value
+
+
+_SBATCH_OWNED = {"array", "output", "error", "job-name", "requeue", "no-requeue", "signal", "wrap", "partition",
+                 "account", "qos", "time", "cpus-per-task", "gpus-per-node", "mem"}
+
+
 class ResourcesConfig(Strict):
     """Where and how jobs run."""
 
@@ -217,6 +323,10 @@ class ResourcesConfig(Strict):
     """DataLoader worker processes per job."""
     max_attempts: int = Field(3, ge=1)
     """How often a failing job is tried before it is marked failed."""
+    executor: Literal["local", "slurm"] = "local"
+    """local runs jobs on this machine's GPUs or CPU slots; slurm submits them to a Slurm cluster (see slurm)."""
+    slurm: SlurmConfig = SlurmConfig()
+    """Partition, account, time limits and per-kind resources of the Slurm executor."""
 
 
 class Recipe(Strict):

@@ -6,6 +6,7 @@ import pytest
 from safetensors.torch import load_file
 
 from xaug.engine.classifiers import train as train_mod
+from xaug.engine.checkpoint import load_checkpoint
 from xaug.engine.classifiers.checkpoint import BEST, LAST, read_meta
 from xaug.engine.classifiers.train import TrainCallbacks, TrainData, train_classifier
 from xaug.engine.errors import DataError
@@ -50,18 +51,18 @@ def test_best_checkpoint_is_the_lowest_validation_loss(tmp_path, data, tiny_spec
     # stop right after epoch 2 to capture its weights, then resume to the end
     first = train_classifier(spec, CLASSES, data, tmp_path, seed=0, callbacks=Recorder(stop_at_step=4))
     assert (first.finished, first.step, first.best_step) == (False, 4, 4)
-    epoch2 = load_file(str(tmp_path / LAST))
+    epoch2 = load_checkpoint(tmp_path / LAST).tensors(prefix="model")
     rec = Recorder()
     done = train_classifier(spec, CLASSES, data, tmp_path, seed=0, callbacks=rec)
     assert (done.finished, done.step, done.total_steps) == (True, 6, 6)
     assert rec.starts == [4]
     assert (done.best_step, done.best_val_loss) == (4, 0.5)
     best = load_file(str(tmp_path / BEST))
-    final = load_file(str(tmp_path / LAST))
+    final = load_checkpoint(tmp_path / LAST).tensors(prefix="model")
     changed = 0
     for name, tensor in best.items():
-        np.testing.assert_array_equal(tensor.numpy(), epoch2[f"model/{name}"].numpy())
-        changed += not np.array_equal(tensor.numpy(), final[f"model/{name}"].numpy())
+        np.testing.assert_array_equal(tensor.numpy(), epoch2[name].numpy())
+        changed += not np.array_equal(tensor.numpy(), final[name].numpy())
     assert changed > 0, "epoch 3 should have moved the weights away from the best ones"
     meta = read_meta(tmp_path / BEST)
     assert (meta["step"], meta["epoch"], meta["val_loss"], meta["classes"], meta["image_size"]) == (4, 2, 0.5, CLASSES,
