@@ -87,9 +87,9 @@ def first_file_without_patient_id(root: Path) -> Path | None:
     Only file names are looked at, so this is cheap enough for `xaug recipe check`; DICOM files may still lack a
     PatientID, which only reading them (load_folder) tells.
     """
-    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for path in sorted(class_dir.rglob("*")):
-            if is_image_file(path) and not is_dicom_path(path):
+    for class_dir in class_folders(root):
+        for path in class_images(class_dir):
+            if not is_dicom_path(path):
                 return path
     return None
 
