@@ -4,7 +4,8 @@ Implemented here (no scikit-learn dependency) as a greedy stratified group k-fol
 seed and then taken largest first, each go to the fold where adding their images keeps the per-class share of
 every fold closest to 1/k. All images of a patient land in the same fold, so no patient is ever in both the
 training and the test split. The validation patients of a fold are drawn per class (by each patient's majority
-label) from that fold's training patients.
+label) from that fold's training patients. Every patient has one class: the loaders refuse one patient id under
+two classes (naming both files), and so does `make_folds`, rather than file the patient under its majority class.
 
 Repeated k-fold (`splits.repeats`): each repetition is a fresh patient partition made the same way with its own
 split seed (`split_seed`), so the folds of different repetitions overlap only by chance.
@@ -48,6 +49,9 @@ def make_folds(patients: Sequence[str], labels: Sequence[int], classes: Sequence
     labels = np.asarray(labels, dtype=int)
     counts = np.zeros((len(patient_ids), n_classes), dtype=np.int64)
     np.add.at(counts, (patient_of, labels), 1)
+    if ((counts > 0).sum(axis=1) > 1).any():
+        raise DataError("splits: a patient has images of more than one class; patient-level splits need one class"
+                        " per patient. Fix the patient ids of the dataset (the loaders name the two files)")
     majority = counts.argmax(axis=1)
     _check_enough_patients(majority, classes, cfg.folds)
     fold_of_patient = _assign_folds(counts, cfg.folds, np.random.default_rng([cfg.seed, 0]))

@@ -60,8 +60,13 @@ class DatasetConfig(Strict):
     image_size: int = Field(224, ge=16, le=2048)
     """Side in pixels that images are resized to (and cached at)."""
     patient_pattern: str | None = None
-    """Regular expression with one group that extracts the patient id from a file name (folder source);
-    without it DICOM files use PatientID and other images count as one patient each."""
+    """Regular expression with one group that extracts the patient id from a file name (folder source); without it
+    DICOM files use their PatientID, and other files need `one_patient_per_image: true`."""
+    one_patient_per_image: bool = False
+    """Folder source without patient_pattern: declare that every image without a patient id (PNG/JPEG, or DICOM
+    without PatientID) is a different patient. Only say so when it is true: if one patient has several images,
+    they can land in both the training and the test split, and every number of the study is then optimistic
+    (leakage). Without this, such files are an error."""
     on_unreadable: Literal["error", "skip"] = "error"
     """What to do with an image that cannot be decoded: stop with an error, or skip it and record it."""
     phantom: PhantomConfig = PhantomConfig()
@@ -359,7 +364,7 @@ class Recipe(Strict):
     amounts: list[int] = [0]
     """Synthetic images added per class; 0 is the real-only baseline and is always run."""
     duplicate_control: bool = True
-    """Also train a count-matched control with duplicated real images (standard augmentation) per amount."""
+    """Also train a count-matched control per amount: duplicated real images, under the classifier's augmentation."""
     seeds: list[int] = [0]
     """Classifier training seeds; every arm runs on every fold x seed. Seeds are averaged within a fold: they reduce
     noise but are not replication units (use splits.repeats for more units)."""

@@ -131,7 +131,7 @@ def test_cpu_only_and_real_only_recipe(tmp_path):
 
 FOLDER_RECIPE = """\
 name: moved
-dataset: {{source: folder, path: {data}, image_size: 32}}
+dataset: {{source: folder, path: {data}, image_size: 32, one_patient_per_image: true}}
 splits: {{folds: 2}}
 generators: [{{name: g, model: gan}}]
 classifiers:

@@ -57,7 +57,8 @@ def test_folder_job_records_skipped_images(tmp_path, rg1_uncompressed):
             write_png(root / name / f"{p}.png", 60 + 80 * c, seed=p)
     shutil.copy(rg1_uncompressed, root / "normal" / "chest.dcm")
     (root / "pneumonia" / "bad.png").write_bytes(b"not an image")
-    dataset = DatasetConfig(source="folder", path=str(root), image_size=32, on_unreadable="skip")
+    dataset = DatasetConfig(source="folder", path=str(root), image_size=32, on_unreadable="skip",
+                            one_patient_per_image=True)
     ctx = _context(tmp_path, dataset, SplitsConfig(folds=2))
     job_function("prepare_data")(ctx)
     skipped = load_skipped_images(ctx.db, ctx.key)

@@ -12,8 +12,8 @@ from xaug.engine.recipe.schema import SplitsConfig
 CLASSES = ["healthy", "bacterial", "viral", "fungal", "covid19"]
 
 
-def _dataset(seed: int = 0, mixed: bool = True):
-    """Patients with 1-4 images, imbalanced classes; some patients have images of two classes."""
+def _dataset(seed: int = 0, mixed: bool = False):
+    """Patients with 1-4 images, imbalanced classes; with `mixed`, some patients have images of two classes."""
     rng = np.random.default_rng(seed)
     patients, labels = [], []
     for p in range(300):
@@ -91,3 +91,9 @@ def test_repeated_k_fold_gives_fresh_valid_partitions():
     assert len({split_seed(4, r) for r in range(3)}) == 3 and split_seed(4, 0) == 4
     again = make_repeated_folds(patients, labels, CLASSES, cfg)  # deterministic
     assert all(np.array_equal(a.test, b.test) for r in range(3) for a, b in zip(repeats[r], again[r]))
+
+
+def test_a_patient_under_two_classes_is_refused_not_reassigned():
+    patients, labels = _dataset(0, mixed=True)
+    with pytest.raises(DataError, match="more than one class"):
+        make_folds(patients, labels, CLASSES, SplitsConfig(folds=5))
