@@ -7,8 +7,11 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from statistics import fmean
 
 import sqlite_utils
+
+from xaug.store.quality import load_study_quality
 
 COMPARISON_COLUMNS = ("generator", "classifier", "amount", "reference", "metric", "class_name", "n", "mean", "sd",
                       "ci_low", "ci_high", "statistic", "p_value", "p_adjusted", "test", "correction")
@@ -114,6 +117,33 @@ def load_study_training_curves(db: sqlite_utils.Database, study: str,
                             generator=generator_name(cfg.get("generator")), amount=cfg.get("amount") or 0,
                             curves=dict(curves)))
     return out
+
+
+def load_quality_summary(db: sqlite_utils.Database, study: str) -> list[dict]:
+    """A study's image quality for display, the one place per-unit quality values are averaged: one row per
+    generator x reference x class x metric x feature space with `value` (mean over its units, i.e. the folds x
+    repeats its image_quality jobs ran on), `units`, `n_real`/`n_fake` (one number, or 'min-max' when units
+    differ), `meaningful` (every unit's value was) and `note` (the units' distinct notes, '; '-joined).
+
+    A plain mean of stored values, not an inferential statistic: the TUI and the report both show these rows."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in load_study_quality(db, study, reference=None):
+        if row["generator"] is not None:
+            key = (row["generator"], row["reference"], row["class_name"], row["metric"], row["features"])
+            groups[key].append(row)
+    out = []
+    for (generator, reference, class_name, metric, features), rows in sorted(groups.items()):
+        notes = list(dict.fromkeys(r["note"] for r in rows if r["note"]))
+        out.append(dict(generator=generator, reference=reference, class_name=class_name, metric=metric,
+                        features=features, value=fmean(r["value"] for r in rows), units=len(rows),
+                        n_real=_span([r["n_real"] for r in rows]), n_fake=_span([r["n_fake"] for r in rows]),
+                        meaningful=all(r["meaningful"] for r in rows), note="; ".join(notes) or None))
+    return out
+
+
+def _span(values: list[int]) -> int | str:
+    """One number when every unit used the same N, else 'min-max'."""
+    return values[0] if min(values) == max(values) else f"{min(values)}-{max(values)}"
 
 
 def record_comparisons(db: sqlite_utils.Database, study: str, rows: Iterable[Mapping]) -> None:

@@ -2,8 +2,9 @@
 
 Everything statistical is read from the study's stored analysis (written once by the `analyse` job); the report
 formats it. Tables: the comparison matrix (every generator x classifier x amount against the baseline and the
-duplicate control), the headline generator effects, baseline performance, per-class F1 changes, image quality, the
-quality-vs-utility correlations and a power plan. Every table states n and what one unit is. Figures: per-class F1
+duplicate control), the headline generator effects, baseline performance, per-class F1 changes, image quality against
+the training and held-out references, each generator's near-copy rate next to its utility, the quality-vs-utility
+correlations and a power plan. Every table states n and what one unit is. Figures: per-class F1
 changes with CIs, quality vs utility, classifier loss curves.
 """
 
@@ -22,10 +23,11 @@ from xaug.engine.analysis.power import METHOD as POWER_METHOD
 from xaug.engine.analysis.power import per_test_alpha, required_repeats
 from xaug.engine.analysis.stats import unit_label
 from xaug.engine.analysis.study import UTILITY, StudyAnalysis, load_study_analysis
-from xaug.store.analysis import load_study_training_curves
+from xaug.store.analysis import load_quality_summary, load_study_training_curves
 from xaug.store.export import write_table
 
-QUALITY_METRICS = ("fid", "kid", "precision", "recall", "density", "coverage", "ms_ssim", "memorised_fraction")
+REFERENCE_ORDER = ("train", "heldout")
+REFERENCE_LABELS = {"train": "train", "heldout": "held-out"}
 METRIC_LABELS = {"accuracy": "acc", "balanced_accuracy": "bal.acc", "macro_f1": "macro-F1"}
 POWER_EFFECTS = (0.01, 0.02, 0.05)
 """Effects (fractions) the report's power table plans for."""
@@ -79,11 +81,21 @@ def build_report(db: sqlite_utils.Database, study: str, out_dir: Path) -> Report
     report.files += write_table(out_dir, "class_f1", columns, rows,
                                 f"{study}: change in per-class F1 vs the baseline (x100), mean [{ci}]; "
                                 f"* adjusted p < {alpha}. {result.unit}")
-    columns, rows = quality_table(result)
+    summary = load_quality_summary(db, study)
+    columns, rows = quality_table(summary)
     report.files += write_table(out_dir, "quality", columns, rows,
-                                f"{study}: image quality per generator and class against the training images, at "
-                                "one resolution (mean over units; n = images per set; class 'all' = macro-average "
-                                "of the per-class values with enough images)")
+                                f"{study}: image quality per generator and class against the training images and "
+                                "against held-out (validation) images, both at one resolution; mean over units; "
+                                "n_real/n_fake = images per set; class 'all' = the macro-average of the "
+                                "meaningful per-class values; * = not meaningful (too few images; see notes); "
+                                "memorised % = synthetic images closer to a training image than the near-copy "
+                                "threshold (pixels)")
+    columns, rows = quality_utility_table(result, summary)
+    report.files += write_table(out_dir, "quality_vs_utility", columns, rows,
+                                f"{study}: near-copy rate and image quality of each generator next to its utility "
+                                f"(headline change over classifiers and common amounts, pp, mean [{ci}], p "
+                                f"adjusted across generators); quality is the macro-average over classes, mean "
+                                f"over units; * = not meaningful. {result.note}")
     columns, rows = correlation_table(result)
     report.files += write_table(out_dir, "correlations", columns, rows,
                                 f"{study}: correlation of image quality with utility (Fisher-z {ci}); n = "
@@ -249,50 +261,79 @@ def power_table(result: StudyAnalysis, effects: tuple[float, ...] = POWER_EFFECT
     return columns, rows
 
 
-def quality_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
-    """Image quality per generator, class ('all' = the macro-average of the meaningful per-class values) and feature
-    space against the training reference, mean over folds (N per fold, or its range when folds differ).
+def quality_table(summary: list[dict]) -> tuple[list[str], list[dict]]:
+    """Image quality per generator, class ('all' = the macro-average of the meaningful per-class values), feature
+    space and reference (the fold's training images, and held-out validation images), mean over units, from
+    `load_quality_summary`. A value marked * was not meaningful (too few images); `notes` says why.
 
-    MS-SSIM (pixels) and the memorised fraction (pixel-space near-copies) do not depend on the feature space and
-    repeat on each of a generator's rows."""
-    cells = defaultdict(list)
-    sizes = {}
-    for q in result.quality:
-        if q["metric"] not in QUALITY_METRICS:
-            continue
-        key = (q["generator"], q["class_name"] or "all")
-        cells[(key, q["metric"], q["features"])].append(q["value"])
-        if q["metric"] == "fid":
-            sizes.setdefault((*key, q["features"]), []).append((q["n_real"], q["n_fake"]))
-    row_keys = sorted(sizes, key=lambda k: (k[0], k[1] != "all", k[1], k[2]))
-    columns = ["generator", "class", "features", "n_real", "n_fake", "FID", "KID", "precision", "recall", "density",
-               "coverage", "MS-SSIM", "memorised %"]
+    MS-SSIM of synthetic pairs (pixels, no reference) repeats on both references' rows; MS-SSIM of real pairs is
+    its yardstick from that reference; the memorised fraction (pixel-space near-copies of training images) is on
+    the training rows."""
+    cells = {(q["generator"], q["class_name"] or "all", q["reference"], q["metric"], q["features"]): q
+             for q in summary}
+    row_keys = sorted({(g, c, ref, feats) for g, c, ref, metric, feats in cells if metric == "fid"},
+                      key=lambda k: (k[0], k[1] != "all", k[1], k[3], REFERENCE_ORDER.index(k[2])))
+    columns = ["generator", "class", "reference", "features", "n_real", "n_fake", "FID", "KID", "precision",
+               "recall", "density", "coverage", "MS-SSIM", "MS-SSIM real", "memorised %", "notes"]
     rows = []
-    for generator, class_name, features in row_keys:
-        key = (generator, class_name)
+    for generator, class_name, reference, features in row_keys:
+        notes: list[str] = []
 
-        def get(metric: str, feats: str) -> float | None:
-            values = cells.get((key, metric, feats))
-            return float(np.mean(values)) if values else None
+        def cell(metric: str, ref: str = reference, feats: str = features, scale: float = 1.0,
+                 digits: int = 3) -> str:
+            q = cells.get((generator, class_name, ref, metric, feats))
+            if q is None:
+                return ""
+            if not q["meaningful"] and q["note"]:
+                notes.append(q["note"])
+            elif class_name == "all" and q["note"] and "left out" in q["note"]:
+                notes.append(q["note"])
+            return f"{q['value'] * scale:.{digits}f}" + ("" if q["meaningful"] else "*")
 
-        n_real, n_fake = (_span([n[i] for n in sizes[(generator, class_name, features)]]) for i in (0, 1))
-        memorised = get("memorised_fraction", "pixels")
-        rows.append({"generator": generator, "class": class_name, "features": features, "n_real": n_real,
-                     "n_fake": n_fake, "FID": _round(get("fid", features)), "KID": _round(get("kid", features), 5),
-                     "precision": _round(get("precision", features)), "recall": _round(get("recall", features)),
-                     "density": _round(get("density", features)), "coverage": _round(get("coverage", features)),
-                     "MS-SSIM": _round(get("ms_ssim", "pixels")),
-                     "memorised %": None if memorised is None else round(memorised * 100, 2)})
+        fid = cells[(generator, class_name, reference, "fid", features)]
+        rows.append({"generator": generator, "class": class_name, "reference": REFERENCE_LABELS[reference],
+                     "features": features, "n_real": fid["n_real"], "n_fake": fid["n_fake"],
+                     "FID": cell("fid"), "KID": cell("kid", digits=5), "precision": cell("precision"),
+                     "recall": cell("recall"), "density": cell("density"), "coverage": cell("coverage"),
+                     "MS-SSIM": cell("ms_ssim", ref="", feats="pixels"),
+                     "MS-SSIM real": cell("ms_ssim_real", feats="pixels"),
+                     "memorised %": cell("memorised_fraction", feats="pixels", scale=100, digits=2),
+                     "notes": "; ".join(dict.fromkeys(notes))})
     return columns, rows
 
 
-def _span(values: list[int]) -> int | str:
-    """One number when every fold used the same N, else 'min-max'."""
-    return values[0] if min(values) == max(values) else f"{min(values)}-{max(values)}"
+def quality_utility_table(result: StudyAnalysis, summary: list[dict]) -> tuple[list[str], list[dict]]:
+    """Per generator, its near-copy rate (pixel-space memorised fraction vs the training images, overall), FID
+    against both references, and its utility from the stored headline: change in accuracy and balanced accuracy
+    vs the baseline and in accuracy vs the duplicate control, with CI and p adjusted across generators."""
+    overall = {(q["generator"], q["reference"], q["metric"], q["features"]): q for q in summary
+               if q["class_name"] == ""}
+    headline = {(r["generator"], r["reference"], r["metric"]): r for r in result.headline if r["class_name"] == ""}
+    generators = sorted({g for g, *_ in overall} | {g for g, *_ in headline if g != DUPLICATE})
+    columns = ["generator", "n", "unit", "near-copies %", "features", "FID vs train", "FID vs held-out",
+               "Δacc vs baseline", "p_adj", "Δbal.acc vs baseline", "p_adj (bal.acc)", "Δacc vs duplicate",
+               "p_adj (dup)"]
+    rows = []
+    for gen in generators:
+        acc = headline.get((gen, "baseline", "accuracy"))
+        bal = headline.get((gen, "baseline", "balanced_accuracy"))
+        dup = headline.get((gen, "duplicate", "accuracy"))
+        features = next((f for g, ref, m, f in overall if g == gen and m == "fid"), "")
 
+        def value(metric: str, reference: str, feats: str, scale: float = 1.0, digits: int = 3) -> str:
+            q = overall.get((gen, reference, metric, feats))
+            if q is None:
+                return ""
+            return f"{q['value'] * scale:.{digits}f}" + ("" if q["meaningful"] else "*")
 
-def _round(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None else round(value, digits)
+        rows.append({"generator": gen, "n": (acc or bal or dup or {}).get("n"), "unit": _unit_column(result),
+                     "near-copies %": value("memorised_fraction", "train", "pixels", 100, 2),
+                     "features": features, "FID vs train": value("fid", "train", features),
+                     "FID vs held-out": value("fid", "heldout", features),
+                     "Δacc vs baseline": _with_ci(acc), "p_adj": _p((acc or {}).get("p_adjusted")),
+                     "Δbal.acc vs baseline": _with_ci(bal), "p_adj (bal.acc)": _p((bal or {}).get("p_adjusted")),
+                     "Δacc vs duplicate": _with_ci(dup), "p_adj (dup)": _p((dup or {}).get("p_adjusted"))})
+    return columns, rows
 
 
 def correlation_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:

@@ -12,8 +12,8 @@ from xaug.engine.cli import load_commands
 from xaug.engine.errors import StoreError
 from xaug.store import open_store
 
-TABLES = ("comparisons", "comparisons_long", "generator_effects", "baseline", "class_f1", "quality", "correlations",
-          "power")
+TABLES = ("comparisons", "comparisons_long", "generator_effects", "baseline", "class_f1", "quality",
+          "quality_vs_utility", "correlations", "power")
 UNIT = "n = 3 units; unit = fold (seeds averaged within a fold)"
 FIGURES = ("class_f1_deltas.png", "quality_vs_utility.png", "loss_curves.png")
 
@@ -84,6 +84,55 @@ def test_effects_class_f1_quality_and_correlation_tables(report_dir):
     assert {r["method"] for r in fid} == {"spearman", "pearson"} and all(r["n"] == "3" for r in fid)
     baseline = {r["classifier"]: r for r in _csv(out / "baseline.csv")}
     assert set(baseline) == set(CLASSIFIERS)
+
+
+def _add_heldout_quality(db, jobs) -> None:
+    """Give each image_quality job held-out values (FID + 5), a per-fold near-copy rate, and a viral class too
+    small to be meaningful, left out of the overall macro-average."""
+    from xaug.store.quality import load_quality, record_quality
+
+    for job in jobs["image_quality"]:
+        rows = load_quality(db, job.key)
+        fold = job.config["fold"]
+        held = [dict(r, reference="heldout", value=r["value"] + 5.0) for r in rows
+                if r["metric"] == "fid"]
+        for r in rows + held:
+            if r["metric"] == "memorised_fraction":
+                r["value"] = 0.01 * (fold + 1) if r["class_name"] == "" else 0.0
+                r["note"] = "threshold: 95th percentile of 20 held-out (validation) images of this class"
+            if r["class_name"] == "viral" and r["metric"] == "fid":
+                r.update(meaningful=False, note="too few images to be meaningful: 4 real, 4 synthetic")
+        record_quality(db, job.key, rows + held)
+
+
+def test_quality_against_both_references_and_near_copies_next_to_utility(tmp_path):
+    from xaug.engine.analysis.study import analyse_study, record_study_analysis
+
+    db = open_store(tmp_path / "xaug.db")
+    jobs = build_fake_study(db, analyse=False)
+    _add_heldout_quality(db, jobs)
+    record_study_analysis(db, analyse_study(db, "toy"))
+    out = tmp_path / "out"
+    build_report(db, "toy", out)
+    quality = {(r["generator"], r["class"], r["reference"]): r for r in _csv(out / "quality.csv")}
+    assert float(quality[("goodgan", "all", "train")]["FID"]) == pytest.approx(31.0)  # folds 30, 31, 32
+    assert float(quality[("goodgan", "all", "held-out")]["FID"]) == pytest.approx(36.0)
+    assert quality[("goodgan", "all", "held-out")]["memorised %"] == ""  # near-copies are of training images
+    viral = quality[("goodgan", "viral", "held-out")]
+    assert viral["FID"].endswith("*") and "too few images" in viral["notes"]
+    assert not quality[("goodgan", "healthy", "train")]["FID"].endswith("*")
+    caption = (out / "quality.md").read_text()
+    assert "macro-average" in caption and "* = not meaningful" in caption
+    near = {r["generator"]: r for r in _csv(out / "quality_vs_utility.csv")}
+    assert set(near) == set(GENERATORS)
+    assert float(near["goodgan"]["near-copies %"]) == pytest.approx(2.0)  # folds 1, 2, 3 %
+    assert float(near["badddpm"]["FID vs held-out"]) == pytest.approx(86.0)
+    effects = {r["generator"]: r for r in _csv(out / "generator_effects.csv")
+               if r["reference"] == "baseline" and r["metric"] == "accuracy"}
+    for gen in GENERATORS:  # the utility is the stored headline, with its CI
+        assert near[gen]["Δacc vs baseline"].startswith(effects[gen]["Δ (pp)"] + " [")
+        assert near[gen]["n"] == "3" and near[gen]["Δacc vs duplicate"]
+    assert "(duplicate)" not in near
 
 
 def test_every_table_states_n_and_the_unit(report_dir):
