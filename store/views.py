@@ -305,20 +305,32 @@ def class_f1_deltas(db: sqlite_utils.Database, study: str, reference: str = "bas
 
 def quality_vs_utility(db: sqlite_utils.Database, study: str, quality_metric: str = "fid",
                        utility_metric: str = "accuracy", reference: str = "baseline") -> list[dict]:
-    """Per generator: mean overall image quality (all classes, over its image_quality jobs) and the stored
-    headline utility (change in `utility_metric` vs the reference)."""
-    quality = {}
-    for job in study_jobs_of_kind(db, study, "image_quality"):
-        row = db.execute("SELECT avg(value) FROM quality WHERE job_key = ? AND class_name = '' AND metric = ?"
-                         " AND reference IN ('train', '')",
-                         (job["key"], quality_metric)).fetchone()
-        name = _generator_name(job["config"])
-        if row and row[0] is not None and name:
-            quality.setdefault(name, []).append(row[0])
-    utility = {r["generator"]: r["mean"] for r in headline_rows(db, study, metric=utility_metric,
-                                                                reference=reference) if r["mean"] is not None}
-    return [{"generator": g, "quality": sum(v) / len(v), "utility": utility[g]}
-            for g, v in sorted(quality.items()) if g in utility]
+    """Per generator, its overall image quality against the training and the held-out images (`quality`,
+    `quality_heldout`; None when absent), its near-copy rate (`near_copies`: pixel-space memorised fraction of
+    training images, None when not recorded), which of those were not meaningful (`not_meaningful`, names of those
+    keys: too few images), and its stored headline
+    utility (`utility`, `ci_low`, `ci_high`, `p_adjusted`: change in `utility_metric` vs `reference`).
+
+    Quality is `load_quality_summary`'s mean over units, the one place it is averaged (the report shows the same)."""
+    from xaug.store.analysis import load_quality_summary
+
+    overall = {}
+    for q in load_quality_summary(db, study):
+        if q["class_name"] == "" and (q["metric"] != "memorised_fraction" or q["features"] == "pixels"):
+            overall.setdefault((q["generator"], q["metric"], q["reference"]), q)
+    headline = {r["generator"]: r for r in headline_rows(db, study, metric=utility_metric, reference=reference)
+                if r["mean"] is not None}
+    rows = []
+    for generator in sorted({g for g, _, _ in overall} & set(headline)):
+        values = {name: overall.get((generator, metric, ref)) for name, metric, ref in (
+            ("quality", quality_metric, "train"), ("quality_heldout", quality_metric, "heldout"),
+            ("near_copies", "memorised_fraction", "train"))}
+        effect = headline[generator]
+        rows.append({"generator": generator, **{k: q and q["value"] for k, q in values.items()},
+                     "not_meaningful": [k for k, q in values.items() if q and not q["meaningful"]],
+                     "utility": effect["mean"], "ci_low": effect["ci_low"], "ci_high": effect["ci_high"],
+                     "p_adjusted": effect["p_adjusted"], "n": effect["n"]})
+    return rows
 
 
 def list_correlations(db: sqlite_utils.Database, study: str) -> list[dict]:

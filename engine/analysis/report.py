@@ -106,7 +106,7 @@ def build_report(db: sqlite_utils.Database, study: str, out_dir: Path) -> Report
                                 f"{POWER_TARGET:.0%} power to detect a change in accuracy vs the baseline, from "
                                 f"this study's SD of unit differences; {POWER_METHOD}; alpha divided by the number "
                                 f"of generators under the {result.analysis.correction} correction. {result.unit}")
-    report.files += write_figures(db, result, out_dir)
+    report.files += write_figures(db, result, summary, out_dir)
     return report
 
 
@@ -353,13 +353,14 @@ def correlation_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
 # ---------------------------------------------------------------- figures
 
 
-def write_figures(db: sqlite_utils.Database, result: StudyAnalysis, out_dir: Path) -> list[Path]:
+def write_figures(db: sqlite_utils.Database, result: StudyAnalysis, quality_summary: list[dict],
+                  out_dir: Path) -> list[Path]:
     """Per-class F1 deltas, quality vs utility and loss curves as PNGs (matplotlib, Agg backend)."""
     import matplotlib
 
     matplotlib.use("Agg")
     paths = [plot_class_f1_deltas(result, out_dir / "class_f1_deltas.png"),
-             plot_quality_vs_utility(result, out_dir / "quality_vs_utility.png"),
+             plot_quality_vs_utility(result, quality_summary, out_dir / "quality_vs_utility.png"),
              plot_loss_curves(load_study_training_curves(db, result.study), out_dir / "loss_curves.png")]
     return [p for p in paths if p is not None]
 
@@ -398,14 +399,15 @@ def plot_class_f1_deltas(result: StudyAnalysis, path: Path) -> Path | None:
     return path
 
 
-def plot_quality_vs_utility(result: StudyAnalysis, path: Path) -> Path | None:
-    """Scatter of overall quality (FID, KID, reader quality...) against each generator's mean Δaccuracy, with
-    Spearman r, its CI and n in each panel's title."""
+def plot_quality_vs_utility(result: StudyAnalysis, quality_summary: list[dict], path: Path) -> Path | None:
+    """Scatter of overall quality against the training images (FID, KID, reader quality...) against each
+    generator's mean Δaccuracy, with Spearman r, its CI and n in each panel's title."""
     import matplotlib.pyplot as plt
 
-    from xaug.engine.analysis.correlate import quality_by_generator
-
-    quality = quality_by_generator(result.quality)
+    quality: dict[str, dict] = defaultdict(dict)  # 'metric/features' -> {generator: mean over units}
+    for q in quality_summary:
+        if q["class_name"] == "" and q["reference"] in ("train", ""):
+            quality[f"{q['metric']}/{q['features']}"][q["generator"]] = q["value"]
     effects = {r["generator"]: r for r in result.headline if r["generator"] != DUPLICATE
                and r["reference"] == "baseline" and r["metric"] == "accuracy" and r["class_name"] == ""}
     wanted = [name for name in quality if name.split("/")[0] in ("fid", "kid", "precision", "recall")]

@@ -157,6 +157,25 @@ async def test_study_screen_shows_the_unit_and_honours_the_stored_alpha(fake_sto
         assert not screen.query_one("#matrix").get_row_at(0)[3].plain.endswith("*")
 
 
+async def test_study_screen_puts_the_near_copy_rate_next_to_utility(fake_store):
+    with sqlite3.connect(fake_store) as conn:  # gan: held-out FID not meaningful; ddpm: 1.5% near-copies
+        conn.executemany("INSERT INTO quality (job_key, reference, class_name, metric, features, value, n_real,"
+                         " n_fake, meaningful) VALUES (?, ?, '', ?, ?, ?, 50, 50, ?)",
+                         [("q0" + "0" * 62, "train", "memorised_fraction", "pixels", 0.015, 1),
+                          ("q1" + "0" * 62, "heldout", "fid", "inception", 71.0, 0)])
+    app = XaugApp(fake_store, poll_s=0.1)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("f3")
+        await settle(pilot)
+        table = app.screen.query_one("#qvu-table")
+        rows = {table.get_row_at(i)[0]: [c.plain for c in table.get_row_at(i)[1:]] for i in range(table.row_count)}
+        assert rows["ddpm"][0].startswith("+1.62") and rows["ddpm"][1:3] == ["1.50", "40.00"]  # headline, stored
+        assert rows["ddpm"][3] == "-" and rows["gan"][1] == "-"
+        assert rows["gan"][2:] == ["65.00", "71.00†"]  # only the value that is not meaningful is marked
+        assert "† = too few images" in str(app.screen.query_one("#correlations").render())
+
+
 async def test_gallery_real_and_synthetic(fake_store):
     app = XaugApp(fake_store, poll_s=0.1)
     async with app.run_test(size=(160, 45)) as pilot:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from xaug.engine.errors import StoreError
@@ -57,3 +59,44 @@ def test_ratings_upsert_validate_and_summarise(store_db):
             record_rating(store_db, "s", "ann", "c.png", "gan", "viral", **bad)
     with pytest.raises(StoreError, match="rater name"):
         record_rating(store_db, "s", " ", "c.png", "gan", "viral", quality=3)
+
+
+def _add_quality(db_path, *, meaningful: int = 1) -> None:
+    """Held-out FID and per-fold near-copy rates for the fake store's two generators (ddpm q0, gan q1)."""
+    with sqlite3.connect(db_path) as conn:
+        for i in range(2):
+            conn.executemany(
+                "INSERT INTO quality (job_key, reference, class_name, metric, features, value, n_real, n_fake,"
+                " meaningful, note) VALUES (?, ?, '', ?, ?, ?, 50, 50, ?, ?)",
+                [(f"q{i}" + "0" * 62, "heldout", "fid", "inception", 45.0 + 25 * i, meaningful,
+                  None if meaningful else "no class has enough images: mean of 3 classes, not meaningful"),
+                 (f"q{i}" + "0" * 62, "train", "memorised_fraction", "pixels", 0.02 * i, 1, None),
+                 (f"q{i}" + "0" * 62, "train", "memorised_fraction", "inception", 0.5, 1, None)])
+
+
+def test_quality_vs_utility_has_both_references_and_the_near_copy_rate(fake_store):
+    _add_quality(fake_store, meaningful=0)
+    db = open_store(fake_store)
+    qvu = {p["generator"]: p for p in views.quality_vs_utility(db, "demo")}
+    assert qvu["gan"]["quality"] == 65.0 and qvu["gan"]["quality_heldout"] == 70.0
+    assert qvu["gan"]["near_copies"] == pytest.approx(0.02)  # the pixel-space rate, not the feature-space one
+    assert qvu["ddpm"]["near_copies"] == 0.0 and qvu["ddpm"]["not_meaningful"] == ["quality_heldout"]
+    headline = {r["generator"]: r for r in views.headline_rows(db, "demo", metric="accuracy")}
+    assert qvu["ddpm"]["utility"] == pytest.approx(headline["ddpm"]["mean"]) and qvu["ddpm"]["n"] == 5
+    duplicate = {p["generator"]: p for p in views.quality_vs_utility(db, "demo", reference="duplicate")}
+    assert duplicate["gan"]["utility"] == pytest.approx(headline["gan"]["mean"] / 2)
+
+
+def test_quality_summary_averages_units_and_keeps_flags(fake_store):
+    from xaug.store.analysis import load_quality_summary
+
+    _add_quality(fake_store, meaningful=0)
+    with sqlite3.connect(fake_store) as conn:  # a second unit of ddpm, meaningful: the mean is not meaningful
+        conn.execute("UPDATE jobs SET config_json = ? WHERE key = ?",
+                     ('{"generator": {"name": "ddpm"}, "fold": 1}', "q1" + "0" * 62))
+    rows = {(r["generator"], r["reference"], r["metric"], r["features"]): r
+            for r in load_quality_summary(open_store(fake_store), "demo")}
+    fid = rows[("ddpm", "train", "fid", "inception")]
+    assert fid["value"] == pytest.approx(52.5) and fid["units"] == 2 and fid["meaningful"]
+    held = rows[("ddpm", "heldout", "fid", "inception")]
+    assert held["value"] == pytest.approx(57.5) and not held["meaningful"] and "not meaningful" in held["note"]

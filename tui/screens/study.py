@@ -20,6 +20,8 @@ from xaug.tui.messages import StoreChanged
 
 UTILITY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 DEFAULT_ALPHA = 0.05
+NOT_MEANINGFUL = "†"
+"""Marks a quality value computed on too few images to be meaningful (`*` already marks significance)."""
 """Used only before a study has a stored analysis (then there is nothing to mark)."""
 
 
@@ -88,6 +90,7 @@ class StudyScreen(Screen):
                 yield DataTable(id="class-deltas", cursor_type="none")
             with Vertical(id="qvu-box"):
                 yield PlotextPlot(id="qvu")
+                yield DataTable(id="qvu-table", cursor_type="none")
                 yield Static("", id="correlations")
         yield Footer()
 
@@ -175,11 +178,27 @@ class StudyScreen(Screen):
             plt.xlim(*_padded(min(xs), max(xs)))
             plt.ylim(*_padded(min(ys), max(ys), top=0.35))
         plot.refresh()
+        self._fill_quality_table(points)
         lines = [f"{c['quality_metric']} vs {c['utility_metric']} ({c['method']}, n={c['n']}): r = {c['r']:+.2f}"
                  + (f" [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]" if c.get("ci_low") is not None else "")
                  + (f"  p = {c['p_value']:.3g}" if c.get("p_value") is not None else "")
-                 for c in correlations if c.get("r") is not None]
-        self.query_one("#correlations", Static).update("\n".join(lines) or "no correlations yet")
+                 for c in correlations if c.get("r") is not None] or ["no correlations yet"]
+        lines.append(f"near-copy %: synthetic images nearer a training image than the held-out threshold (pixels);"
+                     f" FID: class macro-average, mean over units; {NOT_MEANINGFUL} = too few images")
+        self.query_one("#correlations", Static).update("\n".join(lines))
+
+    def _fill_quality_table(self, points: list[dict]) -> None:
+        """Each generator's near-copy rate and FID against both references next to its utility (stored rows)."""
+        table = self.query_one("#qvu-table", DataTable)
+        table.clear(columns=True)
+        table.add_columns("generator", f"Δ vs {self.data.get('reference')}", "near-copy %", "FID train",
+                          "FID held-out")
+        for p in points:
+            table.add_row(p["generator"], delta_cell({**p, "mean": p["utility"]}, alpha=self.alpha),
+                          *[Text("-", style="dim") if p[k] is None else
+                            Text(f"{p[k] * scale:.{d}f}" + (NOT_MEANINGFUL if k in p["not_meaningful"] else ""))
+                            for k, scale, d in (("near_copies", 100, 2), ("quality", 1, 2),
+                                                ("quality_heldout", 1, 2))])
 
     def _cycle(self, options: list, current):
         """The option after `current` (wrapping), or `current` when there is nothing to cycle."""
