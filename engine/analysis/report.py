@@ -286,11 +286,11 @@ def quality_table(summary: list[dict]) -> tuple[list[str], list[dict]]:
                 return ""
             if not q["meaningful"] and q["note"]:
                 notes.append(q["note"])
-            elif class_name == "all" and q["note"] and "left out" in q["note"]:
-                notes.append(q["note"])
             return f"{q['value'] * scale:.{digits}f}" + ("" if q["meaningful"] else "*")
 
         fid = cells[(generator, class_name, reference, "fid", features)]
+        if class_name == "all" and fid["note"]:  # how the macro-average was formed: which classes were left out
+            notes.append(fid["note"])
         rows.append({"generator": generator, "class": class_name, "reference": REFERENCE_LABELS[reference],
                      "features": features, "n_real": fid["n_real"], "n_fake": fid["n_fake"],
                      "FID": cell("fid"), "KID": cell("kid", digits=5), "precision": cell("precision"),

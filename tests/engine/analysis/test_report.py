@@ -102,6 +102,8 @@ def _add_heldout_quality(db, jobs) -> None:
                 r["note"] = "threshold: 95th percentile of 20 held-out (validation) images of this class"
             if r["class_name"] == "viral" and r["metric"] == "fid":
                 r.update(meaningful=False, note="too few images to be meaningful: 4 real, 4 synthetic")
+            if r["class_name"] == "" and r["metric"] == "fid":
+                r["note"] = "macro-average of 2 classes; left out (too few images): viral"
         record_quality(db, job.key, rows + held)
 
 
@@ -121,6 +123,7 @@ def test_quality_against_both_references_and_near_copies_next_to_utility(tmp_pat
     viral = quality[("goodgan", "viral", "held-out")]
     assert viral["FID"].endswith("*") and "too few images" in viral["notes"]
     assert not quality[("goodgan", "healthy", "train")]["FID"].endswith("*")
+    assert quality[("goodgan", "all", "train")]["notes"] == "macro-average of 2 classes; left out (too few images): viral"
     caption = (out / "quality.md").read_text()
     assert "macro-average" in caption and "* = not meaningful" in caption
     near = {r["generator"]: r for r in _csv(out / "quality_vs_utility.csv")}
