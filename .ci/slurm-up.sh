@@ -6,6 +6,9 @@
 # `squeue -t all` / `scontrol show job` for MinJobAge seconds. Addresses are 127.0.0.1, so a container whose
 # hostname does not resolve works too. Uses no procps (pgrep, free): a minimal Debian image has none. Running it
 # again while the daemons run rewrites slurm.conf and starts nothing twice.
+# GPUs: the node offers two stand-in GPUs (plain files; slurmd logs that they are no devices and counts them
+# anyway), so a job asking `--gpus-per-node=2` is scheduled as on a GPU node (SLURM_GPUS_ON_NODE=2, no
+# CUDA_VISIBLE_DEVICES) and one asking for 3 is refused: the tests check that xaug's GPU requests reach Slurm.
 set -euo pipefail
 DIR=${XAUG_SLURM_DIR:-/tmp/xaug-slurm}
 CONF=/etc/slurm/slurm.conf
@@ -20,8 +23,11 @@ chmod 0700 /etc/munge && chmod 0400 /etc/munge/munge.key
 HOST=$(hostname -s)
 CPUS=$(nproc)
 MEM=$(( $(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024 * 9 / 10 ))
+touch "$DIR/gpu0" "$DIR/gpu1"
+echo "NodeName=$HOST Name=gpu File=$DIR/gpu[0-1]" > /etc/slurm/gres.conf
 cat > "$CONF" <<CONF
 ClusterName=xaug-ci
+GresTypes=gpu
 SlurmctldHost=$HOST(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
@@ -46,7 +52,7 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/linux
 JobCompType=jobcomp/filetxt
 JobCompLoc=$DIR/jobcomp.log
-NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
+NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM Gres=gpu:2 State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 CONF
 running() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }

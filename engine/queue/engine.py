@@ -118,6 +118,8 @@ class Engine:
         self._last_gpu_stats = 0.0
         self.started = False
         self.recovered: list[str] = []
+        self.left_running: list[str] = []
+        """Keys of the jobs that `shutdown` left running on Slurm (the next engine adopts them)."""
         self.reservation = GpuReservation(reserve_after_s)
         """Which waiting multi-GPU job the freed GPUs are kept for (policy.py: no starvation, backfill)."""
 
@@ -268,6 +270,7 @@ class Engine:
         left = [key for key, handle in self.handles.items() if keeps_running(handle)]
         for key in left:
             del self.handles[key]
+        self.left_running = left
         if left:
             log.info("left %d job(s) running on %s; the next engine on this store watches them again", len(left),
                      type(self.executor).__name__)

@@ -244,6 +244,26 @@ def test_a_stopped_engine_leaves_its_slurm_jobs_running_and_the_next_one_adopts_
                        [job.key]).fetchone() == (50, 50)
 
 
+def test_gpu_jobs_of_an_engine_without_gpus_get_their_gpus_from_slurm(slurm, qdb, store_path, fake_kinds):
+    """The engine's machine has no GPU; Slurm's node has two (slurm-up.sh's stand-ins). A 2-GPU job is submitted
+    with --gpus-per-node=2 and runs; one asking for 3 is refused by Slurm, and fails with Slurm's reason."""
+    from xaug.store.jobs import submit_study
+
+    wide, too_wide = fake("wide", gpus=2, steps=2), fake("too-wide", gpus=3, max_attempts=1)
+    submit_study(qdb, "s", None, "name: s", {"name": "s", **SLURM_SETTINGS}, [wide, too_wide])
+    run = _EngineThread(store_path)
+    assert run.engine.gpus == []
+    run.join(timeout=60)
+    row = run.job(wide.key)
+    assert row["status"] == "done" and row["gpus"] == ""  # no local GPU claimed
+    fields = dict(item.split("=", 1) for item in subprocess.run(
+        ["scontrol", "show", "job", "-o", row["slurm_job_id"]], capture_output=True, text=True).stdout.split()
+        if "=" in item)
+    assert fields["TresPerNode"] == "gres:gpu:2" and fields["NumNodes"] == "1"
+    refused = run.job(too_wide.key)
+    assert refused["status"] == "failed" and "node configuration is not available" in refused["error"]
+
+
 MICRO_RECIPE = """
 name: micro
 dataset:
