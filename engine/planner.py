@@ -9,6 +9,10 @@ Conventions (documented here because they change keys):
   reuses the same data; a generator's `amounts` are left out of its dump (amounts show up as `amount` and
   `n_per_class`), so adding an amount does not retrain the generator.
 - Jobs are returned in dependency order; the queue runs equal priorities oldest first, i.e. in this order.
+- Keys are content-addressed: a config keeps the absolute paths its worker reads (LOCATION_FIELDS), but the key
+  hashes the fingerprint of what lies there (`loaded.fingerprints`, computed before planning), plus the kind's
+  code version (JOB_VERSIONS). Moving the dataset reuses every job; editing one image changes prepare_data's key
+  and therefore every key downstream of it.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
+from xaug.engine.jobs import JOB_VERSIONS
 from xaug.engine.recipe.schema import CLASS_NAMES_PAPER, ClassifierSpec, GeneratorSpec, Recipe
 
 BASELINE_PRIORITY = 1
@@ -41,19 +46,61 @@ class PlannedJob:
     max_attempts: int = 3
 
 
-def job_key(kind: str, config: dict[str, Any], deps: Iterable[str]) -> str:
-    """The content hash of a job: sha256 of canonical JSON of kind, config and sorted dependency keys."""
-    payload = json.dumps({"kind": kind, "config": config, "deps": sorted(deps)},
+# Config fields that say where an input lives (absolute paths, for the worker). The key never sees these paths:
+# it sees the fingerprint of the file or folder there (see engine/jobs/README.md, "Keys").
+LOCATION_FIELDS = (
+    ("dataset", "path"),
+    ("classifier", "weights"),
+    ("generator", "params", "base_model"),
+    ("quality", "inception_weights"),
+)
+
+
+def key_view(config: dict[str, Any], fingerprints: Mapping[str, str]) -> dict[str, Any]:
+    """The config as its key sees it: each location field's path replaced by the fingerprint of what lies there.
+
+    A path without a fingerprint (a hub repo id, a file that is not there yet) stays as it is.
+    """
+    view = config
+    for where in LOCATION_FIELDS:
+        value = _field(config, where)
+        if isinstance(value, str) and value in fingerprints:
+            view = _with_field(view, where, fingerprints[value])
+    return view
+
+
+def _field(config: dict[str, Any], where: tuple[str, ...]) -> Any:
+    for name in where:
+        if not isinstance(config, dict):
+            return None
+        config = config.get(name)
+    return config
+
+
+def _with_field(config: dict[str, Any], where: tuple[str, ...], value: Any) -> dict[str, Any]:
+    """A copy of config with the nested field set (only the dicts along the way are copied)."""
+    head, *rest = where
+    return {**config, head: _with_field(config[head], tuple(rest), value) if rest else value}
+
+
+def job_key(kind: str, config: dict[str, Any], deps: Iterable[str],
+            fingerprints: Mapping[str, str] | None = None) -> str:
+    """The content hash of a job: sha256 of canonical JSON of kind, its code version, its config's key view
+    (paths replaced by fingerprints) and sorted dependency keys."""
+    payload = json.dumps({"kind": kind, "version": JOB_VERSIONS.get(kind, 0),
+                          "config": key_view(config, fingerprints or {}), "deps": sorted(deps)},
                          sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 def make_job(kind: str, config: dict[str, Any], deps: Iterable[str] = (), *, label: str | None = None,
-             priority: int = 0, gpus_needed: int = 0, max_attempts: int = 3) -> PlannedJob:
+             priority: int = 0, gpus_needed: int = 0, max_attempts: int = 3,
+             fingerprints: Mapping[str, str] | None = None) -> PlannedJob:
     """A PlannedJob with its key computed (used by the planner, benchmarks and tests)."""
     deps = tuple(sorted(set(deps)))
-    return PlannedJob(kind=kind, label=label or kind, config=config, deps=deps, key=job_key(kind, config, deps),
-                      priority=priority, gpus_needed=gpus_needed, max_attempts=max_attempts)
+    return PlannedJob(kind=kind, label=label or kind, config=config, deps=deps,
+                      key=job_key(kind, config, deps, fingerprints), priority=priority, gpus_needed=gpus_needed,
+                      max_attempts=max_attempts)
 
 
 @dataclass
@@ -73,6 +120,7 @@ class _Plan:
 def plan_study(loaded) -> list[PlannedJob]:
     """The study's jobs for a `LoadedRecipe`, dependencies first; keys are stable content hashes."""
     recipe: Recipe = loaded.recipe
+    fingerprints = loaded.fingerprints.by_path
     classes = study_classes(loaded)
     folds = list(recipe.splits.run_folds) if recipe.splits.run_folds else list(range(recipe.splits.folds))
     gpu = recipe.resources.device != "cpu"
@@ -83,7 +131,7 @@ def plan_study(loaded) -> list[PlannedJob]:
 
     def add(kind, config, deps, label, gpus, priority=0):
         return plan.add(make_job(kind, config, deps, label=label, gpus_needed=gpus, max_attempts=attempts,
-                                 priority=priority))
+                                 priority=priority, fingerprints=fingerprints))
 
     prepare = add("prepare_data", _prepare_config(loaded), (), f"prepare_data {recipe.dataset.source}", 0,
                   BASELINE_PRIORITY)

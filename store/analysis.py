@@ -1,5 +1,6 @@
-"""Reads the study analysis needs (evaluations, split sizes, ratings, curves) and the comparisons/correlations it
-writes."""
+"""Reads the study analysis needs (evaluations, split sizes, ratings, curves) and the one stored analysis it
+writes (analyses, comparisons, headline, arm_summaries, correlations), which every report, `xaug results` and the
+TUI read instead of computing statistics themselves."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ import sqlite_utils
 COMPARISON_COLUMNS = ("generator", "classifier", "amount", "reference", "metric", "class_name", "n", "mean", "sd",
                       "ci_low", "ci_high", "statistic", "p_value", "p_adjusted", "test", "correction")
 CORRELATION_COLUMNS = ("quality_metric", "utility_metric", "method", "n", "r", "ci_low", "ci_high", "p_value")
+HEADLINE_COLUMNS = ("generator", "reference", "metric", "class_name", "n", "mean", "sd", "ci_low", "ci_high",
+                    "statistic", "p_value", "p_adjusted", "test", "correction", "amounts")
+ARM_SUMMARY_COLUMNS = ("classifier", "arm", "generator", "amount", "metric", "class_name", "n", "seeds", "mean", "sd")
+ANALYSIS_COLUMNS = ("n_units", "repeats", "unit", "test", "correction", "alpha", "test_train_ratio", "amounts", "note")
 
 
 def classifier_name(classifier) -> str | None:
@@ -40,11 +45,13 @@ def _study_jobs_of_kind(db: sqlite_utils.Database, study: str, kind: str, status
 
 
 def load_study_evaluations(db: sqlite_utils.Database, study: str) -> list[dict]:
-    """Every finished `evaluate` job of a study: classifier, fold, seed, arm, generator, amount, `results`
-    (accuracy, balanced_accuracy, macro_f1, ...), per-class `f1`, and `n_test` (sum of class supports)."""
+    """Every finished `evaluate` job of a study: classifier, repeat, fold, seed, arm, generator, amount, `results`
+    (accuracy, balanced_accuracy, macro_f1, ...), per-class `f1`, per-class `class_metrics` (precision, recall,
+    f1, support) and `n_test` (sum of class supports)."""
     jobs = _study_jobs_of_kind(db, study, "evaluate")
     results: dict[str, dict] = defaultdict(dict)
     class_f1: dict[str, dict] = defaultdict(dict)
+    class_metrics: dict[str, dict] = defaultdict(dict)
     support: dict[str, int] = defaultdict(int)
     keys = [key for key, _ in jobs]
     for chunk in _chunks(keys, 500):
@@ -52,30 +59,32 @@ def load_study_evaluations(db: sqlite_utils.Database, study: str) -> list[dict]:
         for key, name, value in db.execute(
                 f"SELECT job_key, name, value FROM results WHERE job_key IN ({marks})", chunk):
             results[key][name] = value
-        for key, class_name, f1, n in db.execute(
-                f"SELECT job_key, class_name, f1, support FROM class_metrics WHERE job_key IN ({marks})"
-                " ORDER BY rowid", chunk):
+        for key, class_name, precision, recall, f1, n in db.execute(
+                f"SELECT job_key, class_name, precision, recall, f1, support FROM class_metrics"
+                f" WHERE job_key IN ({marks}) ORDER BY rowid", chunk):
             class_f1[key][class_name] = f1
+            class_metrics[key][class_name] = dict(precision=precision, recall=recall, f1=f1, support=n)
             support[key] += n
     return [
-        dict(job_key=key, classifier=classifier_name(cfg.get("classifier")), fold=int(cfg.get("fold", 0)),
-             seed=int(cfg.get("seed", 0)), arm=cfg.get("arm"), generator=generator_name(cfg.get("generator")),
-             amount=int(cfg.get("amount") or 0), results=results.get(key, {}), f1=class_f1.get(key, {}),
+        dict(job_key=key, classifier=classifier_name(cfg.get("classifier")), repeat=int(cfg.get("repeat") or 0),
+             fold=int(cfg.get("fold", 0)), seed=int(cfg.get("seed", 0)), arm=cfg.get("arm"),
+             generator=generator_name(cfg.get("generator")), amount=int(cfg.get("amount") or 0),
+             results=results.get(key, {}), f1=class_f1.get(key, {}), class_metrics=class_metrics.get(key, {}),
              n_test=support.get(key, 0))
         for key, cfg in jobs
     ]
 
 
-def load_split_sizes(db: sqlite_utils.Database, study: str) -> dict[int, dict[str, int]]:
-    """Images per fold and split ('train', 'val', 'test') recorded by the study's prepare_data job(s)."""
+def load_split_sizes(db: sqlite_utils.Database, study: str) -> dict[tuple[int, int], dict[str, int]]:
+    """Images per (repeat, fold) and split ('train', 'val', 'test') recorded by the study's prepare_data job(s)."""
     keys = [key for key, _ in _study_jobs_of_kind(db, study, "prepare_data", status=None)]
-    sizes: dict[int, dict[str, int]] = defaultdict(dict)
+    sizes: dict[tuple[int, int], dict[str, int]] = defaultdict(dict)
     for chunk in _chunks(keys, 500):
         marks = ",".join("?" * len(chunk))
-        for fold, split, count in db.execute(
-                f"SELECT fold, split, COUNT(*) FROM split_members WHERE job_key IN ({marks}) GROUP BY fold, split",
-                chunk):
-            sizes[int(fold)][split] = int(count)
+        for repeat, fold, split, count in db.execute(
+                f"SELECT repeat, fold, split, COUNT(*) FROM split_members WHERE job_key IN ({marks})"
+                " GROUP BY repeat, fold, split", chunk):
+            sizes[(int(repeat), int(fold))][split] = int(count)
     return dict(sizes)
 
 
@@ -109,14 +118,7 @@ def load_study_training_curves(db: sqlite_utils.Database, study: str,
 
 def record_comparisons(db: sqlite_utils.Database, study: str, rows: Iterable[Mapping]) -> None:
     """Replace a study's comparison rows (one per generator x classifier x amount x reference x metric x class)."""
-    with db.conn:
-        db.conn.execute("DELETE FROM comparisons WHERE study = ?", (study,))
-        db.conn.executemany(
-            f"INSERT INTO comparisons (study, {', '.join(COMPARISON_COLUMNS)})"
-            f" VALUES (?, {', '.join('?' * len(COMPARISON_COLUMNS))})",
-            [(study, *[_plain(r.get(c, "" if c == "class_name" else None)) for c in COMPARISON_COLUMNS])
-             for r in rows],
-        )
+    _replace_rows(db, "comparisons", study, COMPARISON_COLUMNS, rows, {"class_name": ""})
 
 
 def load_comparisons(db: sqlite_utils.Database, study: str, reference: str | None = None,
@@ -135,18 +137,63 @@ def load_comparisons(db: sqlite_utils.Database, study: str, reference: str | Non
 
 def record_correlations(db: sqlite_utils.Database, study: str, rows: Iterable[Mapping]) -> None:
     """Replace a study's quality-vs-utility correlation rows."""
-    with db.conn:
-        db.conn.execute("DELETE FROM correlations WHERE study = ?", (study,))
-        db.conn.executemany(
-            f"INSERT INTO correlations (study, {', '.join(CORRELATION_COLUMNS)})"
-            f" VALUES (?, {', '.join('?' * len(CORRELATION_COLUMNS))})",
-            [(study, *[_plain(r.get(c)) for c in CORRELATION_COLUMNS]) for r in rows],
-        )
+    _replace_rows(db, "correlations", study, CORRELATION_COLUMNS, rows)
 
 
 def load_correlations(db: sqlite_utils.Database, study: str) -> list[dict]:
     """A study's correlation rows."""
     return list(db["correlations"].rows_where("study = ?", [study], order_by="quality_metric, utility_metric, method"))
+
+
+def _replace_rows(db: sqlite_utils.Database, table: str, study: str, columns: tuple[str, ...],
+                  rows: Iterable[Mapping], defaults: Mapping | None = None) -> None:
+    """Replace a study's rows of one analysis table in one transaction."""
+    defaults = defaults or {}
+    with db.conn:
+        db.conn.execute(f"DELETE FROM {table} WHERE study = ?", (study,))
+        db.conn.executemany(
+            f"INSERT INTO {table} (study, {', '.join(columns)}) VALUES (?, {', '.join('?' * len(columns))})",
+            [(study, *[_plain(r.get(c, defaults.get(c))) for c in columns]) for r in rows],
+        )
+
+
+def record_analysis(db: sqlite_utils.Database, study: str, info: Mapping, headline: Iterable[Mapping],
+                    arm_summaries: Iterable[Mapping]) -> None:
+    """Replace a study's stored analysis summary (`analyses`: unit, n, settings, note), its `headline` rows and
+    its `arm_summaries` rows."""
+    _replace_rows(db, "analyses", study, ANALYSIS_COLUMNS, [info])
+    _replace_rows(db, "headline", study, HEADLINE_COLUMNS, headline, {"class_name": "", "amounts": ""})
+    _replace_rows(db, "arm_summaries", study, ARM_SUMMARY_COLUMNS, arm_summaries,
+                  {"generator": "", "amount": 0, "class_name": ""})
+
+
+def load_analysis(db: sqlite_utils.Database, study: str) -> dict | None:
+    """The stored analysis summary of a study (n_units, repeats, unit, test, correction, alpha, test_train_ratio,
+    amounts, note), or None before its analyse job ran."""
+    rows = list(db["analyses"].rows_where("study = ?", [study]))
+    return rows[0] if rows else None
+
+
+def load_headline(db: sqlite_utils.Database, study: str, *, reference: str | None = None,
+                  metric: str | None = None, per_class: bool | None = None) -> list[dict]:
+    """A study's headline rows (generator effects), optionally for one reference and metric; per_class True for
+    per-class F1 rows only, False for overall metrics only."""
+    where, params = ["study = ?"], [study]
+    for column, value in (("reference", reference), ("metric", metric)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if per_class is not None:
+        where.append("class_name != ''" if per_class else "class_name = ''")
+    return list(db["headline"].rows_where(" AND ".join(where), params,
+                                           order_by="reference, metric, class_name, generator"))
+
+
+def load_arm_summaries(db: sqlite_utils.Database, study: str, *, per_class: bool | None = None) -> list[dict]:
+    """A study's per classifier x arm x metric summaries over units (overall metrics: class_name '')."""
+    where = "study = ?" + ("" if per_class is None else " AND class_name != ''" if per_class
+                           else " AND class_name = ''")
+    return list(db["arm_summaries"].rows_where(where, [study], order_by="rowid"))
 
 
 def _plain(value):

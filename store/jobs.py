@@ -97,6 +97,12 @@ def submit_study(db: sqlite_utils.Database, name: str, recipe_path: str | None, 
             [(j.key, j.kind, j.label, json.dumps(j.config, sort_keys=True), j.priority, j.max_attempts,
               j.gpus_needed, stamp) for j in jobs],
         )
+        # A key names content, not places: a moved dataset keeps the key but changes the paths in the config, so
+        # jobs that have yet to run read the new paths.
+        conn.executemany(
+            "UPDATE jobs SET config_json = ? WHERE key = ? AND status IN ('queued', 'failed', 'cancelled')",
+            [(json.dumps(j.config, sort_keys=True), j.key) for j in jobs if j.key in existing],
+        )
         requeue = [k for k in keys if existing.get(k) in ("failed", "cancelled")]
         conn.executemany(
             "UPDATE jobs SET status = 'queued', attempts = 0, cancel_requested = 0, error = NULL WHERE key = ?",

@@ -208,3 +208,98 @@ def m001_initial(db):
     """The first schema: studies, the job queue, metrics, per-class results, artifacts, quality, analysis."""
     for statement in _INITIAL_SCHEMA:
         db.execute(statement)
+
+
+@migrations()
+def m002_quality_references(db):
+    """Quality rows say which real images they were computed against (`reference`: 'train', 'heldout', or '' for
+    values of synthetic images alone), whether their class had enough images (`meaningful`) and why not (`note`)."""
+    quality = db["quality"]
+    quality.add_column("reference", str, not_null_default="train")
+    quality.add_column("meaningful", int, not_null_default=1)
+    quality.add_column("note", str)
+    db.execute("UPDATE quality SET reference = '' WHERE metric = 'ms_ssim'")  # synthetic pairs: no reference
+    quality.transform(pk=("job_key", "reference", "class_name", "metric", "features"))
+
+
+_STATS_SCHEMA = [
+    # split_members gains the repetition of the k-fold split (repeated k-fold: a fresh patient partition each).
+    """CREATE TABLE split_members_new (
+        job_key TEXT NOT NULL,
+        repeat INTEGER NOT NULL DEFAULT 0,
+        fold INTEGER NOT NULL,
+        split TEXT NOT NULL CHECK (split IN ('train', 'val', 'test')),
+        image_id TEXT NOT NULL,
+        patient TEXT NOT NULL,
+        label TEXT NOT NULL,
+        PRIMARY KEY (job_key, repeat, fold, image_id)
+    )""",
+    """INSERT INTO split_members_new (job_key, repeat, fold, split, image_id, patient, label)
+        SELECT job_key, 0, fold, split, image_id, patient, label FROM split_members""",
+    """DROP TABLE split_members""",
+    """ALTER TABLE split_members_new RENAME TO split_members""",
+    # One row per analysed study: what one replication unit is, how many there are, and the settings used.
+    """CREATE TABLE analyses (
+        study TEXT PRIMARY KEY,
+        n_units INTEGER NOT NULL,
+        repeats INTEGER NOT NULL,
+        unit TEXT NOT NULL,
+        test TEXT NOT NULL,
+        correction TEXT NOT NULL,
+        alpha REAL NOT NULL,
+        test_train_ratio REAL,
+        amounts TEXT NOT NULL DEFAULT '',
+        note TEXT NOT NULL DEFAULT ''
+    )""",
+    # The headline: each generator's effect over classifiers and the amounts common to all generators.
+    """CREATE TABLE headline (
+        study TEXT NOT NULL,
+        generator TEXT NOT NULL,
+        reference TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        class_name TEXT NOT NULL DEFAULT '',
+        n INTEGER NOT NULL,
+        mean REAL,
+        sd REAL,
+        ci_low REAL,
+        ci_high REAL,
+        statistic REAL,
+        p_value REAL,
+        p_adjusted REAL,
+        test TEXT NOT NULL,
+        correction TEXT NOT NULL,
+        amounts TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (study, generator, reference, metric, class_name)
+    )""",
+    # Per classifier x arm x metric: mean and SD over replication units of the unit means (seeds averaged).
+    """CREATE TABLE arm_summaries (
+        study TEXT NOT NULL,
+        classifier TEXT NOT NULL,
+        arm TEXT NOT NULL,
+        generator TEXT NOT NULL DEFAULT '',
+        amount INTEGER NOT NULL DEFAULT 0,
+        metric TEXT NOT NULL,
+        class_name TEXT NOT NULL DEFAULT '',
+        n INTEGER NOT NULL,
+        seeds INTEGER NOT NULL,
+        mean REAL,
+        sd REAL,
+        PRIMARY KEY (study, classifier, arm, generator, amount, metric, class_name)
+    )""",
+]
+
+
+@migrations()
+def m003_stats_repeats_headline(db):
+    """Repeated k-fold (split_members.repeat), the stored analysis (analyses, headline, arm_summaries)."""
+    for statement in _STATS_SCHEMA:
+        db.execute(statement)
+
+
+@migrations()
+def m004_slurm_journal(db):
+    """Jobs run by Slurm: the Slurm job id and its last seen state; and the sequence number of the last entry of
+    a job's journal (the file a remote worker records into) that was applied to this store."""
+    db.execute("ALTER TABLE jobs ADD COLUMN slurm_job_id TEXT")
+    db.execute("ALTER TABLE jobs ADD COLUMN slurm_state TEXT")
+    db.execute("ALTER TABLE jobs ADD COLUMN journal_seq INTEGER NOT NULL DEFAULT 0")

@@ -53,12 +53,15 @@ def list_studies(db: sqlite_utils.Database) -> list[dict]:
 
 
 def record_split_members(db: sqlite_utils.Database, job_key: str, rows: Iterable[Mapping]) -> None:
-    """Record fold/split membership: rows with fold, split, image_id, patient (already a pseudonym), label."""
+    """Record fold/split membership: rows with repeat (default 0), fold, split, image_id, patient (already a
+    pseudonym), label."""
     with db.conn:
         db.conn.execute("DELETE FROM split_members WHERE job_key = ?", (job_key,))
         db.conn.executemany(
-            "INSERT INTO split_members (job_key, fold, split, image_id, patient, label) VALUES (?, ?, ?, ?, ?, ?)",
-            [(job_key, int(r["fold"]), r["split"], r["image_id"], r["patient"], r["label"]) for r in rows],
+            "INSERT INTO split_members (job_key, repeat, fold, split, image_id, patient, label)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(job_key, int(r.get("repeat", 0)), int(r["fold"]), r["split"], r["image_id"], r["patient"], r["label"])
+             for r in rows],
         )
 
 
@@ -67,7 +70,7 @@ def load_split_members(db: sqlite_utils.Database, job_key: str, fold: int | None
     where, params = "job_key = ?", [job_key]
     if fold is not None:
         where, params = where + " AND fold = ?", params + [fold]
-    return list(db["split_members"].rows_where(where, params, order_by="fold, split, image_id"))
+    return list(db["split_members"].rows_where(where, params, order_by="repeat, fold, split, image_id"))
 
 
 def record_skipped_images(db: sqlite_utils.Database, job_key: str, rows: Iterable[tuple[str, str]]) -> None:

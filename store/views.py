@@ -292,7 +292,8 @@ def quality_vs_utility(db: sqlite_utils.Database, study: str, quality_metric: st
     """Per generator: mean overall image quality (all classes) and mean utility delta over classifiers/amounts."""
     quality = {}
     for job in study_jobs_of_kind(db, study, "image_quality"):
-        row = db.execute("SELECT avg(value) FROM quality WHERE job_key = ? AND class_name = '' AND metric = ?",
+        row = db.execute("SELECT avg(value) FROM quality WHERE job_key = ? AND class_name = '' AND metric = ?"
+                         " AND reference IN ('train', '')",
                          (job["key"], quality_metric)).fetchone()
         name = _generator_name(job["config"])
         if row and row[0] is not None and name:

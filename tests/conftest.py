@@ -1,12 +1,15 @@
 """Test-wide settings: offline hubs, few threads, and a fresh temporary store."""
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
+# File hashes of test datasets go to a temporary cache, not the user's ~/.cache/xaug.
+os.environ.setdefault("XAUG_CACHE_DIR", tempfile.mkdtemp(prefix="xaug-test-cache-"))
 
 import pytest  # noqa: E402
 

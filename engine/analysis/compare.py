@@ -1,8 +1,12 @@
 """Paired comparisons of a study's arms: each generator x classifier x amount against the real-only baseline and
-against the count-matched duplicate-real control, run by run (same classifier, fold and seed).
+against the count-matched duplicate-real control, paired by replication unit.
+
+A unit is one fold of one repetition of the k-fold split, `(repeat, fold)`. Arms are paired run by run (same
+classifier, unit and seed), and the differences of the seeds of one unit are averaged into one unit difference:
+seeds share the split and the synthetic set, so they are not independent replicates.
 
 Input is the list of evaluations from `xaug.store.analysis.load_study_evaluations`; output rows match the
-`comparisons` table.
+`comparisons`, `headline` and `arm_summaries` tables.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 DUPLICATE = "(duplicate)"
 """Generator name of the duplicate-real control arm when it is itself compared with the baseline."""
 REFERENCES = ("baseline", "duplicate")
+CLASS_METRICS = ("precision", "recall", "f1")
+
+Unit = tuple[int, int]
+"""A replication unit: (repeat, fold)."""
 
 
 @dataclass(frozen=True)
@@ -29,10 +37,15 @@ class ArmRun:
     generator: str
     classifier: str
     amount: int
-    fold: int
+    unit: Unit
     seed: int
     values: dict
     """(metric, class_name) -> value."""
+
+
+def unit_of(evaluation: dict) -> Unit:
+    """The replication unit of an evaluation: (repeat, fold); repeat 0 for studies without repeats."""
+    return int(evaluation.get("repeat") or 0), int(evaluation["fold"])
 
 
 def _values(evaluation: dict, classes: list[str] | None) -> dict:
@@ -45,65 +58,70 @@ def _values(evaluation: dict, classes: list[str] | None) -> dict:
 
 
 def index_runs(evaluations: list[dict], classes: list[str] | None = None) -> tuple[dict, dict, dict]:
-    """Split evaluations into baseline[(classifier, fold, seed)], duplicate[(classifier, amount, fold, seed)] and
-    synthetic[(generator, classifier, amount, fold, seed)] runs."""
+    """Split evaluations into baseline[(classifier, unit, seed)], duplicate[(classifier, amount, unit, seed)] and
+    synthetic[(generator, classifier, amount, unit, seed)] runs."""
     baseline, duplicate, synthetic = {}, {}, {}
     for e in evaluations:
         arm = e["arm"] or ("baseline" if e["amount"] == 0 else "synthetic")
-        values = _values(e, classes)
+        values, unit, seed = _values(e, classes), unit_of(e), e["seed"]
         if arm == "baseline":
-            baseline[(e["classifier"], e["fold"], e["seed"])] = ArmRun("", e["classifier"], 0, e["fold"], e["seed"],
-                                                                        values)
+            baseline[(e["classifier"], unit, seed)] = ArmRun("", e["classifier"], 0, unit, seed, values)
         elif arm == "duplicate":
-            duplicate[(e["classifier"], e["amount"], e["fold"], e["seed"])] = ArmRun(
-                DUPLICATE, e["classifier"], e["amount"], e["fold"], e["seed"], values)
+            duplicate[(e["classifier"], e["amount"], unit, seed)] = ArmRun(
+                DUPLICATE, e["classifier"], e["amount"], unit, seed, values)
         else:
-            synthetic[(e["generator"], e["classifier"], e["amount"], e["fold"], e["seed"])] = ArmRun(
-                e["generator"], e["classifier"], e["amount"], e["fold"], e["seed"], values)
+            synthetic[(e["generator"], e["classifier"], e["amount"], unit, seed)] = ArmRun(
+                e["generator"], e["classifier"], e["amount"], unit, seed, values)
     return baseline, duplicate, synthetic
 
 
 def paired_deltas(evaluations: list[dict], classes: list[str] | None = None) -> dict:
-    """(generator, classifier, amount, reference) -> {(metric, class): [(fold, seed, arm - reference), ...]}.
+    """(generator, classifier, amount, reference) -> {(metric, class): {unit: mean over seeds of arm - reference}}.
 
     Synthetic arms are paired with the baseline and with the duplicate control of the same amount; the duplicate
-    control (generator '(duplicate)') is paired with the baseline. Unpaired runs are left out.
+    control (generator '(duplicate)') is paired with the baseline. Runs are paired by classifier, unit and seed;
+    unpaired runs are left out, and the seeds of a unit are averaged into one difference.
     """
     baseline, duplicate, synthetic = index_runs(evaluations, classes)
-    out: dict = defaultdict(lambda: defaultdict(list))
+    seeds: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
 
     def pair(run: ArmRun, reference: str, ref: ArmRun | None) -> None:
         if ref is None:
             return
         for key, value in run.values.items():
             if key in ref.values:
-                out[(run.generator, run.classifier, run.amount, reference)][key].append(
-                    (run.fold, run.seed, value - ref.values[key]))
+                seeds[(run.generator, run.classifier, run.amount, reference)][key][run.unit].append(
+                    value - ref.values[key])
 
-    for (gen, clf, amount, fold, seed), run in sorted(synthetic.items(), key=_sort_key):
-        pair(run, "baseline", baseline.get((clf, fold, seed)))
-        pair(run, "duplicate", duplicate.get((clf, amount, fold, seed)))
-    for (clf, amount, fold, seed), run in sorted(duplicate.items(), key=_sort_key):
-        pair(run, "baseline", baseline.get((clf, fold, seed)))
-    return out
+    for (gen, clf, amount, unit, seed), run in sorted(synthetic.items(), key=_sort_key):
+        pair(run, "baseline", baseline.get((clf, unit, seed)))
+        pair(run, "duplicate", duplicate.get((clf, amount, unit, seed)))
+    for (clf, amount, unit, seed), run in sorted(duplicate.items(), key=_sort_key):
+        pair(run, "baseline", baseline.get((clf, unit, seed)))
+    return {arm: {metric: {unit: float(np.mean(v)) for unit, v in sorted(units.items())}
+                  for metric, units in by_metric.items()}
+            for arm, by_metric in seeds.items()}
 
 
 def _sort_key(item):
     return tuple(str(x) for x in item[0])
 
 
-def resampling_ratio(evaluations: list[dict], split_sizes: dict[int, dict[str, int]]) -> float:
-    """n_test / n_train of the Nadeau-Bengio correction: test images (class supports) over real training images,
-    averaged over folds; 1/(k-1) for k folds when split sizes were not recorded."""
-    ratios = []
-    for e in evaluations:
-        n_train = split_sizes.get(e["fold"], {}).get("train")
-        if n_train and e.get("n_test"):
-            ratios.append(e["n_test"] / n_train)
+def resampling_ratio(split_sizes: dict[Unit, dict[str, int]], n_folds: int | None = None) -> float:
+    """n_test / n_train of the Nadeau-Bengio correction: each unit's test images over the images of its training
+    partition (train + validation: every image not in the test split), averaged over units. Without recorded split
+    sizes, the k-fold ratio 1/(k-1)."""
+    ratios = [s["test"] / (s.get("train", 0) + s.get("val", 0)) for s in split_sizes.values()
+              if s.get("test") and (s.get("train", 0) + s.get("val", 0))]
     if ratios:
         return float(np.mean(ratios))
-    folds = {e["fold"] for e in evaluations}
-    return 1.0 / (len(folds) - 1) if len(folds) > 1 else 0.25
+    return 1.0 / (n_folds - 1) if n_folds and n_folds > 1 else 0.25
+
+
+def count_units(evaluations: list[dict]) -> tuple[int, int]:
+    """(number of replication units, number of repeats) among a study's evaluations."""
+    units = {unit_of(e) for e in evaluations}
+    return len(units), len({r for r, _ in units})
 
 
 def compare_arms(evaluations: list[dict], *, test: str = "corrected_t", correction: str = "holm",
@@ -112,18 +130,23 @@ def compare_arms(evaluations: list[dict], *, test: str = "corrected_t", correcti
     adjusted over all arms of each (reference, metric, class) family."""
     rows = []
     for (gen, clf, amount, reference), by_metric in paired_deltas(evaluations, classes).items():
-        for (metric, class_name), triples in by_metric.items():
-            summary = paired_summary([d for _, _, d in triples], test=test, test_train_ratio=ratio, alpha=alpha)
+        for (metric, class_name), units in by_metric.items():
+            summary = paired_summary(list(units.values()), test=test, test_train_ratio=ratio, alpha=alpha)
             rows.append(dict(generator=gen, classifier=clf, amount=amount, reference=reference, metric=metric,
                              class_name=class_name, **_summary_fields(summary), correction=correction))
+    _adjust(rows, correction, ("reference", "metric", "class_name"))
+    return rows
+
+
+def _adjust(rows: list[dict], correction: str, family: tuple[str, ...]) -> None:
+    """Set `p_adjusted` of each row, adjusting within the rows that share the `family` columns."""
     families: dict = defaultdict(list)
     for i, row in enumerate(rows):
-        families[(row["reference"], row["metric"], row["class_name"])].append(i)
+        families[tuple(row[c] for c in family)].append(i)
     for members in families.values():
         adjusted = adjust_p_values([rows[i]["p_value"] for i in members], correction)
         for i, p in zip(members, adjusted):
             rows[i]["p_adjusted"] = None if math.isnan(p) else float(p)
-    return rows
 
 
 def family_size(rows: list[dict]) -> int:
@@ -139,25 +162,69 @@ def _summary_fields(summary: PairedSummary) -> dict:
                 statistic=summary.statistic, p_value=summary.p_value, test=summary.test)
 
 
-def generator_effects(evaluations: list[dict], metric: str = "accuracy", class_name: str = "",
-                      reference: str = "baseline", *, alpha: float = 0.05, ratio: float = 0.0,
-                      test: str = "corrected_t", classes: list[str] | None = None) -> dict[str, dict]:
-    """Each generator's effect averaged over classifiers and amounts (the paper's headline number), paired per
-    fold x seed: {generator: {'summary': PairedSummary, 'units': {(fold, seed): mean delta},
-    'folds': {fold: mean delta}}}. The duplicate control appears as '(duplicate)' (against the baseline)."""
+def common_amounts(evaluations: list[dict]) -> list[int]:
+    """Synthetic amounts every generator of the study was run with (the headline averages over these only, so
+    that generators with extra amounts, e.g. the GAN's +5000, are compared on equal terms)."""
+    per_generator: dict = defaultdict(set)
+    for e in evaluations:
+        if (e["arm"] or "synthetic") == "synthetic" and e["amount"]:
+            per_generator[e["generator"]].add(e["amount"])
+    if not per_generator:  # a study with only the duplicate control: its amounts
+        return sorted({e["amount"] for e in evaluations if e["arm"] == "duplicate"})
+    return sorted(set.intersection(*per_generator.values()))
+
+
+def generator_effects(evaluations: list[dict], *, classes: list[str] | None = None, alpha: float = 0.05,
+                      ratio: float = 0.0, test: str = "corrected_t", correction: str = "holm") -> list[dict]:
+    """The headline: each generator's effect averaged over classifiers and the amounts common to all generators,
+    for accuracy, balanced accuracy, macro-F1 and per-class F1, against the baseline and against the duplicate
+    control, one difference per unit. Rows match the `headline` table plus `units` {(repeat, fold): difference};
+    p-values are adjusted across generators within each (reference, metric, class). The duplicate control appears
+    as '(duplicate)' against the baseline (and is part of that family)."""
+    amounts = set(common_amounts(evaluations))
     per_unit: dict = defaultdict(lambda: defaultdict(list))
-    for (gen, _clf, _amount, ref), by_metric in paired_deltas(evaluations, classes).items():
-        if ref != reference:
+    for (gen, _clf, amount, ref), by_metric in paired_deltas(evaluations, classes).items():
+        if amount not in amounts:
             continue
-        for fold, seed, delta in by_metric.get((metric, class_name), []):
-            per_unit[gen][(fold, seed)].append(delta)
-    out = {}
-    for gen, units in sorted(per_unit.items()):
+        for (metric, class_name), units in by_metric.items():
+            for unit, delta in units.items():
+                per_unit[(gen, ref, metric, class_name)][unit].append(delta)
+    rows = []
+    for (gen, ref, metric, class_name), units in sorted(per_unit.items(), key=lambda kv: _headline_order(kv[0])):
         unit_means = {u: float(np.mean(v)) for u, v in sorted(units.items())}
-        by_fold: dict = defaultdict(list)
-        for (fold, _seed), value in unit_means.items():
-            by_fold[fold].append(value)
-        out[gen] = dict(summary=paired_summary(list(unit_means.values()), test=test, test_train_ratio=ratio,
-                                               alpha=alpha),
-                        units=unit_means, folds={f: float(np.mean(v)) for f, v in sorted(by_fold.items())})
-    return out
+        summary = paired_summary(list(unit_means.values()), test=test, test_train_ratio=ratio, alpha=alpha)
+        rows.append(dict(generator=gen, reference=ref, metric=metric, class_name=class_name,
+                         **_summary_fields(summary), correction=correction,
+                         amounts=",".join(str(a) for a in sorted(amounts)), units=unit_means))
+    _adjust(rows, correction, ("reference", "metric", "class_name"))
+    return rows
+
+
+def _headline_order(key: tuple) -> tuple:
+    gen, ref, metric, class_name = key
+    rank = METRICS.index(metric) if metric in METRICS else len(METRICS)
+    return (REFERENCES.index(ref), rank, class_name, gen == DUPLICATE, gen)
+
+
+def arm_summaries(evaluations: list[dict]) -> list[dict]:
+    """Per classifier, arm and metric (overall results and per-class precision/recall/F1): the mean and SD over
+    units of the unit means (seeds averaged within a unit), n units and the seeds per unit. Rows match the
+    `arm_summaries` table; they are what `xaug results` and the report's baseline table print."""
+    values: dict = defaultdict(lambda: defaultdict(list))
+    for e in evaluations:
+        arm = e["arm"] or ("baseline" if e["amount"] == 0 else "synthetic")
+        group = (e["classifier"], arm, e["generator"] or "", int(e["amount"] or 0))
+        for name, value in e["results"].items():
+            if value is not None:
+                values[(*group, name, "")][unit_of(e)].append(value)
+        for class_name, metrics in (e.get("class_metrics") or {}).items():
+            for name in CLASS_METRICS:
+                if metrics.get(name) is not None:
+                    values[(*group, name, class_name)][unit_of(e)].append(metrics[name])
+    rows = []
+    for (clf, arm, gen, amount, metric, class_name), units in values.items():
+        means = np.array([np.mean(v) for v in units.values()])
+        rows.append(dict(classifier=clf, arm=arm, generator=gen, amount=amount, metric=metric,
+                         class_name=class_name, n=int(means.size), seeds=max(len(v) for v in units.values()),
+                         mean=float(means.mean()), sd=float(means.std(ddof=1)) if means.size > 1 else None))
+    return rows

@@ -41,13 +41,14 @@ def correlation(x, y, method: str = "spearman", alpha: float = 0.05) -> dict:
 
 
 def quality_by_generator(quality_rows: list[dict], *, per_fold: bool = False) -> dict[str, dict]:
-    """Overall (class '') quality per metric name 'metric/features' -> {generator (or (generator, fold)): mean
-    over folds}."""
+    """Overall (class '') quality per metric name 'metric/features' -> {generator (or (generator, (repeat,
+    fold)), the replication unit): mean over units}."""
     values: dict = defaultdict(lambda: defaultdict(list))
     for row in quality_rows:
         if row["class_name"] != "" or row["generator"] is None:
             continue
-        unit = (row["generator"], row["fold"]) if per_fold else row["generator"]
+        unit = ((row["generator"], (int(row.get("repeat") or 0), int(row["fold"]))) if per_fold
+                else row["generator"])
         values[f"{row['metric']}/{row['features']}"][unit].append(row["value"])
     return {name: {unit: float(np.mean(v)) for unit, v in units.items()} for name, units in values.items()}
 

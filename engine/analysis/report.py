@@ -1,8 +1,10 @@
 """A study's report: tables (CSV, Markdown, LaTeX) and PNG figures in one folder, from what is in the store.
 
-Tables: the comparison matrix (every generator x classifier x amount against the baseline and the duplicate
-control), the generators' overall effects, baseline performance, per-class F1 changes, image quality, and the
-quality-vs-utility correlations. Figures: per-class F1 changes with CIs, quality vs utility, classifier loss curves.
+Everything statistical is read from the study's stored analysis (written once by the `analyse` job); the report
+formats it. Tables: the comparison matrix (every generator x classifier x amount against the baseline and the
+duplicate control), the headline generator effects, baseline performance, per-class F1 changes, image quality, the
+quality-vs-utility correlations and a power plan. Every table states n and what one unit is. Figures: per-class F1
+changes with CIs, quality vs utility, classifier loss curves.
 """
 
 from __future__ import annotations
@@ -15,68 +17,102 @@ from pathlib import Path
 import numpy as np
 import sqlite_utils
 
-from xaug.engine.analysis.compare import DUPLICATE, generator_effects
-from xaug.engine.analysis.study import UTILITY, StudyAnalysis, analyse_study
+from xaug.engine.analysis.compare import DUPLICATE, METRICS
+from xaug.engine.analysis.power import METHOD as POWER_METHOD
+from xaug.engine.analysis.power import per_test_alpha, required_repeats
+from xaug.engine.analysis.stats import unit_label
+from xaug.engine.analysis.study import UTILITY, StudyAnalysis, load_study_analysis
 from xaug.store.analysis import load_study_training_curves
 from xaug.store.export import write_table
 
 QUALITY_METRICS = ("fid", "kid", "precision", "recall", "density", "coverage", "ms_ssim", "memorised_fraction")
+METRIC_LABELS = {"accuracy": "acc", "balanced_accuracy": "bal.acc", "macro_f1": "macro-F1"}
+POWER_EFFECTS = (0.01, 0.02, 0.05)
+"""Effects (fractions) the report's power table plans for."""
+POWER_TARGET = 0.8
 
 
 @dataclass
 class Report:
-    """What `build_report` wrote, and the key table to print."""
+    """What `build_report` wrote, and the key tables to print."""
 
     out_dir: Path
     files: list[Path] = field(default_factory=list)
     key_columns: list[str] = field(default_factory=list)
     key_rows: list[dict] = field(default_factory=list)
     effect_rows: list[dict] = field(default_factory=list)
+    power_rows: list[dict] = field(default_factory=list)
     note: str = ""
+    unit: str = ""
+    """'n = 3 units; unit = fold (seeds averaged within a fold)'."""
+    alpha: float = 0.05
 
 
 def build_report(db: sqlite_utils.Database, study: str, out_dir: Path) -> Report:
-    """Analyse a study and write its tables and figures into `out_dir`."""
+    """Read a study's stored analysis and write its tables and figures into `out_dir`."""
     out_dir = Path(out_dir)
-    result = analyse_study(db, study)  # raises for an unknown study before anything is written
+    result = load_study_analysis(db, study)  # raises for an unknown study before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = Report(out_dir, note=result.correction_note)
     alpha = result.analysis.alpha
+    report = Report(out_dir, note=result.note, unit=result.unit, alpha=alpha)
+    ci = f"{_pct(1 - alpha)} CI"
 
     columns, rows = comparison_matrix(result)
     report.key_columns, report.key_rows = columns, rows
     report.files += write_table(out_dir, "comparisons", columns, rows,
                                 f"{study}: change vs the real-only baseline and vs the duplicate-real control, in "
-                                f"percentage points, mean [{_pct(1 - alpha)} CI] over folds x seeds. "
-                                f"{result.correction_note}")
-    long_cols = ["generator", "classifier", "amount", "reference", "metric", "class_name", "n", "mean", "sd",
-                 "ci_low", "ci_high", "statistic", "p_value", "p_adjusted", "test", "correction"]
-    report.files += write_table(out_dir, "comparisons_long", long_cols, result.comparisons,
-                                f"{study}: every comparison (fractions, not percentage points)")
+                                f"percentage points, mean [{ci}] over units. {result.note}")
+    long_cols = ["generator", "classifier", "amount", "reference", "metric", "class_name", "n", "unit", "mean",
+                 "sd", "ci_low", "ci_high", "statistic", "p_value", "p_adjusted", "test", "correction"]
+    report.files += write_table(out_dir, "comparisons_long", long_cols, _with_unit(result, result.comparisons),
+                                f"{study}: every comparison (fractions, not percentage points). {result.note}")
     columns, report.effect_rows = effects_table(result)
     report.files += write_table(out_dir, "generator_effects", columns, report.effect_rows,
-                                f"{study}: change in accuracy per generator, averaged over classifiers and amounts "
-                                f"(pp, mean [{_pct(1 - alpha)} CI] over folds x seeds)")
+                                f"{study}: headline, change per generator averaged over classifiers and the amounts "
+                                f"common to all generators (+{result.info.get('amounts') or '-'} per class), vs the "
+                                f"baseline and vs the duplicate control (pp, mean [{ci}]); p adjusted across "
+                                f"generators. {result.note}")
     columns, rows = baseline_table(result)
     report.files += write_table(out_dir, "baseline", columns, rows,
-                                f"{study}: real-only baseline, mean (SD) over folds x seeds")
+                                f"{study}: real-only baseline, mean (SD) over units. {result.unit}")
     columns, rows = class_f1_table(result)
     report.files += write_table(out_dir, "class_f1", columns, rows,
-                                f"{study}: change in per-class F1 vs the baseline (x100), mean [CI]; "
-                                f"* adjusted p < {alpha}")
+                                f"{study}: change in per-class F1 vs the baseline (x100), mean [{ci}]; "
+                                f"* adjusted p < {alpha}. {result.unit}")
     columns, rows = quality_table(result)
     report.files += write_table(out_dir, "quality", columns, rows,
-                                f"{study}: image quality per generator and class (mean over folds; n = images per "
+                                f"{study}: image quality per generator and class (mean over units; n = images per "
                                 "set)")
     columns, rows = correlation_table(result)
     report.files += write_table(out_dir, "correlations", columns, rows,
-                                f"{study}: correlation of image quality with utility (Fisher-z CI)")
+                                f"{study}: correlation of image quality with utility (Fisher-z {ci}); n = "
+                                "generators, or generator x unit")
+    columns, report.power_rows = power_table(result)
+    report.files += write_table(out_dir, "power", columns, report.power_rows,
+                                f"{study}: repeats of {_folds(result)}-fold cross-validation needed for "
+                                f"{POWER_TARGET:.0%} power to detect a change in accuracy vs the baseline, from "
+                                f"this study's SD of unit differences; {POWER_METHOD}; alpha divided by the number "
+                                f"of generators under the {result.analysis.correction} correction. {result.unit}")
     report.files += write_figures(db, result, out_dir)
     return report
 
 
 def _pct(x: float) -> str:
     return f"{x * 100:.0f}%"
+
+
+def _folds(result: StudyAnalysis) -> int:
+    """k of the study's k-fold split (units per repeat)."""
+    return max(1, int(result.info.get("n_units") or 0) // max(1, int(result.info.get("repeats") or 1)))
+
+
+def _unit_column(result: StudyAnalysis) -> str:
+    return unit_label(int(result.info.get("repeats") or 1))
+
+
+def _with_unit(result: StudyAnalysis, rows: list[dict]) -> list[dict]:
+    unit = _unit_column(result)
+    return [{**r, "unit": unit} for r in rows]
 
 
 def _pp(value, scale: float = 100.0, digits: int = 2) -> str:
@@ -107,13 +143,14 @@ def _arm_order(generator: str) -> tuple:
 
 def comparison_matrix(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
     """One row per generator x classifier x amount: accuracy, balanced accuracy and macro F1 vs the baseline, and
-    accuracy vs the duplicate control, each with CI and adjusted p."""
+    accuracy vs the duplicate control, each with CI and adjusted p; n units and what a unit is."""
     index = {(r["generator"], r["classifier"], r["amount"], r["reference"], r["metric"], r["class_name"]): r
              for r in result.comparisons}
     arms = sorted({(r["generator"], r["classifier"], r["amount"]) for r in result.comparisons},
                   key=lambda a: (_arm_order(a[0]), a[1], a[2]))
-    columns = ["generator", "classifier", "amount", "n", "Δacc vs baseline", "p_adj", "Δbal.acc vs baseline",
+    columns = ["generator", "classifier", "amount", "n", "unit", "Δacc vs baseline", "p_adj", "Δbal.acc vs baseline",
                "p_adj (bal.acc)", "Δmacro-F1 vs baseline", "p_adj (F1)", "Δacc vs duplicate", "p_adj (dup)"]
+    unit = _unit_column(result)
     rows = []
     for gen, clf, amount in arms:
         acc = index.get((gen, clf, amount, "baseline", "accuracy", ""))
@@ -121,7 +158,7 @@ def comparison_matrix(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
         f1 = index.get((gen, clf, amount, "baseline", "macro_f1", ""))
         dup = index.get((gen, clf, amount, "duplicate", "accuracy", ""))
         rows.append({"generator": gen, "classifier": clf, "amount": amount,
-                     "n": (acc or bal or f1 or dup or {}).get("n"),
+                     "n": (acc or bal or f1 or dup or {}).get("n"), "unit": unit,
                      "Δacc vs baseline": _with_ci(acc), "p_adj": _p((acc or {}).get("p_adjusted")),
                      "Δbal.acc vs baseline": _with_ci(bal), "p_adj (bal.acc)": _p((bal or {}).get("p_adjusted")),
                      "Δmacro-F1 vs baseline": _with_ci(f1), "p_adj (F1)": _p((f1 or {}).get("p_adjusted")),
@@ -130,40 +167,44 @@ def comparison_matrix(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
 
 
 def effects_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
-    """The paper's headline: each generator's mean change in accuracy over classifiers and amounts."""
-    columns = ["generator", "n", "Δacc (pp)", "95% CI", "p", "test"]
+    """The headline: each generator's change in accuracy, balanced accuracy and macro-F1 over classifiers and the
+    common amounts, vs the baseline and vs the duplicate control, with CI, p and p adjusted across generators."""
+    ci = f"{_pct(1 - result.analysis.alpha)} CI"
+    columns = ["generator", "reference", "metric", "n", "unit", "Δ (pp)", ci, "p", "p_adj", "test", "amounts"]
+    unit = _unit_column(result)
     rows = []
-    for gen in sorted(result.effects, key=_arm_order):
-        s = result.effects[gen]["summary"]
-        rows.append({"generator": gen, "n": s.n, "Δacc (pp)": _pp(s.mean),
-                     "95% CI": "" if math.isnan(s.ci_low) else f"[{_pp(s.ci_low)}, {_pp(s.ci_high)}]",
-                     "p": _p(s.p_value), "test": s.test})
+    overall = [r for r in result.headline if r["class_name"] == "" and r["metric"] in METRICS]
+    for r in sorted(overall, key=lambda r: (r["reference"] != "baseline", METRICS.index(r["metric"]),
+                                            _arm_order(r["generator"]))):
+        rows.append({"generator": r["generator"], "reference": r["reference"], "metric": r["metric"],
+                     "n": r["n"], "unit": unit, "Δ (pp)": _pp(r["mean"]),
+                     ci: "" if r["ci_low"] is None else f"[{_pp(r['ci_low'])}, {_pp(r['ci_high'])}]",
+                     "p": _p(r["p_value"]), "p_adj": _p(r["p_adjusted"]), "test": r["test"],
+                     "amounts": r["amounts"]})
     return columns, rows
 
 
 def baseline_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
-    """Absolute performance of the real-only baseline per classifier: mean (SD) over folds x seeds."""
-    runs = defaultdict(list)
-    for e in result.evaluations:
-        if e["arm"] == "baseline":
-            runs[e["classifier"]].append(e)
-    columns = ["classifier", "n", "accuracy", "balanced_accuracy", "macro_f1", *[f"F1 {c}" for c in result.classes]]
-    rows = []
-    for clf, evals in sorted(runs.items()):
-        row = {"classifier": clf, "n": len(evals)}
-        for metric in ("accuracy", "balanced_accuracy", "macro_f1"):
-            row[metric] = _mean_sd([e["results"].get(metric) for e in evals])
-        for c in result.classes:
-            row[f"F1 {c}"] = _mean_sd([e["f1"].get(c) for e in evals])
-        rows.append(row)
-    return columns, rows
+    """Absolute performance of the real-only baseline per classifier: mean (SD) over units, from arm_summaries."""
+    cells: dict = defaultdict(dict)
+    n: dict = {}
+    for r in result.arm_summaries:
+        if r["arm"] != "baseline":
+            continue
+        if r["class_name"] == "" or r["metric"] == "f1":
+            name = r["metric"] if r["class_name"] == "" else f"F1 {r['class_name']}"
+            cells[r["classifier"]][name] = _mean_sd(r)
+            n[r["classifier"]] = r["n"]
+    columns = ["classifier", "n", "unit", "accuracy", "balanced_accuracy", "macro_f1",
+               *[f"F1 {c}" for c in result.classes]]
+    unit = _unit_column(result)
+    return columns, [{"classifier": clf, "n": n[clf], "unit": unit, **cells[clf]} for clf in sorted(cells)]
 
 
-def _mean_sd(values) -> str:
-    v = np.array([x for x in values if x is not None], dtype=float)
-    if v.size == 0:
+def _mean_sd(row: dict) -> str:
+    if row.get("mean") is None:
         return ""
-    return f"{v.mean():.3f} ({v.std(ddof=1):.3f})" if v.size > 1 else f"{v.mean():.3f}"
+    return f"{row['mean']:.3f} ({row['sd']:.3f})" if row.get("sd") is not None else f"{row['mean']:.3f}"
 
 
 def class_f1_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
@@ -171,14 +212,37 @@ def class_f1_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
     index = {(r["generator"], r["classifier"], r["amount"], r["class_name"]): r
              for r in result.comparisons if r["reference"] == "baseline" and r["metric"] == "f1"}
     arms = sorted({k[:3] for k in index}, key=lambda a: (_arm_order(a[0]), a[1], a[2]))
-    columns = ["generator", "classifier", "amount", *result.classes]
+    columns = ["generator", "classifier", "amount", "n", "unit", *result.classes]
+    unit = _unit_column(result)
     rows = []
     for arm in arms:
-        row = {"generator": arm[0], "classifier": arm[1], "amount": arm[2]}
+        row = {"generator": arm[0], "classifier": arm[1], "amount": arm[2], "unit": unit}
         for c in result.classes:
             r = index.get((*arm, c))
+            if r is not None:
+                row["n"] = r["n"]
             star = "*" if r and r.get("p_adjusted") is not None and r["p_adjusted"] < result.analysis.alpha else ""
             row[c] = _with_ci(r) + star
+        rows.append(row)
+    return columns, rows
+
+
+def power_table(result: StudyAnalysis, effects: tuple[float, ...] = POWER_EFFECTS) -> tuple[list[str], list[dict]]:
+    """Per generator (accuracy vs the baseline): the pilot's n and SD of unit differences, and the repeats
+    (units = folds x repeats) needed for each planned effect."""
+    rows_in = [r for r in result.headline if r["reference"] == "baseline" and r["metric"] == "accuracy"
+               and r["class_name"] == "" and r["sd"] is not None]
+    folds = _folds(result)
+    ratio = result.info.get("test_train_ratio") or 0.0
+    alpha = per_test_alpha(result.analysis.alpha, result.analysis.correction, len(rows_in))
+    columns = ["generator", "n", "unit", "SD (pp)", *[f"+{e * 100:g} pp: repeats (units)" for e in effects]]
+    rows = []
+    for r in sorted(rows_in, key=lambda r: _arm_order(r["generator"])):
+        row = {"generator": r["generator"], "n": r["n"], "unit": _unit_column(result), "SD (pp)": f"{r['sd'] * 100:.2f}"}
+        for e in effects:
+            plan = required_repeats(e, r["sd"], folds, ratio, alpha, POWER_TARGET)
+            row[f"+{e * 100:g} pp: repeats (units)"] = (f"{plan.repeats} ({plan.units})" if plan.repeats
+                                                        else f"unreachable (max power {plan.power:.2f})")
         rows.append(row)
     return columns, rows
 
@@ -231,12 +295,14 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 def correlation_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
     """Quality-vs-utility correlations with CI and n."""
-    columns = ["quality", "utility", "method", "n", "r", "95% CI", "p"]
+    ci_name = f"{_pct(1 - result.analysis.alpha)} CI"
+    columns = ["quality", "utility", "method", "n", "unit", "r", ci_name, "p"]
     rows = []
     for r in result.correlations:
         ci = "" if r["ci_low"] is None else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
+        unit = "generator" if r["utility_metric"] == UTILITY else f"generator x {_unit_column(result)}"
         rows.append({"quality": r["quality_metric"], "utility": r["utility_metric"], "method": r["method"],
-                     "n": r["n"], "r": None if r["r"] is None else round(r["r"], 3), "95% CI": ci,
+                     "n": r["n"], "unit": unit, "r": None if r["r"] is None else round(r["r"], 3), ci_name: ci,
                      "p": _p(r["p_value"])})
     return columns, rows
 
@@ -259,9 +325,9 @@ def plot_class_f1_deltas(result: StudyAnalysis, path: Path) -> Path | None:
     """Grouped bars: change in F1 per class and generator (averaged over classifiers and amounts), with CIs."""
     import matplotlib.pyplot as plt
 
-    per_class = {c: generator_effects(result.evaluations, "f1", c, alpha=result.analysis.alpha, ratio=result.ratio,
-                                      test=result.analysis.test) for c in result.classes}
-    gens = sorted({g for eff in per_class.values() for g in eff}, key=_arm_order)
+    per_class = {(r["generator"], r["class_name"]): r for r in result.headline
+                 if r["reference"] == "baseline" and r["metric"] == "f1" and r["class_name"]}
+    gens = sorted({g for g, _ in per_class}, key=_arm_order)
     if not gens:
         return None
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(result.classes) * max(1, len(gens)) / 2), 4))
@@ -270,18 +336,18 @@ def plot_class_f1_deltas(result: StudyAnalysis, path: Path) -> Path | None:
     for i, gen in enumerate(gens):
         means, lows, highs = [], [], []
         for c in result.classes:
-            s = per_class[c].get(gen, {}).get("summary")
-            m = s.mean if s else math.nan
+            r = per_class.get((gen, c))
+            m = r["mean"] if r and r["mean"] is not None else math.nan
             means.append(m)
-            lows.append(m - s.ci_low if s and not math.isnan(s.ci_low) else 0)
-            highs.append(s.ci_high - m if s and not math.isnan(s.ci_high) else 0)
+            lows.append(m - r["ci_low"] if r and r["ci_low"] is not None else 0)
+            highs.append(r["ci_high"] - m if r and r["ci_high"] is not None else 0)
         ax.bar(x + (i - (len(gens) - 1) / 2) * width, means, width, yerr=[lows, highs], capsize=3, label=gen,
                color="0.6" if gen == DUPLICATE else None)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(x, result.classes)
     ax.set_ylabel("ΔF1 vs baseline")
-    ax.set_title(f"{result.study}: per-class F1 change, mean over classifiers and amounts "
-                 f"({_pct(1 - result.analysis.alpha)} CI over folds x seeds)", fontsize=9)
+    ax.set_title(f"{result.study}: per-class F1 change, mean over classifiers and common amounts "
+                 f"({_pct(1 - result.analysis.alpha)} CI; {result.unit})", fontsize=9)
     ax.legend(fontsize=8, ncol=min(len(gens), 3))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -297,7 +363,8 @@ def plot_quality_vs_utility(result: StudyAnalysis, path: Path) -> Path | None:
     from xaug.engine.analysis.correlate import quality_by_generator
 
     quality = quality_by_generator(result.quality)
-    effects = {g: e["summary"] for g, e in result.effects.items() if g != DUPLICATE}
+    effects = {r["generator"]: r for r in result.headline if r["generator"] != DUPLICATE
+               and r["reference"] == "baseline" and r["metric"] == "accuracy" and r["class_name"] == ""}
     wanted = [name for name in quality if name.split("/")[0] in ("fid", "kid", "precision", "recall")]
     wanted = sorted(wanted, key=lambda n: ("fid", "kid", "precision", "recall").index(n.split("/")[0]))[:4]
     spearman = {r["quality_metric"]: r for r in result.correlations
@@ -316,10 +383,10 @@ def plot_quality_vs_utility(result: StudyAnalysis, path: Path) -> Path | None:
     for ax, (name, values) in zip(axes[0], panels):
         gens = [g for g in sorted(values) if g in effects]
         xs = [values[g] for g in gens]
-        ys = [effects[g].mean * 100 for g in gens]
-        err = [[(effects[g].mean - effects[g].ci_low) * 100 if not math.isnan(effects[g].ci_low) else 0
+        ys = [effects[g]["mean"] * 100 for g in gens]
+        err = [[(effects[g]["mean"] - effects[g]["ci_low"]) * 100 if effects[g]["ci_low"] is not None else 0
                 for g in gens],
-               [(effects[g].ci_high - effects[g].mean) * 100 if not math.isnan(effects[g].ci_high) else 0
+               [(effects[g]["ci_high"] - effects[g]["mean"]) * 100 if effects[g]["ci_high"] is not None else 0
                 for g in gens]]
         ax.errorbar(xs, ys, yerr=err, fmt="o", capsize=3)
         for x, y, g in zip(xs, ys, gens):
@@ -333,7 +400,7 @@ def plot_quality_vs_utility(result: StudyAnalysis, path: Path) -> Path | None:
             title = f"{name}: n = {len(gens)} (too few for r)"
         ax.set_title(title, fontsize=8)
         ax.set_xlabel(name)
-        ax.set_ylabel("Δaccuracy vs baseline (pp)")
+        ax.set_ylabel(f"Δaccuracy vs baseline (pp; {_pct(1 - result.analysis.alpha)} CI)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -1,9 +1,13 @@
-"""Paired statistics across folds x seeds: summary with a t-based CI, Wilcoxon signed-rank, the Nadeau-Bengio
-corrected resampled t-test, and multiple-comparison corrections (Holm, Bonferroni, Benjamini-Hochberg).
+"""Paired statistics over replication units: summary with a t-based CI, Wilcoxon signed-rank, the Nadeau-Bengio
+corrected resampled t-test, multiple-comparison corrections (statsmodels), and the power of the corrected test.
 
-Why the correction of the t-test: the fold x seed runs share most of their training data, so their differences
-are positively correlated and a plain paired t-test is overconfident. Nadeau & Bengio (2003) inflate the variance
-from 1/J to 1/J + n_test/n_train.
+The unit of replication is one fold of one repetition of the k-fold split, with the classifier seeds averaged
+inside it: seeds that share a split and a synthetic set are not independent, so they are never counted as units.
+
+Why the correction of the t-test: the k training sets of a k-fold split share (k-2)/(k-1) of their images, so
+fold-level differences are positively correlated and a plain paired t-test is overconfident. Nadeau & Bengio
+(2003) inflate the variance of the mean of J differences from 1/J to 1/J + n_test/n_train, with n_test/n_train
+the fold's test/train ratio (1/(k-1) for k equal folds; Bouckaert & Frank 2004 for repeated k-fold, J = k x r).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 TESTS = ("wilcoxon", "corrected_t")
 CORRECTIONS = ("holm", "bonferroni", "fdr_bh", "none")
@@ -20,9 +25,10 @@ CORRECTIONS = ("holm", "bonferroni", "fdr_bh", "none")
 
 @dataclass(frozen=True)
 class PairedSummary:
-    """Mean, SD and CI of paired differences, and a test of mean (median) zero."""
+    """Mean, SD and CI of paired unit-level differences, and a test of mean (median) zero."""
 
     n: int
+    """Number of replication units (folds x repeats), never folds x seeds."""
     mean: float
     sd: float
     ci_low: float
@@ -32,6 +38,11 @@ class PairedSummary:
     test: str
 
 
+def variance_factor(n: int, test_train_ratio: float) -> float:
+    """Nadeau-Bengio factor of the sample variance in the variance of the mean: 1/n + n_test/n_train."""
+    return 1.0 / n + test_train_ratio
+
+
 def t_interval(deltas: np.ndarray, alpha: float = 0.05, test_train_ratio: float = 0.0) -> tuple[float, float]:
     """(1 - alpha) t-based CI of the mean difference; with test_train_ratio > 0 the variance is Nadeau-Bengio
     corrected (then the CI agrees with the corrected t-test). NaN when fewer than two differences."""
@@ -39,7 +50,7 @@ def t_interval(deltas: np.ndarray, alpha: float = 0.05, test_train_ratio: float 
     n = d.size
     if n < 2:
         return math.nan, math.nan
-    se = math.sqrt((1.0 / n + test_train_ratio) * d.var(ddof=1))
+    se = math.sqrt(variance_factor(n, test_train_ratio) * d.var(ddof=1))
     if se == 0:
         return float(d.mean()), float(d.mean())
     low, high = stats.t.interval(1 - alpha, n - 1, loc=d.mean(), scale=se)
@@ -47,7 +58,9 @@ def t_interval(deltas: np.ndarray, alpha: float = 0.05, test_train_ratio: float 
 
 
 def corrected_t_test(deltas: np.ndarray, test_train_ratio: float) -> tuple[float, float]:
-    """Nadeau-Bengio corrected resampled t-test of mean zero: (t, two-sided p). Ratio 0 is the paired t-test."""
+    """Nadeau-Bengio corrected resampled t-test of mean zero: (t, two-sided p) with n - 1 degrees of freedom.
+
+    t = mean / sqrt((1/n + n_test/n_train) * s^2); ratio 0 is the plain paired t-test."""
     d = np.asarray(deltas, dtype=float)
     n = d.size
     if n < 2:
@@ -55,7 +68,7 @@ def corrected_t_test(deltas: np.ndarray, test_train_ratio: float) -> tuple[float
     var = d.var(ddof=1)
     if var == 0:
         return (0.0, 1.0) if d.mean() == 0 else (math.copysign(math.inf, d.mean()), 0.0)
-    t = d.mean() / math.sqrt((1.0 / n + test_train_ratio) * var)
+    t = d.mean() / math.sqrt(variance_factor(n, test_train_ratio) * var)
     p = 2 * stats.t.sf(abs(t), n - 1)
     return float(t), float(p)
 
@@ -73,7 +86,7 @@ def wilcoxon_test(deltas: np.ndarray) -> tuple[float, float]:
 
 def paired_summary(deltas, *, test: str = "corrected_t", test_train_ratio: float = 0.0,
                    alpha: float = 0.05) -> PairedSummary:
-    """Summarise paired differences (one per fold x seed) with mean, SD, CI and the chosen test.
+    """Summarise paired differences (one per replication unit) with mean, SD, CI and the chosen test.
 
     The CI uses the corrected variance when the test is corrected_t, the plain t interval otherwise.
     """
@@ -91,43 +104,35 @@ def paired_summary(deltas, *, test: str = "corrected_t", test_train_ratio: float
 
 
 def adjust_p_values(p_values, method: str = "holm") -> np.ndarray:
-    """Adjusted p-values for a family of tests (NaN entries are left out of the family and stay NaN).
-
-    holm: step-down Holm-Bonferroni; bonferroni: p x m; fdr_bh: Benjamini-Hochberg step-up; none: unchanged.
-    """
+    """Adjusted p-values for a family of tests (statsmodels `multipletests`; NaN entries are left out of the
+    family and stay NaN). holm: step-down Holm-Bonferroni; bonferroni; fdr_bh: Benjamini-Hochberg; none."""
     if method not in CORRECTIONS:
         raise ValueError(f"unknown correction '{method}'; known corrections: {', '.join(CORRECTIONS)}")
     p = np.asarray(p_values, dtype=float)
     out = np.full(p.shape, np.nan)
     valid = ~np.isnan(p)
-    q = p[valid]
-    m = q.size
-    if m == 0:
+    if not valid.any():
         return out
-    if method == "none":
-        adjusted = q.copy()
-    elif method == "bonferroni":
-        adjusted = np.minimum(q * m, 1.0)
-    elif method == "holm":
-        order = np.argsort(q, kind="stable")
-        stepped = np.maximum.accumulate(q[order] * (m - np.arange(m)))
-        adjusted = np.empty(m)
-        adjusted[order] = np.minimum(stepped, 1.0)
-    else:  # fdr_bh
-        order = np.argsort(q, kind="stable")
-        ranked = q[order] * m / np.arange(1, m + 1)
-        stepped = np.minimum.accumulate(ranked[::-1])[::-1]
-        adjusted = np.empty(m)
-        adjusted[order] = np.minimum(stepped, 1.0)
-    out[valid] = adjusted
+    out[valid] = p[valid] if method == "none" else multipletests(p[valid], method=method)[1]
     return out
 
 
-def describe_correction(method: str, family_size: int, alpha: float) -> str:
+def describe_correction(method: str, family_size: int, alpha: float, what: str = "arms") -> str:
     """One sentence stating the multiple-comparison correction, for reports."""
     names = {"holm": "Holm-Bonferroni step-down", "bonferroni": "Bonferroni", "fdr_bh": "Benjamini-Hochberg FDR",
              "none": "no"}
     if method == "none":
         return f"No multiple-comparison correction was applied (alpha = {alpha})."
-    return (f"p-values are adjusted with the {names[method]} correction over the {family_size} arms compared for "
-            f"each metric and reference (alpha = {alpha}).")
+    return (f"p-values are adjusted with the {names[method]} correction over the {family_size} {what} compared "
+            f"for each metric and reference (alpha = {alpha}).")
+
+
+def unit_label(repeats: int = 1) -> str:
+    """What one replication unit is: 'fold (seeds averaged within a fold)', or 'repeat x fold (...)'."""
+    unit = "fold" if repeats <= 1 else f"repeat x fold ({repeats} repeats of k-fold)"
+    return f"{unit} (seeds averaged within a fold)"
+
+
+def describe_units(n: int, repeats: int = 1) -> str:
+    """'n = 3 units; unit = fold (seeds averaged within a fold)': what every table states under its numbers."""
+    return f"n = {n} units; unit = {unit_label(repeats)}"

@@ -1,11 +1,10 @@
-"""What a classifier sees: grey uint8 images resized, augmented (training only) and normalised, on any device."""
+"""What a classifier sees: grey uint8 images resized and normalised, on any device (augmentation: augment.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.transforms import v2
 
 
 def resize_images(images: np.ndarray, size: int, chunk: int = 256) -> np.ndarray:
@@ -26,19 +25,6 @@ def resize_images(images: np.ndarray, size: int, chunk: int = 256) -> np.ndarray
 def to_unit(images: torch.Tensor) -> torch.Tensor:
     """uint8 [B,H,W] -> float [B,1,H,W] in 0..1."""
     return images.float().unsqueeze(1) / 255.0
-
-
-def make_augmentation() -> v2.Transform:
-    """Standard, mild augmentation for radiographs: small affine, brightness/contrast; no flips (anatomy is sided)."""
-    return v2.Compose([
-        v2.RandomAffine(degrees=7, translate=(0.05, 0.05), scale=(0.93, 1.07)),
-        v2.ColorJitter(brightness=0.15, contrast=0.15),
-    ])
-
-
-def augment_batch(x: torch.Tensor, transform: v2.Transform) -> torch.Tensor:
-    """Apply `transform` to each image of a float [B,1,H,W] batch with its own random parameters."""
-    return torch.stack([transform(img) for img in x]).clamp_(0.0, 1.0)
 
 
 def normalise(x: torch.Tensor, in_chans: int, mean: list[float], std: list[float]) -> torch.Tensor:

@@ -13,6 +13,7 @@ from pathlib import Path
 import timm
 from torch import nn
 
+from xaug.engine.classifiers.augment import preset_model_kwargs
 from xaug.engine.errors import WeightsError
 from xaug.engine.generators.registry import suggest
 from xaug.engine.recipe.schema import ClassifierSpec
@@ -39,7 +40,9 @@ def check_model_name(name: str) -> None:
 def create_classifier(spec: ClassifierSpec, num_classes: int) -> nn.Module:
     """A timm model for `spec` with `num_classes` outputs, pretrained if the spec asks for it."""
     check_model_name(spec.model)
-    kwargs = dict(num_classes=num_classes, in_chans=spec.in_chans, **spec.model_kwargs)
+    # The augmentation preset may imply model settings (paper: dropout 0.5); model_kwargs overrides them.
+    kwargs = dict(num_classes=num_classes, in_chans=spec.in_chans,
+                  **{**preset_model_kwargs(spec.augment), **spec.model_kwargs})
     if not spec.pretrained:
         return timm.create_model(spec.model, pretrained=False, **kwargs)
     weights_file = resolve_weights(spec)

@@ -1,14 +1,16 @@
-"""Training one classifier on in-memory arrays: Adam(W), cosine schedule, AMP on GPU, mild augmentation.
+"""Training one classifier on in-memory arrays: Adam(W), cosine schedule, AMP on GPU, an augmentation preset.
 
-After every epoch the model is scored on the validation split and the checkpoint with the lowest validation loss
-is kept as `best.safetensors` (the test split is never seen here). `last.safetensors` is written at every epoch
-end and whenever the caller asks to stop, and a later call with the same `work_dir` continues from it: same
-global step, same RNG, so an interrupted run ends with the same weights as an uninterrupted one.
+Every arm of one classifier trains the same number of optimiser steps (`batches.py`: the baseline's epochs over the
+real training split), drawing its batches from the real images and the arm's added ones. Every `val_every_steps`
+steps (default: one real epoch) and at the last step the model is scored on the validation split, and the
+checkpoint with the lowest validation loss is kept as `best.safetensors` (the test split is never seen here).
+The resumable checkpoint `last/` (engine/checkpoint.py) is written at every validation and whenever the caller asks
+to stop, and a later call with the same `work_dir` continues from it: same step, same RNG, same batches, so an
+interrupted run ends with the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from xaug.engine.classifiers import checkpoint as ckpt
-from xaug.engine.classifiers.inputs import augment_batch, make_augmentation, normalise, to_unit
+from xaug.engine.classifiers.augment import augment_batch, make_augmentation
+from xaug.engine.classifiers.batches import BatchPlan, step_budget, steps_per_epoch, validation_interval
+from xaug.engine.classifiers.inputs import normalise, to_unit
 from xaug.engine.classifiers.registry import create_classifier, input_stats
 from xaug.engine.errors import DataError
 from xaug.engine.recipe.schema import ClassifierSpec
@@ -26,19 +30,36 @@ from xaug.engine.recipe.schema import ClassifierSpec
 
 @dataclass(frozen=True)
 class TrainData:
-    """Training and validation images (grey uint8 [N,S,S], already at the model's input size) and labels."""
+    """Grey uint8 images [N,S,S] (already at the model's input size) and labels: the fold's real training and
+    validation splits, and the images the arm adds to training (none for the baseline)."""
 
     train_images: np.ndarray
     train_labels: np.ndarray
     val_images: np.ndarray
     val_labels: np.ndarray
+    added_images: np.ndarray | None = None
+    """Synthetic or duplicated real images of the arm: they change what batches hold, never how many steps run."""
+    added_labels: np.ndarray | None = None
+
+    @property
+    def n_added(self) -> int:
+        """Number of added images."""
+        return 0 if self.added_images is None else len(self.added_images)
+
+    def pool(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Real then added training images (uint8 [N,S,S]) and labels (int64 [N]), as BatchPlan indexes them."""
+        images = [self.train_images] + ([] if self.added_images is None else [self.added_images])
+        labels = [self.train_labels] + ([] if self.added_labels is None else [self.added_labels])
+        return (torch.from_numpy(np.ascontiguousarray(np.concatenate(images))),
+                torch.from_numpy(np.concatenate(labels).astype(np.int64)))
 
 
 class TrainCallbacks:
     """What training reports to its caller; the defaults do nothing (the train_classifier job overrides them)."""
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
-        """Curve points at a global step: train_loss and lr every step, val_loss/val_accuracy every epoch."""
+        """Curve points at a global step: train_loss and lr every step; val_loss, val_accuracy and epoch (real
+        epochs done: step / steps of one real epoch) at every validation."""
 
     def progress(self, done: int, total: int) -> None:
         """Steps done out of the total."""
@@ -58,31 +79,13 @@ class TrainOutcome:
     finished: bool
     """False when it stopped early because `should_stop()` said so (the last checkpoint is saved)."""
     step: int
+    """Optimiser steps done: total_steps when finished."""
     total_steps: int
-    best_epoch: int | None
-    """1-based epoch of the best validation loss."""
+    """The step budget, the same for every arm of one classifier on one fold."""
+    best_step: int | None
+    """Step of the lowest validation loss (the checkpoint kept as best)."""
     best_val_loss: float | None
     best_checkpoint: Path
-
-
-def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """A seeded shuffle of range(n) cut into batches; a trailing batch of one joins the previous one (BatchNorm)."""
-    perm = torch.randperm(n, generator=generator)
-    batches = list(perm.split(batch_size))
-    if len(batches) > 1 and len(batches[-1]) == 1:
-        batches[-2] = torch.cat([batches[-2], batches.pop()])
-    return batches
-
-
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    """Optimizer steps in one epoch over n images."""
-    steps = math.ceil(n / batch_size)
-    return steps - 1 if steps > 1 and n % batch_size == 1 else steps
-
-
-def _epoch_seed(seed: int, epoch: int) -> int:
-    """The RNG seed of one epoch's shuffle and augmentation, independent of what ran before (resumable)."""
-    return (seed * 1_000_003 + epoch * 7_919 + 17) % (2**63)
 
 
 def _autocast_dtype(device: str, amp: bool) -> torch.dtype | None:
@@ -117,8 +120,30 @@ def predict_probs(model: nn.Module, images: np.ndarray, in_chans: int, mean: lis
 
 def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
     """Inverse-frequency loss weights (N / (C * n_c)), so that every class counts the same; 0 for absent classes."""
+    return _inverse_share_weights(_class_shares(labels, num_classes))
+
+
+def sampled_class_weights(data: TrainData, plan: BatchPlan, num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights of the class mix that batches hold: the pool's, or, with a fixed real:added
+    ratio, the real and the added images' class shares mixed in that ratio."""
+    added = plan.added_per_batch
+    if added is None:
+        return class_weights(data.pool()[1].numpy(), num_classes)
+    fraction = added / plan.batch_size
+    shares = ((1 - fraction) * _class_shares(data.train_labels, num_classes)
+              + fraction * _class_shares(data.added_labels, num_classes))
+    return _inverse_share_weights(shares)
+
+
+def _class_shares(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Fraction of the labels in each class."""
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
-    weights = np.where(counts > 0, len(labels) / (num_classes * np.maximum(counts, 1)), 0.0)
+    return counts / max(counts.sum(), 1.0)
+
+
+def _inverse_share_weights(shares: np.ndarray) -> torch.Tensor:
+    """1 / (C * share) per class, 0 for classes that never appear."""
+    weights = np.where(shares > 0, 1.0 / (len(shares) * np.where(shares > 0, shares, 1.0)), 0.0)
     return torch.tensor(weights, dtype=torch.float32)
 
 
@@ -132,12 +157,12 @@ def validate(model: nn.Module, images: np.ndarray, labels: np.ndarray, in_chans:
     return loss, accuracy
 
 
-def _training_batch(images: torch.Tensor, transform, in_chans: int, mean: list[float], std: list[float],
-                    device: str) -> torch.Tensor:
-    """uint8 [B,H,W] -> augmented (when `transform`), normalised float [B,in_chans,H,W] on `device`."""
+def _training_batch(images: torch.Tensor, augmentation: nn.Module | None, in_chans: int, mean: list[float],
+                    std: list[float], device: str) -> torch.Tensor:
+    """uint8 [B,H,W] -> augmented (unless `augmentation` is None), normalised float [B,in_chans,H,W] on `device`."""
     x = to_unit(images.to(device))
-    if transform is not None:
-        x = augment_batch(x, transform)
+    if augmentation is not None:
+        x = augment_batch(x, augmentation)
     return normalise(x, in_chans, mean, std)
 
 
@@ -156,30 +181,36 @@ def _train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, s
 
 
 def _check_data(data: TrainData, num_classes: int) -> None:
-    """Fail early, with a clear message, on empty splits or labels outside the classes."""
-    for name, images, labels in (("training", data.train_images, data.train_labels),
-                                 ("validation", data.val_images, data.val_labels)):
-        if len(images) == 0:
+    """Fail early, with a clear message, on empty splits, mismatched labels or labels outside the classes."""
+    parts = [("training", data.train_images, data.train_labels), ("validation", data.val_images, data.val_labels)]
+    if data.added_images is not None:
+        parts.append(("added", data.added_images, data.added_labels))
+    for name, images, labels in parts:
+        if len(images) == 0 and name != "added":
             raise DataError(f"the {name} split is empty; use more images or a larger validation_fraction")
-        if len(images) != len(labels):
-            raise DataError(f"the {name} split has {len(images)} images but {len(labels)} labels")
-        if labels.min() < 0 or labels.max() >= num_classes:
-            raise DataError(f"the {name} split has labels outside 0..{num_classes - 1}")
+        if labels is None or len(images) != len(labels):
+            raise DataError(f"the {name} images are {len(images)} but have {0 if labels is None else len(labels)}"
+                            " labels")
+        if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+            raise DataError(f"the {name} images have labels outside 0..{num_classes - 1}")
 
 
 def train_classifier(spec: ClassifierSpec, classes: list[str], data: TrainData, work_dir: Path, *, seed: int,
                      device: str = "cpu", amp: bool = True, callbacks: TrainCallbacks | None = None) -> TrainOutcome:
-    """Train (or resume) a classifier in `work_dir`; returns where it stopped and the best checkpoint."""
+    """Train (or resume) a classifier in `work_dir` for its step budget; returns where it stopped and the best
+    checkpoint."""
     callbacks = callbacks or TrainCallbacks()
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     _check_data(data, len(classes))
+    n_real = len(data.train_images)
+    plan = BatchPlan.for_run(spec, n_real, data.n_added, seed)
+    total, val_every = step_budget(spec, n_real), validation_interval(spec, n_real)
+    real_epoch = steps_per_epoch(n_real, spec.batch_size)
     torch.manual_seed(seed)
     model = create_classifier(spec, len(classes)).to(device)
     mean, std = input_stats(model, spec.in_chans)
     optimizer = make_optimizer(spec, model)
-    per_epoch = steps_per_epoch(len(data.train_images), spec.batch_size)
-    total = spec.epochs * per_epoch
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
     dtype = _autocast_dtype(device, amp)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
@@ -188,54 +219,55 @@ def train_classifier(spec: ClassifierSpec, classes: list[str], data: TrainData, 
 
     loop = ckpt.LoopState()
     last_path, best_path = work_dir / ckpt.LAST, work_dir / ckpt.BEST
-    if last_path.is_file():
+    if ckpt.has_training_state(last_path):
         loop, _ = ckpt.load_training_state(last_path, model, optimizer, scheduler, scaler)
     callbacks.starting_at(loop.step)
 
-    images = torch.from_numpy(np.ascontiguousarray(data.train_images))
-    labels = torch.from_numpy(np.asarray(data.train_labels, dtype=np.int64))
+    images, labels = data.pool()
     # Optional (recipe: class_balanced): without it a tiny model on ~200 imbalanced images predicts the majority.
-    weight = class_weights(data.train_labels, len(classes)) if getattr(spec, "class_balanced", False) else None
+    weight = sampled_class_weights(data, plan, len(classes)) if spec.class_balanced else None
     device_weight = None if weight is None else weight.to(device)
-    transform = make_augmentation() if spec.augment else None
+    augmentation = make_augmentation(spec.augment)
 
     def save_last() -> None:
         ckpt.save_training_state(last_path, model, optimizer, scheduler, scaler, loop, meta)
 
-    while loop.epoch < spec.epochs:
-        batches = _batches(len(images), spec.batch_size, torch.Generator().manual_seed(_epoch_seed(seed, loop.epoch)))
-        if loop.batch == 0:
-            torch.manual_seed(_epoch_seed(seed, loop.epoch))  # mid-epoch resumes restored the RNG instead
-        model.train()
-        while loop.batch < len(batches):
-            if callbacks.should_stop():
-                save_last()
-                return _outcome(False, loop, total, best_path)
-            lr = optimizer.param_groups[0]["lr"]
-            x = _training_batch(images[batches[loop.batch]], transform, spec.in_chans, mean, std, device)
-            y = labels[batches[loop.batch]].to(device)
-            loss = _train_step(model, optimizer, scheduler, scaler, x, y, dtype, device_weight)
-            loop.batch += 1
-            loop.step += 1
-            callbacks.metrics(loop.step, {"train_loss": loss, "lr": lr})
-            callbacks.progress(loop.step, total)
-
-        val_loss, val_accuracy = validate(model, data.val_images, data.val_labels, spec.in_chans, mean, std,
-                                          device, amp, weight)
-        loop.epoch += 1
-        loop.batch = 0
-        callbacks.metrics(loop.step, {"val_loss": val_loss, "val_accuracy": val_accuracy, "epoch": loop.epoch})
-        if loop.best_val_loss is None or val_loss < loop.best_val_loss:
-            loop.best_val_loss, loop.best_epoch = val_loss, loop.epoch
-            ckpt.save_weights(model, best_path, dict(meta, epoch=loop.epoch, val_loss=val_loss,
-                                                     val_accuracy=val_accuracy))
-        save_last()
-        if loop.epoch < spec.epochs and callbacks.should_stop():
+    model.train()
+    while loop.step < total:
+        if callbacks.should_stop():
+            save_last()
             return _outcome(False, loop, total, best_path)
+        batch = plan.indices(loop.step)
+        lr = optimizer.param_groups[0]["lr"]
+        x = _training_batch(images[batch], augmentation, spec.in_chans, mean, std, device)
+        loss = _train_step(model, optimizer, scheduler, scaler, x, labels[batch].to(device), dtype, device_weight)
+        loop.step += 1
+        callbacks.metrics(loop.step, {"train_loss": loss, "lr": lr})
+        callbacks.progress(loop.step, total)
+        if loop.step % val_every == 0 or loop.step == total:
+            _validate_and_keep_best(model, data, loop, spec, mean, std, device, amp, weight, best_path,
+                                    dict(meta, epoch=round(loop.step / real_epoch, 4)), callbacks)
+            model.train()
+            save_last()
+            if loop.step < total and callbacks.should_stop():
+                return _outcome(False, loop, total, best_path)
     return _outcome(True, loop, total, best_path)
+
+
+def _validate_and_keep_best(model: nn.Module, data: TrainData, loop: ckpt.LoopState, spec: ClassifierSpec,
+                            mean: list[float], std: list[float], device: str, amp: bool,
+                            weight: torch.Tensor | None, best_path: Path, meta: dict,
+                            callbacks: TrainCallbacks) -> None:
+    """Score the validation split at the current step, report it, and save the weights if they are the best."""
+    val_loss, val_accuracy = validate(model, data.val_images, data.val_labels, spec.in_chans, mean, std, device,
+                                      amp, weight)
+    callbacks.metrics(loop.step, {"val_loss": val_loss, "val_accuracy": val_accuracy, "epoch": meta["epoch"]})
+    if loop.best_val_loss is None or val_loss < loop.best_val_loss:
+        loop.best_val_loss, loop.best_step = val_loss, loop.step
+        ckpt.save_weights(model, best_path, dict(meta, step=loop.step, val_loss=val_loss, val_accuracy=val_accuracy))
 
 
 def _outcome(finished: bool, loop: ckpt.LoopState, total: int, best_path: Path) -> TrainOutcome:
     """A TrainOutcome from the loop state."""
-    return TrainOutcome(finished=finished, step=loop.step, total_steps=total, best_epoch=loop.best_epoch,
+    return TrainOutcome(finished=finished, step=loop.step, total_steps=total, best_step=loop.best_step,
                         best_val_loss=loop.best_val_loss, best_checkpoint=best_path)

@@ -29,6 +29,7 @@ _COMMAND_MODULES = [
     "xaug.engine.cli.run_cmds",
     "xaug.engine.cli.queue_cmds",
     "xaug.engine.cli.report_cmds",
+    "xaug.engine.cli.power_cmds",
     "xaug.engine.cli.bench_cmds",
 ]
 

@@ -291,6 +291,8 @@ def resume(store: StoreOption = None) -> None:
 
 @bench_app.command("engine")
 def bench_engine(
+    real_jobs: Annotated[int, typer.Option(help="Copies of a real evaluate job run per worker start method "
+                                                "(fresh process vs fork server); 0 skips it.")] = 4,
     jobs: Annotated[int, typer.Option(help="No-op jobs dispatched to measure the per-job overhead.")] = 20,
     slots: Annotated[int, typer.Option(help="CPU slots used for the dispatch run.")] = 1,
     plan_size: Annotated[int, typer.Option(help="Approximate number of jobs of the planned study.")] = 10_000,
@@ -299,13 +301,15 @@ def bench_engine(
     study: Annotated[str | None, typer.Option(help="The study in --study-store (default: the newest).")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Measure the engine's overhead: dispatch latency per no-op job, planning and enqueueing a ~10,000-job study.
+    """Measure the engine's overhead: a real evaluate job's start-up cost with fresh vs forked workers (as a ratio
+    to its own work), dispatch latency per no-op job, planning and enqueueing a ~10,000-job study.
 
-    Example: xaug bench engine --jobs 20 --study-store runs/quickstart.db
+    Example: xaug bench engine --real-jobs 4 --jobs 20 --study-store runs/quickstart.db
     """
     from xaug.engine.bench.engine_bench import render_table, run_engine_bench
 
-    report = run_engine_bench(n_jobs=jobs, slots=slots, plan_size=plan_size, study_store=study_store, study=study)
+    report = run_engine_bench(n_jobs=jobs, slots=slots, plan_size=plan_size, study_store=study_store, study=study,
+                              real_jobs=real_jobs)
     if as_json:
         print(json.dumps(report, default=str))
     else:

@@ -36,22 +36,29 @@ def report(
     db = open_store(path)
     out_dir = out or Path("reports") / study
     result = build_report(db, study, out_dir)
-    console.print(_key_table(study, result.key_columns, result.key_rows))
-    console.print(_effects_table(result.effect_rows))
+    ci = f"{(1 - result.alpha) * 100:.0f}% CI"
+    console.print(_key_table(f"{study}: change vs baseline / duplicate control (pp, {ci}); {result.unit}",
+                             result.key_rows))
+    console.print(_rows_table(f"headline: per generator, averaged over classifiers and common amounts; "
+                              f"{result.unit}", result.effect_rows,
+                              ("generator", "reference", "metric", "n", "Δ (pp)", ci, "p_adj")))
+    if result.power_rows:
+        console.print(_rows_table(f"power: repeats (units) for 80% power, accuracy vs baseline; {result.unit}",
+                                  result.power_rows, [c for c in result.power_rows[0] if c != "unit"]))
     console.print(result.note, style="dim")
     console.print(f"wrote {len(result.files)} files to {out_dir}")
 
 
 KEY_COLUMNS = {  # header shown -> column of the comparison matrix (short headers fit an 80-column terminal)
-    "generator": "generator", "classifier": "classifier", "+/class": "amount", "n": "n",
+    "generator": "generator", "classifier": "classifier", "+/class": "amount", "n units": "n",
     "Δacc vs baseline [CI]": "Δacc vs baseline", "p adj": "p_adj",
     "Δacc vs duplicate [CI]": "Δacc vs duplicate", "p adj (dup)": "p_adj (dup)",
 }
 
 
-def _key_table(study: str, columns: list[str], rows: list[dict]) -> Table:
+def _key_table(title: str, rows: list[dict]) -> Table:
     """The comparison matrix's accuracy columns as a rich table (every metric is in the written files)."""
-    table = Table(title=f"{study}: change vs baseline / duplicate control (pp, 95% CI)", title_justify="left")
+    table = Table(title=title, title_justify="left")
     for header, column in KEY_COLUMNS.items():
         text = header in ("generator", "classifier")
         widest = max((len(str(row.get(column, ""))) for row in rows), default=0) if text else None
@@ -62,11 +69,11 @@ def _key_table(study: str, columns: list[str], rows: list[dict]) -> Table:
     return table
 
 
-def _effects_table(rows: list[dict]) -> Table:
-    """Each generator's mean change in accuracy over classifiers and amounts."""
-    table = Table(title="per generator, averaged over classifiers and amounts", title_justify="left")
-    for name in ("generator", "n", "Δacc (pp)", "95% CI", "p"):
+def _rows_table(title: str, rows: list[dict], columns) -> Table:
+    """Some columns of a report table as a rich table."""
+    table = Table(title=title, title_justify="left")
+    for name in columns:
         table.add_column(name)
     for row in rows:
-        table.add_row(*[str(row.get(name, "")) for name in ("generator", "n", "Δacc (pp)", "95% CI", "p")])
+        table.add_row(*[str(row.get(name, "")) for name in columns])
     return table

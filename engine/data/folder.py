@@ -23,14 +23,14 @@ def load_folder(cfg: DatasetConfig) -> RecordSet:
     root = Path(cfg.path)
     if not root.is_dir():
         raise DataError(f"{root}: not a folder (source: folder wants one sub-folder of images per class)")
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    class_dirs = class_folders(root)
     if not class_dirs:
         raise DataError(f"{root}: no class sub-folders found; put each class's images in a folder named after it")
     pattern = compile_patient_pattern(cfg.patient_pattern)
     items: list[tuple[str, str, str]] = []
     skipped: list[tuple[str, str]] = []
     for class_dir in class_dirs:
-        for path in sorted(p for p in class_dir.rglob("*") if is_image_file(p)):
+        for path in class_images(class_dir):
             try:
                 patient = _patient_of(path, class_dir, pattern)
             except DataError as exc:
@@ -41,6 +41,16 @@ def load_folder(cfg: DatasetConfig) -> RecordSet:
         raise DataError(f"{root}: no PNG, JPEG or DICOM files found in the class sub-folders")
     classes = order_classes({label for _, label, _ in items}, cfg.classes, str(root))
     return RecordSet(number_records(items), classes, skipped)
+
+
+def class_folders(root: Path) -> list[Path]:
+    """The class sub-folders of a dataset folder, sorted (hidden folders are not classes)."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def class_images(class_dir: Path) -> list[Path]:
+    """The image files below one class folder, sorted (the files a folder dataset reads; see fingerprint.py)."""
+    return sorted(p for p in class_dir.rglob("*") if is_image_file(p))
 
 
 def compile_patient_pattern(pattern: str | None) -> re.Pattern | None:

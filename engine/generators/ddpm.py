@@ -7,9 +7,9 @@ cond_drop_prob > 0); per-class models are unconditional, one per class, as in th
 Sampling: `ddpm` (ancestral; the paper used 250 steps), `ddim` or `dpmsolver++` (DPM-Solver++ 2M) with
 `sample_steps` steps.
 
-Checkpoint layout in `work_dir`: `generator.json`, and per model (`all`, or one per class) `<unit>/unet/`
-(save_pretrained of the EMA weights, the model sampled from), `<unit>/scheduler/` (training noise schedule) and
-`<unit>/train_state.{safetensors,json}` (raw weights, optimizer, EMA, step and RNG, to resume).
+Checkpoint layout in `work_dir`: `generator.json`, and per model (`all`, or one per class) `<unit>/checkpoints/`
+(engine/checkpoint.py: atomic folders, each with the raw weights, optimizer, EMA, step and RNG to resume, plus
+`unet/` (save_pretrained of the EMA weights, the model sampled from) and `scheduler/` (training noise schedule)).
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from xaug.engine import checkpoint as ckpt
 from xaug.engine.errors import DataError
-from xaug.engine.generators import checkpoint as ckpt
+from xaug.engine.generators import distributed as dist
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
 from xaug.engine.generators.registry import register_generator
 from xaug.engine.generators.samples import resize_images, to_model_range, to_uint8, train_each_unit
@@ -142,13 +143,21 @@ def build_sampler(name: str, train_scheduler_config):
 
 
 class DdpmTrainer:
-    """U-Net, optimizer, EMA and noise schedule of one model; `train_step` does one denoising update."""
+    """U-Net, optimizer, EMA and noise schedule of one model; `train_step` does one denoising update.
 
-    def __init__(self, cfg: DdpmConfig, num_classes: int, device: str, seed: int):
+    Runs as one process of a DDP group when launched by torch.distributed.run (see distributed.py): every process
+    draws the global batch's randomness from `gen` (seeded alike everywhere) and trains on its own slice.
+    """
+
+    def __init__(self, cfg: DdpmConfig, num_classes: int, device: str, seed: int, accelerator=None):
         from diffusers.training_utils import EMAModel
 
         torch.manual_seed(seed)
+        self.acc = accelerator or dist.accelerator_for(device)
+        device = str(self.acc.device) if device.startswith("cuda") else device  # cuda:<local rank> under DDP
         self.cfg, self.num_classes, self.device = cfg, num_classes, device
+        self.gen = torch.Generator().manual_seed(seed)
+        """The training stream (batch indices, flips, label drops, timesteps, noise), the same in every process."""
         on_gpu = device.startswith("cuda")
         # bf16 needs no loss scaling; GPUs without it (pre-Ampere) train in fp32.
         self.autocast_dtype = torch.bfloat16 if (on_gpu and cfg.amp and torch.cuda.is_bf16_supported()) else None
@@ -156,10 +165,13 @@ class DdpmTrainer:
         self.unet = build_unet(cfg, num_classes).to(device)
         if self.channels_last:
             self.unet = self.unet.to(memory_format=torch.channels_last)
-        self._unet = torch.compile(self.unet) if (on_gpu and cfg.compile) else self.unet
         self.scheduler = build_train_scheduler(cfg)
-        self.optimizer = torch.optim.AdamW(self.unet.parameters(), lr=cfg.lr, betas=(0.95, 0.999),
-                                           weight_decay=cfg.weight_decay, eps=1e-8)
+        optimizer = torch.optim.AdamW(self.unet.parameters(), lr=cfg.lr, betas=(0.95, 0.999),
+                                      weight_decay=cfg.weight_decay, eps=1e-8)
+        # self.unet stays the bare module (EMA, saving); self._unet is what the forward pass runs (DDP-wrapped).
+        self._unet, self.optimizer = self.acc.prepare(self.unet, optimizer)
+        if on_gpu and cfg.compile:
+            self._unet = torch.compile(self._unet)
         self.ema = EMAModel(self.unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, inv_gamma=1.0,
                             power=0.75)
         self.ema.to(device)
@@ -170,22 +182,32 @@ class DdpmTrainer:
             return contextlib.nullcontext()
         return torch.autocast("cuda", dtype=self.autocast_dtype)
 
+    def next_batch(self, clean: torch.Tensor, labels: torch.Tensor | None):
+        """The next global training batch (cfg.batch_size images drawn with replacement, and their labels)."""
+        idx = torch.randint(len(clean), (self.cfg.batch_size,), generator=self.gen)
+        return clean[idx], None if labels is None else labels[idx]
+
     def train_step(self, clean: torch.Tensor, labels: torch.Tensor | None) -> dict[str, float]:
-        """One epsilon-prediction MSE update on a batch of images in [-1, 1] (labels for class-conditional)."""
+        """One epsilon-prediction MSE update on a global batch of images in [-1, 1] (labels for class-conditional).
+
+        All randomness is drawn for the whole batch, then this process keeps its slice (all of it when alone).
+        """
         cfg, batch = self.cfg, clean.shape[0]
+        mine = dist.shard(self.acc, batch)
         if cfg.flip:
-            flip = torch.rand(batch) < 0.5
+            flip = torch.rand(batch, generator=self.gen) < 0.5
             clean = torch.where(flip.reshape(-1, 1, 1, 1), clean.flip(-1), clean)
         class_labels = None
         if self.num_classes:
             class_labels = labels.clone().long()
             if cfg.cond_drop_prob > 0:
-                drop = torch.rand(batch) < cfg.cond_drop_prob
+                drop = torch.rand(batch, generator=self.gen) < cfg.cond_drop_prob
                 class_labels[drop] = self.num_classes  # the null class
-            class_labels = class_labels.to(self.device)
-        timesteps = torch.randint(0, cfg.num_train_timesteps, (batch,)).to(self.device)
-        clean = clean.to(self.device)
-        noise = torch.randn(clean.shape).to(self.device)  # drawn on the CPU: same curve on any device, resumable
+            class_labels = class_labels[mine].to(self.device)
+        timesteps = torch.randint(0, cfg.num_train_timesteps, (batch,), generator=self.gen)[mine].to(self.device)
+        # Drawn on the CPU: the same curve on any device and any number of processes, and resumable.
+        noise = torch.randn(clean.shape, generator=self.gen)[mine].to(self.device)
+        clean = clean[mine].to(self.device)
         noisy = self.scheduler.add_noise(clean, noise, timesteps)
         if self.channels_last:
             noisy = noisy.contiguous(memory_format=torch.channels_last)
@@ -195,13 +217,13 @@ class DdpmTrainer:
             pred = self._unet(noisy, timesteps, class_labels=class_labels).sample
         loss = F.mse_loss(pred.float(), noise)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.unet.parameters(), cfg.grad_clip)
+        self.acc.backward(loss)  # DDP averages the gradients of the processes' equal slices: the global batch's
+        self.acc.clip_grad_norm_(self.unet.parameters(), cfg.grad_clip)
         self.optimizer.step()
-        self.ema.step(self.unet.parameters())
+        self.ema.step(self.unet.parameters())  # every process keeps the same EMA; only rank 0 saves it
         self.step += 1
-        return {"loss": loss.item(), "lr": self.optimizer.param_groups[0]["lr"], "ema_decay": self.ema.cur_decay_value
-                if self.ema.cur_decay_value is not None else 0.0}
+        return {**dist.mean_across(self.acc, {"loss": loss.item()}), "lr": self.optimizer.param_groups[0]["lr"],
+                "ema_decay": self.ema.cur_decay_value if self.ema.cur_decay_value is not None else 0.0}
 
     def ema_unet(self):
         """A copy of the U-Net holding the EMA weights (for grids and saving)."""
@@ -215,7 +237,7 @@ class DdpmTrainer:
         ema_state = self.ema.state_dict()
         tensors = {**ckpt.prefixed("unet", ckpt.module_tensors(self.unet)), **ckpt.prefixed("opt", opt_tensors),
                    **{f"ema.{i}": t for i, t in enumerate(ema_state.pop("shadow_params"))},
-                   **ckpt.prefixed("rng", ckpt.rng_to_tensors())}
+                   **ckpt.prefixed("rng", {**ckpt.rng_to_tensors(), "train": self.gen.get_state()})}
         return tensors, {"step": self.step, "optimizer": opt_scalars, "ema": ema_state}
 
     def load(self, tensors: dict[str, torch.Tensor], scalars: dict) -> None:
@@ -228,7 +250,10 @@ class DdpmTrainer:
         ema_state["shadow_params"] = [shadow[str(i)].to(self.device) for i in range(len(shadow))]
         self.ema.load_state_dict(ema_state)
         self.step = int(scalars["step"])
-        ckpt.rng_from_tensors(ckpt.unprefixed("rng", tensors))
+        rng = ckpt.unprefixed("rng", tensors)
+        ckpt.rng_from_tensors(rng)
+        if "train" in rng:
+            self.gen.set_state(rng["train"].to(torch.uint8).cpu())
 
 
 @torch.no_grad()
@@ -276,29 +301,32 @@ class Ddpm:
     def _train_unit(self, cfg: DdpmConfig, classes: list[str], images: np.ndarray, labels: np.ndarray | None,
                     unit_dir: Path, hooks: TrainHooks, device: str, seed: int, offset: int, total: int) -> int:
         """Train one model to cfg.steps (resuming if a state exists); returns the step reached."""
-        state_stem = unit_dir / "train_state"
         num_classes = len(classes) if labels is not None else 0
         trainer = DdpmTrainer(cfg, num_classes, device, seed)
-        if ckpt.has_state(state_stem):
-            trainer.load(*ckpt.load_state(state_stem, device=device))
+        resumed = ckpt.resume_checkpoint(unit_dir / ckpt.CHECKPOINTS)
+        if resumed is not None:
+            trainer.load(resumed.tensors(trainer.device), resumed.scalars)
         if trainer.step >= cfg.steps:
             return trainer.step
         clean = to_model_range(resize_images(images, cfg.resolution))
         label_t = torch.from_numpy(np.asarray(labels)).long() if labels is not None else None
+        main = trainer.acc.is_main_process  # under DDP only rank 0 reports, samples grids and saves
         while trainer.step < cfg.steps:
-            idx = torch.randint(len(clean), (cfg.batch_size,))
-            losses = trainer.train_step(clean[idx], None if label_t is None else label_t[idx])
+            losses = trainer.train_step(*trainer.next_batch(clean, label_t))
             step = trainer.step
-            hooks.progress(offset + step, total, losses)
+            if main:
+                hooks.progress(offset + step, total, losses)
             last = step == cfg.steps
-            if step % cfg.grid_every == 0 or last:
+            if main and (step % cfg.grid_every == 0 or last):
                 hooks.grid(offset + step, *self._grid(trainer, classes))
-            if step % cfg.checkpoint_every == 0 or last:
+            if main and (step % cfg.checkpoint_every == 0 or last):
                 self._save(trainer, unit_dir)
-            if not last and hooks.should_stop():
-                if step % cfg.checkpoint_every:
+            if not last and dist.agreed_stop(trainer.acc, hooks.should_stop()):
+                if main and step % cfg.checkpoint_every:
                     self._save(trainer, unit_dir)
+                trainer.acc.wait_for_everyone()
                 return step
+        trainer.acc.wait_for_everyone()  # the other ranks return once rank 0's final checkpoint is written
         return trainer.step
 
     @staticmethod
@@ -313,9 +341,12 @@ class Ddpm:
 
     @staticmethod
     def _save(trainer: DdpmTrainer, unit_dir: Path) -> None:
-        ckpt.save_state(unit_dir / "train_state", *trainer.state())
-        trainer.ema_unet().save_pretrained(unit_dir / "unet", safe_serialization=True)
-        trainer.scheduler.save_pretrained(unit_dir / "scheduler")
+        """One atomic checkpoint: the training state plus the EMA UNet and scheduler that sampling loads."""
+        def export(folder: Path) -> None:
+            trainer.ema_unet().save_pretrained(folder / "unet", safe_serialization=True)
+            trainer.scheduler.save_pretrained(folder / "scheduler")
+
+        ckpt.save_checkpoint(unit_dir / ckpt.CHECKPOINTS, trainer.step, *trainer.state(), fill=export)
 
     def _load_for_sampling(self, checkpoint: Path, class_name: str, device: str):
         """(unet, scheduler config, params, label index or None, number of classes) for a class, cached."""
@@ -329,11 +360,12 @@ class Ddpm:
         unit = class_name if manifest["per_class"] else "all"
         key = (str(Path(checkpoint).resolve()), unit, device)
         if key not in self._loaded:
-            unit_dir = Path(checkpoint) / unit
-            if not (unit_dir / "unet").exists():
-                raise ckpt.CheckpointError(f"{unit_dir / 'unet'} does not exist: train_generator did not finish")
-            unet = UNet2DModel.from_pretrained(unit_dir / "unet").to(device).eval()
-            scheduler = DDPMScheduler.from_pretrained(unit_dir / "scheduler")
+            saved = ckpt.load_checkpoint(Path(checkpoint) / unit / ckpt.CHECKPOINTS)
+            if saved is None:
+                raise ckpt.CheckpointError(f"{Path(checkpoint) / unit / ckpt.CHECKPOINTS} holds no checkpoint: "
+                                           "train_generator did not finish")
+            unet = UNet2DModel.from_pretrained(saved.path / "unet").to(device).eval()
+            scheduler = DDPMScheduler.from_pretrained(saved.path / "scheduler")
             self._loaded = {key: (unet, scheduler.config, DdpmConfig(**manifest["params"]), manifest)}
         unet, sched_config, cfg, manifest = self._loaded[key]
         per_class = manifest["per_class"]

@@ -10,8 +10,8 @@ Simplified against the original: bilinear up/down-sampling instead of FIR filter
 and no style mixing. Augmentations are applied to real and fake images alike before the discriminator.
 
 Checkpoint layout in `work_dir`: `generator.json` (what was trained), and per model (`all`, or one per class)
-`<unit>/ema.safetensors` (the weights sampled from) plus `<unit>/train_state.{safetensors,json}` (everything
-needed to resume: G, D, EMA, both optimizers, ADA p, step and RNG).
+`<unit>/checkpoints/` (engine/checkpoint.py: atomic folders with G, D, EMA, both optimizers, ADA p, step and
+RNG; sampling reads the EMA generator's tensors from the newest one).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from xaug.engine import checkpoint as ckpt
 from xaug.engine.errors import DataError
-from xaug.engine.generators import checkpoint as ckpt
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
 from xaug.engine.generators.registry import register_generator
 from xaug.engine.generators.samples import resize_images, to_model_range, to_uint8, train_each_unit
@@ -523,11 +523,11 @@ class StyleGan:
     def _train_unit(self, cfg: GanConfig, classes: list[str], images: np.ndarray, labels: np.ndarray | None,
                     unit_dir: Path, hooks: TrainHooks, device: str, seed: int, offset: int, total: int) -> int:
         """Train one model to cfg.steps (resuming if a state exists); returns the step reached."""
-        state_stem = unit_dir / "train_state"
         c_dim = len(classes) if labels is not None else 0
         trainer = GanTrainer(cfg, c_dim, device, seed)
-        if ckpt.has_state(state_stem):
-            trainer.load(*ckpt.load_state(state_stem, device=device))
+        resumed = ckpt.resume_checkpoint(unit_dir / ckpt.CHECKPOINTS)
+        if resumed is not None:
+            trainer.load(resumed.tensors(device), resumed.scalars)
         if trainer.step >= cfg.steps:
             return trainer.step
         reals = to_model_range(resize_images(images, cfg.resolution))
@@ -563,8 +563,8 @@ class StyleGan:
 
     @staticmethod
     def _save(trainer: GanTrainer, unit_dir: Path) -> None:
-        ckpt.save_state(unit_dir / "train_state", *trainer.state())
-        ckpt.save_tensors(unit_dir / "ema.safetensors", ckpt.module_tensors(trainer.G_ema))
+        """One atomic checkpoint: the training state, whose G_ema tensors are also what sampling loads."""
+        ckpt.save_checkpoint(unit_dir / ckpt.CHECKPOINTS, trainer.step, *trainer.state())
 
     def _load_for_sampling(self, checkpoint: Path, class_name: str, device: str) -> tuple[GanTrainer, int | None]:
         """The EMA generator for a class (cached), and its label index when class-conditional."""
@@ -578,7 +578,11 @@ class StyleGan:
         if key not in self._loaded:
             cfg = GanConfig(**manifest["params"])
             trainer = GanTrainer(cfg, 0 if manifest["per_class"] else len(classes), device, seed=0)
-            trainer.G_ema.load_state_dict(ckpt.load_tensors(Path(checkpoint) / unit / "ema.safetensors", device=device))
+            saved = ckpt.load_checkpoint(Path(checkpoint) / unit / ckpt.CHECKPOINTS)
+            if saved is None:
+                raise ckpt.CheckpointError(f"{Path(checkpoint) / unit / ckpt.CHECKPOINTS} holds no checkpoint: "
+                                           "train_generator did not finish")
+            trainer.G_ema.load_state_dict(saved.tensors(device, prefix="G_ema"))
             self._loaded = {key: (trainer, manifest)}  # keep one model in memory at a time
         trainer, manifest = self._loaded[key]
         return trainer, None if manifest["per_class"] else classes.index(class_name)

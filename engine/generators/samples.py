@@ -68,7 +68,7 @@ def train_each_unit(model: str, params, per_class: bool, data, work_dir: Path, t
     unit_dir, seed_offset, step_offset, total_steps) -> step reached` per unit; returns a TrainOutcome that is
     unfinished as soon as a unit stops early (it checkpointed; a later run resumes it).
     """
-    from xaug.engine.generators import checkpoint as ckpt
+    from xaug.engine import checkpoint as ckpt
     from xaug.engine.generators.base import TrainOutcome
 
     work_dir = Path(work_dir)

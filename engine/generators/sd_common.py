@@ -11,8 +11,9 @@ Layout of a generator's `work_dir`:
     model/<unit>/unet/             trained UNet (save_pretrained, safetensors)       fine-tune, DreamBooth
     model/<unit>/text_encoder/     trained text encoder (fine-tune with train_text_encoder)
     model/<unit>/lora/             LoRA adapters in diffusers format (pipe.load_lora_weights)  LoRA
-    model/<unit>/unit.json         written last: the unit is finished
-    resume/<unit>/                 latest resumable state: weights, optimizer.safetensors, state.json, rng.safetensors
+    model/<unit>/unit.json         the unit is finished (model/<unit>/ is published whole: temp folder, rename)
+    resume/<unit>/step-N/          resumable checkpoints (engine/checkpoint.py): trainable weights, state.safetensors
+                                   (optimizer, RNG), state.json (step, scaler); `latest` names the newest
     class_images/<unit>/           DreamBooth prior-preservation images from the base model (PNG)
 """
 
@@ -442,105 +443,45 @@ def make_optimizer(trainable: list, params: SdParams, device: str):
     return torch.optim.AdamW(trainable, lr=params.lr, weight_decay=params.adam_weight_decay), f"AdamW{why}"
 
 
-def save_optimizer(optimizer, folder: Path) -> None:
-    """Optimizer state as safetensors (tensors) + JSON (scalars, param groups): no pickle."""
-    import torch
-    from safetensors.torch import save_file
-
-    state = optimizer.state_dict()
-    tensors, scalars = {}, {}
-    for pid, entries in state["state"].items():
-        for name, value in entries.items():
-            key = f"{pid}.{name}"
-            if torch.is_tensor(value):
-                tensors[key] = value.detach().contiguous().cpu().clone()
-            else:
-                scalars[key] = value
-    save_file(tensors, str(folder / "optimizer.safetensors"))
-    (folder / "optimizer.json").write_text(json.dumps({"param_groups": state["param_groups"], "scalars": scalars}))
-
-
-def load_optimizer(optimizer, folder: Path) -> None:
-    """Restore the state written by `save_optimizer`."""
-    from safetensors.torch import load_file
-
-    meta = json.loads((folder / "optimizer.json").read_text())
-    state: dict[int, dict] = {}
-    for key, value in list(load_file(str(folder / "optimizer.safetensors")).items()) + list(meta["scalars"].items()):
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-
-def _save_rng(gen, folder: Path, device: str) -> None:
-    import torch
-    from safetensors.torch import save_file
-
-    tensors = {"train": gen.get_state(), "torch": torch.get_rng_state()}
-    if device.startswith("cuda") and torch.cuda.is_available():
-        tensors["cuda"] = torch.cuda.get_rng_state()
-    save_file(tensors, str(folder / "rng.safetensors"))
-
-
-def _load_rng(gen, folder: Path, device: str) -> None:
-    import torch
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(folder / "rng.safetensors"))
-    gen.set_state(tensors["train"])
-    torch.set_rng_state(tensors["torch"])
-    if "cuda" in tensors and device.startswith("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["cuda"])
-
-
 # --------------------------------------------------------------------------------------------------- checkpoints
 
 
 def _resume_dir(work_dir: Path, unit: Unit) -> Path:
+    """The unit's checkpoint root (engine/checkpoint.py: atomic step folders and a `latest` pointer)."""
     return work_dir / "resume" / unit.name
 
 
 def save_resume(method: SdMethod, parts: Parts, optimizer, scaler, gen, step: int, work_dir: Path, unit: Unit,
                 params: SdParams, device: str) -> None:
-    """Write the resumable state of a unit atomically: a new folder, then swapped in place of the old one."""
-    final = _resume_dir(work_dir, unit)
-    tmp = final.with_name(final.name + ".new")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    method.save_weights(parts, tmp, final=False, params=params)
-    save_optimizer(optimizer, tmp)
-    _save_rng(gen, tmp, device)
-    scaler_state = scaler.state_dict() if scaler is not None else None
-    (tmp / "state.json").write_text(json.dumps({"step": step, "scaler": scaler_state, "format": FORMAT_VERSION}))
-    old = final.with_name(final.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    """Write the resumable state of a unit as one atomic checkpoint: the method's trainable weights (its own
+    format), optimizer moments, RNG states (the training generator's and torch's), scaler and step."""
+    from xaug.engine import checkpoint as ckpt
 
-
-def _find_resume(work_dir: Path, unit: Unit) -> Path | None:
-    """The complete resume folder with the highest step (a crash mid-save may leave .new or .old behind)."""
-    final = _resume_dir(work_dir, unit)
-    complete = [c for c in (final, final.with_name(final.name + ".new"), final.with_name(final.name + ".old"))
-                if (c / "state.json").is_file()]  # state.json is written last
-    return max(complete, key=lambda c: json.loads((c / "state.json").read_text())["step"], default=None)
+    opt_tensors, opt_scalars = ckpt.optimizer_to_state(optimizer)
+    tensors = {**ckpt.prefixed("opt", opt_tensors), **ckpt.prefixed("rng", ckpt.rng_to_tensors()),
+               "train_rng": gen.get_state()}
+    scalars = {"optimizer": opt_scalars, "scaler": scaler.state_dict() if scaler is not None else None,
+               "format": FORMAT_VERSION}
+    ckpt.save_checkpoint(_resume_dir(work_dir, unit), step, tensors, scalars,
+                         fill=lambda folder: method.save_weights(parts, folder, final=False, params=params))
 
 
 def load_resume(method: SdMethod, parts: Parts, optimizer, scaler, gen, work_dir: Path, unit: Unit,
                 params: SdParams, device: str) -> int:
     """Restore a unit's state if a checkpoint exists; the step to continue from (0 when starting fresh)."""
-    folder = _find_resume(work_dir, unit)
-    if folder is None:
+    from xaug.engine import checkpoint as ckpt
+
+    saved = ckpt.resume_checkpoint(_resume_dir(work_dir, unit))
+    if saved is None:
         return 0
-    state = json.loads((folder / "state.json").read_text())
-    method.load_weights(parts, folder, params)
-    load_optimizer(optimizer, folder)
-    _load_rng(gen, folder, device)
-    if scaler is not None and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    return int(state["step"])
+    method.load_weights(parts, saved.path, params)
+    tensors = saved.tensors()
+    ckpt.optimizer_from_state(optimizer, ckpt.unprefixed("opt", tensors), saved.scalars["optimizer"])
+    gen.set_state(tensors["train_rng"])
+    ckpt.rng_from_tensors(ckpt.unprefixed("rng", tensors))
+    if scaler is not None and saved.scalars.get("scaler"):
+        scaler.load_state_dict(saved.scalars["scaler"])
+    return saved.step
 
 
 def _unit_done(work_dir: Path, unit: Unit) -> bool:
@@ -682,15 +623,15 @@ def _train_unit(method: SdMethod, params: SdParams, unit: Unit, data: TrainImage
 
 
 def _save_final(method: SdMethod, parts: Parts, params: SdParams, unit: Unit, work_dir: Path) -> None:
-    """Write the unit's final weights, mark it finished (unit.json last), and drop its resume state."""
-    folder = work_dir / "model" / unit.name
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    method.save_weights(parts, folder, final=True, params=params)
-    (folder / "unit.json").write_text(json.dumps({"classes": unit.classes, "steps": params.steps}))
-    resume = _resume_dir(work_dir, unit)
-    for leftover in (resume, resume.with_name(resume.name + ".new"), resume.with_name(resume.name + ".old")):
-        shutil.rmtree(leftover, ignore_errors=True)
+    """Publish the unit's final weights atomically (unit.json inside marks it finished), then drop its resume state."""
+    from xaug.engine import checkpoint as ckpt
+
+    def fill(folder: Path) -> None:
+        method.save_weights(parts, folder, final=True, params=params)
+        (folder / "unit.json").write_text(json.dumps({"classes": unit.classes, "steps": params.steps}))
+
+    ckpt.publish_folder(work_dir / "model" / unit.name, fill)
+    shutil.rmtree(_resume_dir(work_dir, unit), ignore_errors=True)
 
 
 def _optimizer_step(run: _UnitRun, params: SdParams, device: str) -> dict[str, float]:

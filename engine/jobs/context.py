@@ -36,6 +36,8 @@ class JobContext:
     """'cpu' or 'cuda' (the scheduler has already set CUDA_VISIBLE_DEVICES)."""
     stop_requested: Callable[[], bool] = lambda: False
     """Set by the worker when the engine asks it to stop (SIGTERM); cancel requests are read from the store."""
+    on_record: Callable[[], None] = lambda: None
+    """Called after progress and metrics are recorded: a remote worker passes them on to its journal."""
     _last_cancel_check: float = 0.0
     _cancelled: bool = False
     _started: float = field(default_factory=time.monotonic)
@@ -76,10 +78,12 @@ class JobContext:
         elapsed = time.monotonic() - self._started
         eta = elapsed / done * (total - done) if done > 0 and total > done else None
         update_job_progress(self.db, self.key, done, total, message, eta)
+        self.on_record()
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
         """Record curve points (losses, lr, ...) at a step; re-recording a step after a resume replaces it."""
         record_metrics(self.db, self.key, step, values)
+        self.on_record()
 
     def should_stop(self) -> bool:
         """True when the job should checkpoint and stop: the engine is shutting down or a cancel was requested."""

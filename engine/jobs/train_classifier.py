@@ -1,14 +1,13 @@
 """The `train_classifier` job: one classifier, one fold, one seed, one arm (baseline, synthetic or duplicate).
 
-Trains on the fold's real training split plus the arm's extra images, selects the checkpoint on the fold's
-validation split, and resumes from its last checkpoint when the engine restarts it.
+Trains for the classifier's step budget (the baseline's: `epochs` over the fold's real training split, the same
+for every arm) on batches of real and the arm's added images, selects the checkpoint on the fold's validation
+split, and resumes from its last checkpoint when the engine restarts it.
 """
 
 from __future__ import annotations
 
 import time
-
-import numpy as np
 
 from xaug.engine.classifiers.datasets import extra_images, load_splits
 from xaug.engine.classifiers.train import TrainCallbacks, TrainData, train_classifier
@@ -57,7 +56,8 @@ def input_size(config: dict) -> int:
 
 
 def run(ctx: JobContext) -> None:
-    """Train the classifier of `ctx.config`; records best_epoch, best_val_loss and train_images."""
+    """Train the classifier of `ctx.config` for its step budget; records optimizer_steps, best_step,
+    best_val_loss, train_images (real + added) and real_train_images."""
     cfg = ctx.config
     spec = classifier_spec(cfg)
     classes = list(cfg["classes"])
@@ -65,17 +65,19 @@ def run(ctx: JobContext) -> None:
     splits = load_splits(ctx, fold, ("train", "val"), classes, size)
     (train_x, train_y), (val_x, val_y) = splits["train"], splits["val"]
     add_x, add_y = extra_images(ctx, cfg["arm"], int(cfg.get("amount") or 0), classes, train_x, train_y, seed, size)
-    data = TrainData(np.concatenate([train_x, add_x]), np.concatenate([train_y, add_y]), val_x, val_y)
+    data = TrainData(train_x, train_y, val_x, val_y, add_x, add_y)
     outcome = train_classifier(spec, classes, data, ctx.work_dir, seed=seed, device=ctx.device,
                                amp=bool(cfg.get("amp", True)), callbacks=JobCallbacks(ctx))
     if not outcome.finished:
         ctx.check_stop()
         raise JobInterrupted(ctx.key)
     record_results(ctx.db, ctx.key, {
-        "best_epoch": outcome.best_epoch,
+        "optimizer_steps": outcome.step,
+        "best_step": outcome.best_step,
         "best_val_loss": outcome.best_val_loss,
-        "train_images": len(data.train_images),
+        "train_images": len(train_x) + data.n_added,
+        "real_train_images": len(train_x),
     })
     record_artifact(ctx.db, ctx.key, "checkpoint", ctx.relpath(outcome.best_checkpoint), seed=seed,
-                    step=outcome.step, meta={"best_epoch": outcome.best_epoch})
+                    step=outcome.best_step, meta={"best_step": outcome.best_step})
     ctx.progress(outcome.total_steps, outcome.total_steps, "done")

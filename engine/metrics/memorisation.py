@@ -4,6 +4,10 @@ Each synthetic image's nearest-neighbour (NN) distance to the training images is
 images' NN distances to the same training images (held-out images were never trained on, so their distances show
 how close two *different* images of this data set get). A synthetic image closer than the q-th percentile of the
 held-out distances is flagged as a probable near-copy.
+
+A percentile is only a percentile with enough values under it: `near_copy_threshold` takes it from a class's own
+held-out images when they are at least `min_heldout`, else from the held-out images of all classes together (each
+measured against its own class's training images), and gives none when even those are fewer.
 """
 
 from __future__ import annotations
@@ -48,7 +52,10 @@ class MemorisationResult:
 
     @property
     def distance_ratio(self) -> float:
-        """Median synthetic NN distance / median held-out NN distance (< 1: synthetic images hug the training set)."""
+        """Median synthetic NN distance / median held-out NN distance (< 1: synthetic images hug the training set);
+        NaN without held-out images."""
+        if len(self.heldout_distances) == 0:
+            return float("nan")
         return float(np.median(self.synthetic_distances) / max(np.median(self.heldout_distances), 1e-12))
 
 
@@ -73,15 +80,39 @@ def pixel_vectors(images: np.ndarray, side: int = 32) -> torch.Tensor:
     return torch.nn.functional.adaptive_avg_pool2d(x, side).flatten(1).double()
 
 
-def check_memorisation(synthetic: torch.Tensor, train: torch.Tensor, heldout: torch.Tensor, *,
-                       quantile: float = 1.0, n_closest: int = 8) -> MemorisationResult:
-    """Flag synthetic feature rows nearer to a training row than the `quantile`-th percentile of held-out rows' NN
-    distances, and list the `n_closest` closest synthetic-training pairs."""
-    if train.shape[0] == 0 or heldout.shape[0] == 0:
-        raise ValueError("the memorisation check needs training and held-out images")
+@dataclass(frozen=True)
+class Threshold:
+    """A near-copy threshold and where it came from (None: too few held-out images for a percentile)."""
+
+    value: float | None
+    n_heldout: int
+    """How many held-out distances the percentile was taken over."""
+    source: str
+    """'class', 'all classes', or 'none'."""
+
+
+def near_copy_threshold(class_distances: np.ndarray, all_distances: np.ndarray, quantile: float,
+                        min_heldout: int) -> Threshold:
+    """The `quantile`-th percentile of a class's held-out NN distances if it has `min_heldout` of them, else of all
+    classes' held-out distances if those are enough, else no threshold."""
+    for distances, source in ((class_distances, "class"), (all_distances, "all classes")):
+        if len(distances) >= min_heldout:
+            return Threshold(float(np.percentile(distances, quantile)), len(distances), source)
+    return Threshold(None, len(all_distances), "none")
+
+
+def check_memorisation(synthetic: torch.Tensor, train: torch.Tensor, heldout: torch.Tensor | None, *,
+                       quantile: float = 1.0, n_closest: int = 8, threshold: float | None = None
+                       ) -> MemorisationResult:
+    """Flag synthetic feature rows nearer to a training row than `threshold` (default: the `quantile`-th percentile
+    of the held-out rows' NN distances), and list the `n_closest` closest synthetic-training pairs."""
+    no_heldout = heldout is None or heldout.shape[0] == 0
+    if train.shape[0] == 0 or (no_heldout and threshold is None):
+        raise ValueError("the memorisation check needs training images, and held-out images or a threshold")
     syn_d, syn_i = nearest_neighbours(synthetic, train)
-    held_d, _ = nearest_neighbours(heldout, train)
-    threshold = float(np.percentile(held_d, quantile))
+    held_d = np.zeros(0) if no_heldout else nearest_neighbours(heldout, train)[0]
+    if threshold is None:
+        threshold = float(np.percentile(held_d, quantile))
     order = np.argsort(syn_d, kind="stable")
     flagged = order[syn_d[order] < threshold]
     closest = [ClosePair(int(i), int(syn_i[i]), float(syn_d[i])) for i in order[:n_closest]]

@@ -1,5 +1,11 @@
 """Image quality of synthetic images against real ones, in one feature space, at a fixed N recorded with each value.
 
+Real and synthetic images are compared at one resolution (`comparison_side`), both brought there by the same
+resize (`at_side`), so that a reference stored at a higher resolution than the samples does not change a value.
+Each value says which real images it was computed against (`reference`: the fold's training images, or held-out
+ones from its validation split) and whether its class had enough images to mean something (`meaningful`, `note`).
+The overall value of a metric (class '') is the macro-average of the meaningful per-class values.
+
 - FID and KID (torchmetrics, fed precomputed features); KID is unbiased and preferable for small classes.
 - Improved precision/recall (Kynkäänniemi et al. 2019): k-NN balls around real (fake) features.
 - Density/coverage (Naeem et al. 2020): k-NN balls around real features only, robust to outliers.
@@ -29,11 +35,34 @@ class QualityValue:
     std: float | None
     n_real: int
     n_fake: int
+    reference: str = "train"
+    """The real images compared with: 'train' (the fold's training split), 'heldout' (its validation split), or
+    '' for values of the synthetic images alone (MS-SSIM among synthetic pairs)."""
+    meaningful: bool = True
+    """False when the class had too few images for the value to be read (it is recorded, and left out of the
+    overall macro-average)."""
+    note: str | None = None
+    """Why a value is not meaningful, or how an overall value was formed."""
 
     def row(self) -> dict:
         """As a dict for `record_quality`."""
         return dict(class_name=self.class_name, metric=self.metric, features=self.features, value=self.value,
-                    std=self.std, n_real=self.n_real, n_fake=self.n_fake)
+                    std=self.std, n_real=self.n_real, n_fake=self.n_fake, reference=self.reference,
+                    meaningful=self.meaningful, note=self.note)
+
+
+def comparison_side(configured: int | None, real_side: int, fake_side: int) -> int:
+    """The side (px) at which real and synthetic images are compared: the recipe's quality.image_size, else the
+    smaller of the two (never upsample one set to meet the other)."""
+    return int(configured) if configured else int(min(real_side, fake_side))
+
+
+def at_side(images: np.ndarray, side: int) -> np.ndarray:
+    """Grey uint8 images [N, H, W] at `side` x `side`: the one resize that real and synthetic images both go
+    through before any metric (the antialiased resize generators use to make their training images)."""
+    from xaug.engine.generators.samples import resize_images
+
+    return resize_images(np.asarray(images), side)
 
 
 def fid(real: torch.Tensor, fake: torch.Tensor) -> float:
@@ -143,24 +172,64 @@ def ms_ssim_diversity(images: np.ndarray, n_pairs: int = 200, seed: int = 0, bat
     return float(scores.mean()), float(scores.std()) if n_pairs > 1 else 0.0, n_pairs
 
 
+FEATURE_METRICS = ("fid", "kid", "precision", "recall", "density", "coverage")
+
+
 def feature_metrics(real: torch.Tensor, fake: torch.Tensor, *, class_name: str, features: str,
-                    kid_subset_size: int, k: int = K_NEIGHBOURS, seed: int = 0) -> list[QualityValue]:
-    """FID, KID, precision, recall, density and coverage of one class (or all, class_name '') in one space."""
+                    kid_subset_size: int, k: int = K_NEIGHBOURS, seed: int = 0, reference: str = "train",
+                    min_images: int = 2) -> list[QualityValue]:
+    """FID, KID, precision, recall, density and coverage of one class in one space, against one reference.
+
+    The KID subset is clamped to the smaller set; when either set has fewer than `min_images` images every value is
+    marked not meaningful, with a note giving the sizes.
+    """
     n_real, n_fake = int(real.shape[0]), int(fake.shape[0])
-    kid_mean, kid_std, _ = kid(real, fake, kid_subset_size, seed=seed)
+    kid_mean, kid_std, subset = kid(real, fake, kid_subset_size, seed=seed)
     precision, recall = precision_recall(real, fake, k)
     density, coverage = density_coverage(real, fake, k)
+    meaningful = min(n_real, n_fake) >= min_images
+    note = None if meaningful else (f"too few images to be meaningful: {n_real} real, {n_fake} synthetic "
+                                    f"(quality.min_images: {min_images}); KID subsets of {subset}")
 
     def value(metric: str, v: float, std: float | None = None) -> QualityValue:
-        return QualityValue(class_name, metric, features, v, std, n_real, n_fake)
+        return QualityValue(class_name, metric, features, v, std, n_real, n_fake, reference, meaningful, note)
 
     return [value("fid", fid(real, fake)), value("kid", kid_mean, kid_std), value("precision", precision),
             value("recall", recall), value("density", density), value("coverage", coverage)]
 
 
+def macro_average(values: list[QualityValue], classes: list[str] | None = None) -> list[QualityValue]:
+    """Overall values (class '') per (metric, features, reference): the unweighted mean of the meaningful per-class
+    values, with n_real and n_fake summed over the classes averaged; a note names the classes left out (too few
+    images, or no value at all among `classes`)."""
+    groups: dict[tuple, list[QualityValue]] = {}
+    for v in values:
+        if v.class_name:
+            groups.setdefault((v.metric, v.features, v.reference), []).append(v)
+    out = []
+    for (metric, features, reference), parts in groups.items():
+        used = [v for v in parts if v.meaningful]
+        present = {v.class_name for v in parts}
+        left_out = sorted({v.class_name for v in parts if not v.meaningful}
+                          | {c for c in classes or [] if c not in present})
+        source = used or parts  # with no meaningful class, the mean of all, marked not meaningful
+        note = (f"macro-average of {len(used)} classes" if used
+                else f"no class has enough images: mean of {len(parts)} classes, not meaningful")
+        if left_out and used:
+            note += f"; left out (too few images): {', '.join(left_out)}"
+        out.append(QualityValue("", metric, features, float(np.mean([v.value for v in source])), None,
+                                sum(v.n_real for v in source), sum(v.n_fake for v in source), reference,
+                                bool(used), note))
+    return out
+
+
+def fixed_index(n_total: int, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of a fixed-size random subset of range(n_total) (all of them if n_total <= n)."""
+    if n_total <= n:
+        return np.arange(n_total)
+    return np.sort(np.random.default_rng(seed).choice(n_total, n, replace=False))
+
+
 def take_fixed(images: np.ndarray, n: int, seed: int) -> np.ndarray:
     """A fixed-size random subset (all images if fewer): the N is recorded with every value computed on it."""
-    if images.shape[0] <= n:
-        return images
-    index = np.sort(np.random.default_rng(seed).choice(images.shape[0], n, replace=False))
-    return images[index]
+    return images[fixed_index(images.shape[0], n, seed)]

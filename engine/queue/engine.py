@@ -240,6 +240,8 @@ class Engine:
                 self.request_stop()
                 return
             q.heartbeat_jobs(self.db, list(self.handles))
+            if hasattr(self.executor, "refresh_states"):
+                self.executor.refresh_states()  # a remote executor records its jobs' final states
         if self.gpus and clock - self._last_gpu_stats >= GPU_STATS_S:
             self._last_gpu_stats = clock
             stats = read_gpu_stats()
@@ -279,7 +281,9 @@ class Engine:
             q.set_job_pid(self.db, job["key"], handle.pid)
             self.handles[job["key"]] = handle
             started.append(job["key"])
-            log.info("started %s (%s) pid %d", job["key"][:12], job["label"], handle.pid)
+            log.info("started %s (%s) pid %s", job["key"][:12], job["label"], handle.pid)
+        if started and hasattr(self.executor, "flush"):
+            self.executor.flush()  # a remote executor submits what was started together (e.g. a Slurm job array)
         return started
 
     def _log_path(self, job: dict) -> str:

@@ -1,5 +1,8 @@
-"""Executors start a job's worker somewhere and watch it. `LocalExecutor` runs it as a child process here;
-a Slurm executor would implement the same three calls."""
+"""Executors start a job's worker somewhere and watch it. `LocalExecutor` runs it as a process of its own on
+this machine, forked from a pre-imported fork server (or, with `start="exec"`, as a fresh
+`python -m xaug.engine.queue.worker`); `slurm.SlurmExecutor` submits it to a Slurm cluster. An executor may also
+have `flush()` (submit what `start` queued, called after each dispatch) and `refresh_states()` (called with the
+engine's heartbeat)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from xaug.engine.queue.forkserver import ForkedWorker, start_forked_worker
 from xaug.store import now
 
 _PR_SET_PDEATHSIG = 1
@@ -39,7 +43,8 @@ class LocalHandle:
 
     key: str
     pid: int
-    process: subprocess.Popen
+    process: subprocess.Popen | ForkedWorker
+    """Either kind answers poll(), terminate() and kill()."""
     gpu_ids: list[int]
     log_path: Path
     terminate_sent_at: float | None = None
@@ -51,7 +56,7 @@ def worker_command(store_path: Path, key: str, python: str = sys.executable) -> 
     return [python, "-m", "xaug.engine.queue.worker", "--store", str(store_path), "--job", key]
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child: get SIGTERM when the engine dies (Linux), so an orphaned worker checkpoints and stops."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -60,11 +65,21 @@ def _die_with_parent() -> None:
         pass
 
 
+START_METHODS = ("forkserver", "exec")
+
+
 class LocalExecutor:
-    """Runs each job in its own `python -m xaug.engine.queue.worker` process with its GPUs made visible."""
+    """Runs each job in a worker process of its own with only its GPUs visible.
+
+    `start="forkserver"` (the default) forks it from a fork server that imported torch and the job kinds once;
+    `start="exec"` runs a fresh `python -m xaug.engine.queue.worker`, paying the imports for every job.
+    """
 
     def __init__(self, store_path: str | Path, *, cpu_threads: int | None = None, python: str = sys.executable,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, start: str = "forkserver") -> None:
+        if start not in START_METHODS:
+            raise ValueError(f"start must be one of {', '.join(START_METHODS)}, not '{start}'")
+        self.start_method = start
         self.store_path = Path(store_path).resolve()
         self.cpu_threads = cpu_threads
         self.python = python
@@ -91,11 +106,14 @@ class LocalExecutor:
         with os.fdopen(fd, "ab", buffering=0) as log:
             device = f"GPUs {','.join(map(str, gpu_ids))}" if gpu_ids else "CPU"
             log.write(f"=== {now()} start {job['kind']} {job['key'][:16]} on {device} ===\n".encode())
-            process = subprocess.Popen(
-                worker_command(self.store_path, job["key"], self.python),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.worker_env(gpu_ids),
-                start_new_session=True, preexec_fn=_die_with_parent, close_fds=True,
-            )
+            if self.start_method == "forkserver":
+                process = start_forked_worker(self.store_path, job["key"], self.worker_env(gpu_ids), log_path)
+            else:
+                process = subprocess.Popen(
+                    worker_command(self.store_path, job["key"], self.python),
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.worker_env(gpu_ids),
+                    start_new_session=True, preexec_fn=die_with_parent, close_fds=True,
+                )
         return LocalHandle(key=job["key"], pid=process.pid, process=process, gpu_ids=list(gpu_ids), log_path=log_path)
 
     def poll(self, handle: LocalHandle) -> int | None:
@@ -105,7 +123,7 @@ class LocalExecutor:
     def terminate(self, handle: LocalHandle) -> None:
         """SIGTERM: the job checkpoints at its next check and the worker requeues it."""
         if handle.process.poll() is None:
-            handle.process.send_signal(signal.SIGTERM)
+            handle.process.terminate()
 
     def kill(self, handle: LocalHandle) -> None:
         """SIGKILL."""

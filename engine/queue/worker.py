@@ -40,24 +40,21 @@ def register_extra_kinds(spec: str | None = None) -> dict[str, str]:
     return added
 
 
-def run_job(store: Path, key: str) -> int:
-    """Run one claimed job to its end or its next checkpoint; returns the worker's exit status."""
+def run_job(store: Path, key: str, journal: Path | None = None) -> int:
+    """Run one claimed job to its end or its next checkpoint; returns the worker's exit status.
+
+    With `journal` (a remote worker) the job never opens the store: it reads the snapshot the engine wrote,
+    records into a private copy, and its changes and outcome go to the journal file for the engine to apply.
+    """
     from xaug.engine.jobs import job_function
     from xaug.engine.jobs.context import JobContext, JobInterrupted
-    from xaug.store import open_store
-    from xaug.store.jobs import (
-        load_job,
-        load_job_deps,
-        mark_job_done,
-        mark_job_failed,
-        mark_job_interrupted,
-        set_job_pid,
-    )
+    from xaug.store.jobs import load_job, load_job_deps, set_job_pid
 
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2):  # USR2: Slurm's warning before the time limit
         signal.signal(signum, lambda *_: stop.set())
-    db = open_store(store)
+    outcome = _JournalOutcome(journal) if journal is not None else _StoreOutcome(store)
+    db = outcome.db
     job = load_job(db, key)
     if job is None:
         print(f"worker: no job {key} in {store}", file=sys.stderr)
@@ -68,24 +65,118 @@ def run_job(store: Path, key: str) -> int:
     set_job_pid(db, key, os.getpid())
     device = os.environ.get("XAUG_DEVICE") or ("cuda" if os.environ.get("CUDA_VISIBLE_DEVICES") else "cpu")
     ctx = JobContext(key=key, kind=job["kind"], config=job["config"], db=db, db_path=Path(store).resolve(),
-                     deps=load_job_deps(db, key), device=device, stop_requested=stop.is_set)
+                     deps=load_job_deps(db, key), device=device, stop_requested=lambda: stop.is_set() or
+                     outcome.stop_requested(), on_record=outcome.flush)
     print(f"worker pid {os.getpid()}: {job['kind']} '{job['label']}' on {device}", flush=True)
     try:
         job_function(job["kind"])(ctx)
     except JobInterrupted:
-        status = mark_job_interrupted(db, key, "interrupted: resumes from its checkpoint")
+        status = outcome.interrupted(key, "interrupted: resumes from its checkpoint")
         print(f"worker: stopped after a checkpoint; job is now {status}", flush=True)
         return EXIT_INTERRUPTED
     except Exception as exc:
         traceback.print_exc()
         sys.stderr.flush()
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()[-1]
-        status = mark_job_failed(db, key, error, EXIT_FAILED)
+        status = outcome.failed(key, error)
         print(f"worker: job failed ({error}); job is now {status}", flush=True)
         return EXIT_FAILED
-    mark_job_done(db, key)
+    outcome.done(key)
     print("worker: done", flush=True)
     return EXIT_DONE
+
+
+class _StoreOutcome:
+    """A local worker records straight into the store."""
+
+    def __init__(self, store: Path) -> None:
+        from xaug.store import open_store
+
+        self.db = open_store(store)
+
+    def flush(self) -> None:
+        """Nothing to do: every record is already in the store."""
+
+    def stop_requested(self) -> bool:
+        """Cancels reach a local worker through the store (JobContext) and SIGTERM."""
+        return False
+
+    def done(self, key: str) -> None:
+        from xaug.store.jobs import mark_job_done
+
+        mark_job_done(self.db, key)
+
+    def failed(self, key: str, error: str) -> str:
+        from xaug.store.jobs import mark_job_failed
+
+        return mark_job_failed(self.db, key, error, EXIT_FAILED)
+
+    def interrupted(self, key: str, reason: str) -> str:
+        from xaug.store.jobs import mark_job_interrupted
+
+        return mark_job_interrupted(self.db, key, reason)
+
+
+class _JournalOutcome:
+    """A remote worker records into a private copy of its snapshot; changes and outcome go to its journal."""
+
+    FLUSH_S = 1.0
+    """At most one journal entry (an fsync on a shared filesystem) per second while the job runs."""
+
+    def __init__(self, folder: Path) -> None:
+        from xaug.engine.queue.journal import JournalWriter, read_snapshot
+        from xaug.store.changes import open_scratch_store
+
+        self.folder = Path(folder)
+        self.db = open_scratch_store(read_snapshot(self.folder))
+        self.writer = JournalWriter(self.folder)
+        self._flushed_at = 0.0
+
+    def flush(self, force: bool = False) -> None:
+        """Append the rows recorded since the last flush to the journal (throttled unless `force`)."""
+        import time
+
+        from xaug.store.changes import drain_changes
+
+        if force or time.monotonic() - self._flushed_at >= self.FLUSH_S:
+            self._flushed_at = time.monotonic()
+            self.writer.changes(drain_changes(self.db))
+
+    def stop_requested(self) -> bool:
+        """The engine's stop file (a cancel) in the journal folder."""
+        from xaug.engine.queue.journal import stop_requested
+
+        return stop_requested(self.folder)
+
+    def _end(self, status: str, error: str | None = None) -> str:
+        self.flush(force=True)
+        self.writer.outcome(status, error)
+        return f"{status} (journaled)"
+
+    def done(self, key: str) -> None:
+        self._end("done")
+
+    def failed(self, key: str, error: str) -> str:
+        return self._end("failed", error)
+
+    def interrupted(self, key: str, reason: str) -> str:
+        return self._end("interrupted")
+
+
+def run_remote_job(store: str, key: str, journal: str, log_path: str) -> int:
+    """Entry point of a worker on another node (Slurm): run the job against its journal folder, its output
+    appended to the job's log in the shared artifact folder (where `xaug logs` reads it)."""
+    fd = os.open(log_path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    print(f"=== Slurm job {os.environ.get('SLURM_JOB_ID')} on {os.uname().nodename} ===", flush=True)
+    register_extra_kinds()
+    code = run_job(Path(store), key, Path(journal))
+    sys.stdout.flush()
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,9 +185,10 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Run one claimed xaug job (started by the engine).")
     parser.add_argument("--store", required=True, type=Path, help="The study database.")
     parser.add_argument("--job", required=True, help="Key of the job to run.")
+    parser.add_argument("--journal", type=Path, help="Journal folder: record there instead of in the store.")
     args = parser.parse_args(argv)
     register_extra_kinds()
-    return run_job(args.store, args.job)
+    return run_job(args.store, args.job, args.journal)
 
 
 def exit_now(code: int) -> None:

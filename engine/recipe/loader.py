@@ -9,6 +9,7 @@ import difflib
 import json
 import typing
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,17 @@ class LoadedRecipe:
             return None
         path = Path(relative).expanduser()
         return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    @cached_property
+    def fingerprints(self):
+        """Content fingerprints of the files the recipe names (dataset, weights, base models), by absolute path.
+
+        Computed once per loaded recipe, on first use, before planning (engine/data/fingerprint.py: files are read
+        only when their stat changed); the planner puts them in job keys in place of the paths.
+        """
+        from xaug.engine.data.fingerprint import fingerprint_inputs
+
+        return fingerprint_inputs(self)
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,11 @@ Each field's docstring is its description in the exported JSON schema (`xaug rec
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 CLASS_NAMES_PAPER = ("healthy", "bacterial", "viral", "fungal", "covid19")
 
@@ -112,15 +114,30 @@ class ClassifierSpec(Strict):
     image_size: int | None = Field(None, ge=16, le=2048)
     """Input size; defaults to the dataset's image_size."""
     epochs: int = Field(20, ge=1)
-    """Training epochs, the same for every arm (baseline, synthetic, control): equal budgets."""
+    """Training length in epochs of the fold's real training split (n_real images). Every arm of this classifier
+    (baseline, each synthetic amount, duplicate control) trains exactly epochs x ceil(n_real / batch_size)
+    optimiser steps with the same cosine schedule, whatever it adds: an arm with more images sees each image
+    fewer times, never more updates (equal budgets; recorded as `optimizer_steps` in `results`)."""
     batch_size: int = Field(8, ge=1)
     """Batch size (the paper: 8)."""
+    synthetic_fraction: float | None = Field(None, gt=0, lt=1)
+    """How an arm that adds images fills its batches. Unset: uniformly from the pool of real + added images, so a
+    batch holds added images in proportion to their count. A number such as 0.5: that fraction of every batch is
+    added images (synthetic or duplicated real), the rest real ones, whatever the amount. The step budget is the
+    same either way; the baseline draws real images only."""
+    val_every_steps: int | None = Field(None, ge=1)
+    """Validate, and keep the checkpoint with the lowest validation loss, every this many optimiser steps and at
+    the last step; default one epoch of the real training split. Counted in steps, so all arms are selected at the
+    same points of their (equal) training."""
     lr: float = Field(1e-4, gt=0)
-    """Adam learning rate (the paper: 1e-4), with a cosine schedule."""
+    """Adam learning rate (the paper: 1e-4), with a cosine schedule over the step budget."""
     weight_decay: float = Field(0.0, ge=0)
     """Weight decay (AdamW when > 0)."""
-    augment: bool = True
-    """Standard augmentation (small affine, flips off, brightness/contrast) on training images."""
+    augment: Literal["none", "standard", "paper"] = "standard"
+    """Training augmentation preset (kornia, drawn per image): `none`; `standard`, mild (affine up to 7 degrees,
+    5% shift and 7% scale, brightness/contrast 15%; no flips: anatomy is sided); `paper`, the reference study's
+    (shift-scale-rotate up to 50% scale, CLAHE or gamma, blur or sharpen, and dropout 0.5 before the classifier
+    head unless model_kwargs sets drop_rate). Older recipes' true/false mean standard/none."""
     class_balanced: bool = False
     """Weight the loss by inverse class frequency (training and validation), for small imbalanced datasets."""
     model_kwargs: dict[str, Any] = {}
@@ -131,12 +148,32 @@ class ClassifierSpec(Strict):
         """The name used in tables and job labels."""
         return self.name or self.model
 
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _augment_from_bool(cls, value: Any) -> Any:
+        """Recipes and queued jobs written before the presets said `augment: true/false`."""
+        return {True: "standard", False: "none"}.get(value, value) if isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _fraction_needs_two_per_batch(self) -> "ClassifierSpec":
+        """A fixed real:added ratio needs room for at least one image of each in a batch."""
+        if self.synthetic_fraction is not None and self.batch_size < 2:
+            raise ValueError("synthetic_fraction needs batch_size >= 2 (one real and one added image per batch)")
+        return self
+
 
 class QualityConfig(Strict):
     """Image-quality and memorisation metrics of the synthetic images."""
 
     n_per_class: int = Field(200, ge=2)
-    """Synthetic and real images per class used for FID/KID (fixed, and recorded with every value)."""
+    """Synthetic and real images per class used for FID/KID (fixed, and recorded with every value); real images are
+    drawn from the fold's training split and, separately, from its validation split (held-out reference)."""
+    image_size: int | None = Field(None, ge=16)
+    """Side in pixels at which real and synthetic images are compared (both resized the same way before any
+    metric); default: the smaller of the real images' side (dataset.image_size) and the samples' side."""
+    min_images: int = Field(50, ge=2)
+    """A class with fewer real or synthetic images than this gets its values marked not meaningful (still recorded,
+    with a note) and left out of the overall macro-average."""
     features: Literal["inception", "classifier", "pixels"] = "inception"
     """Feature space: Inception-v3 (needs local weights), the fold's real-only classifier, or raw pixels."""
     inception_weights: str | None = None
@@ -145,8 +182,24 @@ class QualityConfig(Strict):
     """Subset size for KID (must not exceed the number of images)."""
     memorisation: bool = True
     """Check each synthetic image's nearest neighbour among the training images for near-copies."""
+    memorisation_quantile: float = Field(1.0, gt=0, lt=50)
+    """A synthetic image nearer to a training image than this percentile of held-out images' distances is a
+    probable near-copy."""
+    memorisation_min_heldout: int = Field(100, ge=10)
+    """Held-out (validation) images needed for that percentile: a class with fewer uses all classes' held-out
+    images together; with fewer than this in all, no near-copy rate is recorded (a note says why)."""
     ms_ssim: bool = True
-    """Compute MS-SSIM diversity among synthetic images (the paper's second metric)."""
+    """Compute MS-SSIM diversity among synthetic images (the paper's second metric), next to that among real pairs
+    of each reference at the same resolution."""
+
+    @model_validator(mode="after")
+    def _percentile_has_support(self):
+        # Below 100/q values the q-th percentile is the smallest distance itself: not an estimate of a percentile.
+        if self.memorisation_min_heldout * self.memorisation_quantile < 100:
+            raise ValueError(
+                f"memorisation_min_heldout {self.memorisation_min_heldout} is too small for the "
+                f"{self.memorisation_quantile:g}th percentile: use at least {math.ceil(100 / self.memorisation_quantile)}")
+        return self
 
 
 class ReaderStudyConfig(Strict):
@@ -169,6 +222,87 @@ class AnalysisConfig(Strict):
     """Significance level and 1 - confidence of the intervals."""
 
 
+JobKind = Literal["prepare_data", "train_generator", "sample", "image_quality", "train_classifier", "evaluate",
+                  "analyse"]
+_TIME_LIMIT = re.compile(r"^(?P<minutes>\d+)$|^(?:(?P<d>\d+)-)?(?P<h>\d+):(?P<m>\d+):(?P<s>\d+)$")
+
+
+def _check_time_limit(value: str) -> str:
+    if not _TIME_LIMIT.match(value):
+        raise ValueError(f"'{value}' is not a Slurm time limit: use minutes (90), HH:MM:SS (04:00:00) or "
+                         "D-HH:MM:SS (1-12:00:00)")
+    return value
+
+
+TimeLimit = Annotated[str, AfterValidator(_check_time_limit)]
+"""A Slurm wall-clock limit: minutes, HH:MM:SS or D-HH:MM:SS."""
+
+
+def time_limit_minutes(value: str) -> int:
+    """A Slurm time limit ('90', '04:00:00', '1-12:00:00') in whole minutes (at least 1)."""
+    parts = _TIME_LIMIT.match(value)
+    if parts["minutes"] is not None:
+        return max(1, int(parts["minutes"]))
+    days, hours, minutes, seconds = (int(parts[g] or 0) for g in ("d", "h", "m", "s"))
+    return max(1, days * 1440 + hours * 60 + minutes + (seconds + 59) // 60)
+
+
+class SlurmJobResources(Strict):
+    """What Slurm allocates to one job of a kind; unset fields fall back to the section's defaults."""
+
+    gpus: int | None = Field(None, ge=0)
+    """GPUs on one node (--gpus-per-node); default: the kind's GPUs from generator_gpus / classifier_gpus."""
+    cpus: int | None = Field(None, ge=1)
+    """CPUs of the job (--cpus-per-task); default: cpus_per_job."""
+    mem: str | None = Field(None, pattern=r"^\d+[KMGT]?$")
+    """Memory of the job (--mem), e.g. 32G; default: mem."""
+    time_limit: TimeLimit | None = None
+    """Wall-clock limit of the job (--time) as minutes, HH:MM:SS or D-HH:MM:SS; default: time_limit."""
+
+
+class SlurmConfig(Strict):
+    """How the Slurm executor submits jobs (resources.executor: slurm). The engine still decides what runs; each
+    job becomes an sbatch job (jobs of one kind submitted together become one job array)."""
+
+    partition: str | None = None
+    """Partition to submit to (--partition); the cluster's default partition when omitted."""
+    account: str | None = None
+    """Account to charge (--account)."""
+    qos: str | None = None
+    """Quality of service (--qos)."""
+    time_limit: TimeLimit = "04:00:00"
+    """Wall-clock limit of a job (--time) as minutes, HH:MM:SS or D-HH:MM:SS; a job near its limit checkpoints
+    and is submitted again, resuming where it stopped."""
+    cpus_per_job: int = Field(4, ge=1)
+    """CPUs of each job (--cpus-per-task) unless its kind says otherwise."""
+    mem: str | None = Field(None, pattern=r"^\d+[KMGT]?$")
+    """Memory of each job (--mem), e.g. 32G; the partition's default when omitted."""
+    kinds: dict[JobKind, SlurmJobResources] = {}
+    """Per job kind (train_generator, sample, train_classifier, ...): GPUs, CPUs, memory and time limit."""
+    max_jobs: int = Field(64, ge=1)
+    """Jobs submitted to Slurm at once (pending or running); more wait in xaug's queue."""
+    array_parallelism: int = Field(256, ge=1)
+    """How many tasks of one job array may run at the same time (--array=...%N)."""
+    local_kinds: list[JobKind] = ["analyse"]
+    """Kinds that run on the engine's host instead: analyse reads the whole study from the store."""
+    extra_sbatch: dict[str, str | int | bool] = {}
+    """More sbatch options by long name without dashes, e.g. {constraint: a100, mail-type: END}."""
+
+    @field_validator("extra_sbatch")
+    @classmethod
+    def _check_extra(cls, value: dict) -> dict:
+        for name in value:
+            if not re.fullmatch(r"[a-z][a-z0-9-]*", name):
+                raise ValueError(f"'{name}' is not an sbatch long option name (e.g. constraint, mail-type)")
+            if name in _SBATCH_OWNED:
+                raise ValueError(f"'{name}' is set by xaug itself; use the field of this section instead")
+        return value
+
+
+_SBATCH_OWNED = {"array", "output", "error", "job-name", "requeue", "no-requeue", "signal", "wrap", "partition",
+                 "account", "qos", "time", "cpus-per-task", "gpus-per-node", "mem"}
+
+
 class ResourcesConfig(Strict):
     """Where and how jobs run."""
 
@@ -184,6 +318,10 @@ class ResourcesConfig(Strict):
     """DataLoader worker processes per job."""
     max_attempts: int = Field(3, ge=1)
     """How often a failing job is tried before it is marked failed."""
+    executor: Literal["local", "slurm"] = "local"
+    """local runs jobs on this machine's GPUs or CPU slots; slurm submits them to a Slurm cluster (see slurm)."""
+    slurm: SlurmConfig = SlurmConfig()
+    """Partition, account, time limits and per-kind resources of the Slurm executor."""
 
 
 class Recipe(Strict):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
+
+import pytest
 
 from xaug.engine.planner import plan_study, summarise_plan
 from xaug.engine.recipe import LoadedRecipe, Recipe
@@ -93,3 +96,137 @@ def test_cpu_only_and_real_only_recipe(tmp_path):
     assert Counter(j.kind for j in jobs) == {"prepare_data": 1, "train_classifier": 4, "evaluate": 4, "analyse": 1}
     assert {j.gpus_needed for j in jobs} == {0}
     assert {j.config["fold"] for j in jobs if j.kind == "evaluate"} == {1}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Content-addressed keys: a folder dataset and a weights file, moved and edited
+
+
+FOLDER_RECIPE = """\
+name: moved
+dataset: {{source: folder, path: {data}, image_size: 32}}
+splits: {{folds: 2}}
+generators: [{{name: g, model: gan}}]
+classifiers:
+  - {{model: resnet10t, weights: {weights}}}
+{more}
+amounts: [0, 50]
+seeds: [0]
+resources: {{device: cpu}}
+"""
+
+
+def _folder_dataset(root: Path) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("healthy", "viral"):
+        for i in range(4):
+            (root / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(root / name / f"P{i}_0.png")
+    return root
+
+
+def _plan_text(where: Path, data: Path, weights: Path, more: str = ""):
+    from xaug.engine.recipe import parse_recipe
+
+    where.mkdir(parents=True, exist_ok=True)
+    text = FOLDER_RECIPE.format(data=data, weights=weights, more=more)
+    return plan_study(parse_recipe(text, where / "recipe.yaml"))
+
+
+@pytest.fixture
+def study_files(tmp_path, monkeypatch):
+    """A folder dataset and a classifier weights file under tmp_path/a, and an isolated hash cache."""
+    monkeypatch.setenv("XAUG_CACHE_DIR", str(tmp_path / "cache"))
+    data = _folder_dataset(tmp_path / "a" / "data")
+    weights = tmp_path / "a" / "w.safetensors"
+    weights.write_bytes(b"weights v1" * 100)
+    return data, weights
+
+
+def test_moving_the_dataset_and_weights_keeps_every_key(tmp_path, study_files):
+    data, weights = study_files
+    before = _plan_text(tmp_path / "r1", data, weights)
+    (tmp_path / "a").rename(tmp_path / "b")
+    after = _plan_text(tmp_path / "r2", tmp_path / "b" / "data", tmp_path / "b" / "w.safetensors")
+    assert [j.key for j in before] == [j.key for j in after]
+    prepare = next(j for j in after if j.kind == "prepare_data")
+    # The worker still gets the absolute path of where the data is now.
+    assert prepare.config["dataset"]["path"] == str(tmp_path / "b" / "data")
+    train = next(j for j in after if j.kind == "train_classifier")
+    assert train.config["classifier"]["weights"] == str(tmp_path / "b" / "w.safetensors")
+
+
+def test_editing_one_image_changes_prepare_data_and_everything_below(tmp_path, study_files):
+    from PIL import Image
+    import numpy as np
+
+    data, weights = study_files
+    before = _plan_text(tmp_path / "r", data, weights)
+    Image.fromarray(np.full((16, 16), 7, dtype=np.uint8)).save(data / "viral" / "P2_0.png")
+    after = _plan_text(tmp_path / "r", data, weights)
+    assert len(before) == len(after)
+    # Every job depends on prepare_data, so every key changes; the kinds and labels stay the same.
+    assert not {j.key for j in before} & {j.key for j in after}
+    assert [j.label for j in before] == [j.label for j in after]
+    # Adding a classifier to the edited study reuses every job it had.
+    more = _plan_text(tmp_path / "r", data, weights, more="  - {model: resnet18}")
+    kept = {j.key for j in after if j.kind != "analyse"}
+    assert kept <= {j.key for j in more}
+    assert {j.kind for j in more if j.key not in {k.key for k in after}} == {"train_classifier", "evaluate",
+                                                                              "analyse"}
+
+
+def test_changing_the_weights_file_changes_only_classifier_jobs(tmp_path, study_files):
+    data, weights = study_files
+    before = {j.label: j.key for j in _plan_text(tmp_path / "r", data, weights)}
+    weights.write_bytes(b"weights v2" * 100)
+    after = {j.label: j.key for j in _plan_text(tmp_path / "r", data, weights)}
+    changed = {label.split()[0] for label in before if before[label] != after[label]}
+    assert changed == {"train", "evaluate", "analyse"}
+    assert before["prepare_data folder"] == after["prepare_data folder"]
+
+
+def test_code_version_is_part_of_the_key(monkeypatch):
+    from xaug.engine import planner
+
+    key = planner.job_key("evaluate", {"a": 1}, [])
+    monkeypatch.setitem(planner.JOB_VERSIONS, "evaluate", planner.JOB_VERSIONS["evaluate"] + 1)
+    assert planner.job_key("evaluate", {"a": 1}, []) != key
+    assert planner.job_key("sample", {"a": 1}, []) == planner.job_key("sample", {"a": 1}, [])
+
+
+def test_plan_reports_all_reused_after_submit_and_move(tmp_path, study_files, monkeypatch):
+    from typer.testing import CliRunner
+    from xaug.engine.cli import load_commands
+    from xaug.store import open_store
+    from xaug.store.jobs import list_jobs, load_job, mark_job_done
+
+    data, weights = study_files
+    monkeypatch.setenv("XAUG_STORE", str(tmp_path / "s.db"))
+    recipe = tmp_path / "r" / "recipe.yaml"
+    recipe.parent.mkdir()
+    recipe.write_text(FOLDER_RECIPE.format(data="../a/data", weights="../a/w.safetensors", more=""))
+    app, runner = load_commands(), CliRunner()
+    out = runner.invoke(app, ["submit", str(recipe), "--json"], catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    db = open_store(tmp_path / "s.db")
+    jobs = list_jobs(db)
+    pending = next(j for j in jobs if j["kind"] == "train_classifier")
+    for job in jobs:
+        if job["key"] != pending["key"]:
+            mark_job_done(db, job["key"])
+    (tmp_path / "a").rename(tmp_path / "b")
+    recipe.write_text(FOLDER_RECIPE.format(data="../b/data", weights="../b/w.safetensors", more=""))
+    plan = json.loads(runner.invoke(app, ["plan", str(recipe), "--json"], catch_exceptions=False).output)
+    assert {kind: (row["jobs"], row["new"]) for kind, row in plan["kinds"].items()}["prepare_data"] == (1, 0)
+    assert sum(row["reused"] for row in plan["kinds"].values()) == len(jobs) - 1
+    assert sum(row["new"] for row in plan["kinds"].values()) == 0
+    assert plan["kinds"]["train_classifier"]["queued"] == 1
+    # Re-submitting points the job that has not run yet at the weights' new place.
+    runner.invoke(app, ["submit", str(recipe)], catch_exceptions=False)
+    config = json.loads(load_job(db, pending["key"])["config_json"])
+    assert config["classifier"]["weights"] == str(tmp_path / "b" / "w.safetensors")
+    assert json.loads(pending["config_json"])["classifier"]["weights"] == str(tmp_path / "a" / "w.safetensors")

@@ -38,9 +38,9 @@ def test_store_is_private_wal_and_migrated(tmp_path):
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert {"jobs", "metrics", "class_metrics", "confusion", "artifacts", "studies"} <= set(db.table_names())
     applied = [m["name"] for m in db["_sqlite_migrations"].rows]
-    assert applied == ["m001_initial"]
+    assert applied[0] == "m001_initial" and len(applied) == len(set(applied))
     open_store(path)  # re-opening applies nothing twice
-    assert db["_sqlite_migrations"].count == 1
+    assert db["_sqlite_migrations"].count == len(applied)
 
 
 def test_not_a_database_is_a_store_error(tmp_path):

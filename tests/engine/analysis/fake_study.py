@@ -30,8 +30,9 @@ def _job(kind, config, deps=()):
                            priority=0, max_attempts=1, gpus_needed=0, deps=list(deps))
 
 
-def build_fake_study(db, name: str = "toy", seed: int = 0) -> dict:
-    """Submit and 'finish' a study; returns the jobs by kind. Accuracy = 0.70 + effect + noise per run."""
+def build_fake_study(db, name: str = "toy", seed: int = 0, analyse: bool = True) -> dict:
+    """Submit and 'finish' a study (with its stored analysis unless `analyse` is False); returns the jobs by kind.
+    Accuracy = 0.70 + effect + noise per run."""
     rng = np.random.default_rng(seed)
     prep = _job("prepare_data", {"fold": "all"})
     jobs = [prep]
@@ -88,6 +89,10 @@ def build_fake_study(db, name: str = "toy", seed: int = 0) -> dict:
                     rows.append(dict(class_name=class_name, metric=metric, features=features, value=value,
                                      std=None, n_real=n_real, n_fake=n_real))
             record_quality(db, job.key, rows)
+    if analyse:
+        from xaug.engine.analysis.study import analyse_study, record_study_analysis
+
+        record_study_analysis(db, analyse_study(db, name))
     by_kind: dict = {}
     for job in jobs:
         by_kind.setdefault(job.kind, []).append(job)

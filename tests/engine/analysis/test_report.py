@@ -12,7 +12,9 @@ from xaug.engine.cli import load_commands
 from xaug.engine.errors import StoreError
 from xaug.store import open_store
 
-TABLES = ("comparisons", "comparisons_long", "generator_effects", "baseline", "class_f1", "quality", "correlations")
+TABLES = ("comparisons", "comparisons_long", "generator_effects", "baseline", "class_f1", "quality", "correlations",
+          "power")
+UNIT = "n = 3 units; unit = fold (seeds averaged within a fold)"
 FIGURES = ("class_f1_deltas.png", "quality_vs_utility.png", "loss_curves.png")
 
 
@@ -57,12 +59,23 @@ def test_comparison_matrix_rows(report_dir):
 
 def test_effects_class_f1_quality_and_correlation_tables(report_dir):
     out, _ = report_dir
-    effects = {r["generator"]: r for r in _csv(out / "generator_effects.csv")}
-    assert float(effects["goodgan"]["Δacc (pp)"]) == pytest.approx(5.0, abs=1.0)
-    assert float(effects["badddpm"]["Δacc (pp)"]) == pytest.approx(-3.0, abs=1.0)
+    effects = {(r["generator"], r["reference"], r["metric"]): r for r in _csv(out / "generator_effects.csv")}
+    assert float(effects[("goodgan", "baseline", "accuracy")]["Δ (pp)"]) == pytest.approx(5.0, abs=1.0)
+    assert float(effects[("badddpm", "baseline", "accuracy")]["Δ (pp)"]) == pytest.approx(-3.0, abs=1.0)
+    # the headline is against both references, on all three metrics; the duplicate control is +1 pp
+    assert float(effects[("goodgan", "duplicate", "macro_f1")]["Δ (pp)"]) == pytest.approx(4.0, abs=1.0)
+    assert {k[2] for k in effects} == {"accuracy", "balanced_accuracy", "macro_f1"}
+    assert all(r["n"] == "3" and r["amounts"] == "10,20" for r in effects.values())
     f1 = _csv(out / "class_f1.csv")
     assert set(f1[0]) >= {"generator", "classifier", "amount", *CLASSES}
-    assert all(r["viral"].endswith("*") for r in f1 if r["generator"] == "goodgan")
+    # with n = 3 units (not 6 fold x seed runs) only the clearest viral gains survive Holm; stars follow p_adj
+    long = {(r["generator"], r["classifier"], r["amount"]): r for r in _csv(out / "comparisons_long.csv")
+            if r["reference"] == "baseline" and r["metric"] == "f1" and r["class_name"] == "viral"}
+    for r in f1:
+        significant = float(long[(r["generator"], r["classifier"], r["amount"])]["p_adjusted"]) < 0.05
+        assert r["viral"].endswith("*") == significant
+    assert any(r["viral"].endswith("*") for r in f1 if r["generator"] == "goodgan")
+    assert not any(r["viral"].endswith("*") for r in f1 if r["generator"] == "badddpm")
     quality = {(r["generator"], r["class"]): r for r in _csv(out / "quality.csv")}
     assert float(quality[("goodgan", "all")]["FID"]) == pytest.approx(31.0)  # folds 30, 31, 32
     assert quality[("goodgan", "all")]["n_real"] == "60" and quality[("goodgan", "viral")]["n_fake"] == "20"
@@ -71,6 +84,17 @@ def test_effects_class_f1_quality_and_correlation_tables(report_dir):
     assert {r["method"] for r in fid} == {"spearman", "pearson"} and all(r["n"] == "3" for r in fid)
     baseline = {r["classifier"]: r for r in _csv(out / "baseline.csv")}
     assert set(baseline) == set(CLASSIFIERS)
+
+
+def test_every_table_states_n_and_the_unit(report_dir):
+    out, report = report_dir
+    assert report.unit == UNIT
+    for name in ("comparisons", "comparisons_long", "generator_effects", "baseline", "class_f1", "power"):
+        rows = _csv(out / f"{name}.csv")
+        assert rows and all(r["n"] == "3" and r["unit"] == "fold (seeds averaged within a fold)" for r in rows), name
+        assert UNIT in (out / f"{name}.md").read_text() and UNIT in (out / f"{name}.tex").read_text(), name
+    power = {r["generator"]: r for r in _csv(out / "power.csv")}
+    assert set(power) == {*GENERATORS, "(duplicate)"}
 
 
 def test_figures_are_pngs(report_dir):
@@ -88,7 +112,7 @@ def test_cli_writes_the_report_and_prints_the_key_table(tmp_path):
     result = CliRunner().invoke(app, ["report", "toy", "--out", str(tmp_path / "r"), "--store", str(db_path)],
                                 terminal_width=200)
     assert result.exit_code == 0, result.output
-    assert "goodgan" in result.output and "Holm" in result.output
+    assert "goodgan" in result.output and "Holm" in result.output and UNIT in result.output
     assert (tmp_path / "r" / "comparisons.csv").is_file() and (tmp_path / "r" / "loss_curves.png").is_file()
 
 

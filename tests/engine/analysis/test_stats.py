@@ -85,3 +85,11 @@ def test_nan_p_values_are_left_out_of_the_family():
 def test_correction_is_stated():
     assert "Holm" in describe_correction("holm", 12, 0.05) and "12 arms" in describe_correction("holm", 12, 0.05)
     assert "No multiple-comparison" in describe_correction("none", 3, 0.05)
+
+
+def test_units_are_described():
+    from xaug.engine.analysis.stats import describe_units
+
+    assert describe_units(3) == "n = 3 units; unit = fold (seeds averaged within a fold)"
+    assert describe_units(10, 2) == ("n = 10 units; unit = repeat x fold (2 repeats of k-fold) (seeds averaged "
+                                     "within a fold)")

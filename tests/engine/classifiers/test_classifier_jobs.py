@@ -36,7 +36,7 @@ def test_train_then_evaluate_records_everything(make_ctx, store_db, tiny_spec):
     assert [s for s, _ in curve(store_db, train_ctx.key, "train_loss")] == [1, 2]
     assert [s for s, _ in curve(store_db, train_ctx.key, "val_loss")] == [2]
     results = load_results(store_db, train_ctx.key)
-    assert results["train_images"] == 24 and results["best_epoch"] == 1
+    assert results["train_images"] == 24 and results["optimizer_steps"] == 2 and results["best_step"] == 2
     assert results["best_val_loss"] == pytest.approx(curve(store_db, train_ctx.key, "val_loss")[0][1])
     assert (train_ctx.work_dir / BEST).is_file()
     row = store_db.execute("SELECT progress, progress_total FROM jobs WHERE key = ?", [train_ctx.key]).fetchone()
@@ -91,26 +91,58 @@ def test_stop_and_resume_continue_the_curve_exactly(make_ctx, store_db, tiny_spe
         np.testing.assert_allclose(best_a[name].numpy(), best_b[name].numpy(), rtol=1e-5, atol=1e-6)
 
 
+def sample_dep(make_ctx, store_db, artifact_root, n_per_class, size=48):
+    """A finished `sample` job with n_per_class random PNGs per class (48 px: jobs resize them), as a dependency."""
+    sample_key = "s" * 64
+    dep = make_ctx.insert_job(sample_key, "sample", {"n_per_class": n_per_class})
+    sample_dir = artifact_root / "jobs" / "sample" / sample_key[:16]
+    rng = np.random.default_rng(0)
+    for name in CLASSES:
+        for i in range(n_per_class):
+            path = sample_path(sample_dir, name, i)
+            save_png(rng.integers(0, 255, (size, size), dtype=np.uint8), path)
+            record_artifact(store_db, sample_key, "sample", str(path.relative_to(artifact_root)),
+                            class_name=name, seed=0)
+    return dep
+
+
 def test_duplicate_and_synthetic_arms_add_images(make_ctx, store_db, tiny_spec, tmp_path):
     spec = tiny_spec.model_copy(update={"epochs": 1, "batch_size": 64})
     dup = make_ctx("train_classifier", "d" * 64, job_config(spec, arm="duplicate", amount=5))
     train_classifier.run(dup)
     assert load_results(store_db, dup.key)["train_images"] == 24 + 3 * 5
 
-    sample_key = "s" * 64
-    sample_dep = make_ctx.insert_job(sample_key, "sample", {"n_per_class": 6})
-    sample_dir = dup.artifact_root / "jobs" / "sample" / sample_key[:16]
-    rng = np.random.default_rng(0)
-    for name in CLASSES:
-        for i in range(6):  # 48 px samples: the job resizes them to the classifier's 32 px
-            path = sample_path(sample_dir, name, i)
-            save_png(rng.integers(0, 255, (48, 48), dtype=np.uint8), path)
-            record_artifact(store_db, sample_key, "sample", str(path.relative_to(dup.artifact_root)),
-                            class_name=name, seed=0)
+    samples = sample_dep(make_ctx, store_db, dup.artifact_root, 6)
     syn = make_ctx("train_classifier", "y" * 64, job_config(spec, arm="synthetic", amount=4, generator="gan"),
-                   deps=[sample_dep])
+                   deps=[samples])
     train_classifier.run(syn)
     assert load_results(store_db, syn.key)["train_images"] == 24 + 3 * 4
+
+
+@pytest.mark.parametrize("synthetic_fraction", [None, 0.5])
+def test_every_arm_trains_the_same_optimizer_steps(make_ctx, store_db, tiny_spec, synthetic_fraction):
+    """Baseline, synthetic and duplicate arms of one classifier: same step budget, same schedule, whatever they add
+    (24 real images, batch 8, 2 epochs: 6 steps; +8 or +6 images per class used to mean 10 or 9 steps)."""
+    spec = tiny_spec.model_copy(update={"epochs": 2, "batch_size": 8, "synthetic_fraction": synthetic_fraction})
+    base = make_ctx("train_classifier", "a" * 64, job_config(spec))
+    train_classifier.run(base)
+    dup = make_ctx("train_classifier", "d" * 64, job_config(spec, arm="duplicate", amount=8))
+    train_classifier.run(dup)
+    samples = sample_dep(make_ctx, store_db, base.artifact_root, 6)
+    syn = make_ctx("train_classifier", "y" * 64, job_config(spec, arm="synthetic", amount=6, generator="gan"),
+                   deps=[samples])
+    train_classifier.run(syn)
+
+    arms = {"baseline": base.key, "duplicate": dup.key, "synthetic": syn.key}
+    results = {arm: load_results(store_db, key) for arm, key in arms.items()}
+    assert {arm: r["train_images"] for arm, r in results.items()} == {"baseline": 24, "duplicate": 48,
+                                                                     "synthetic": 42}
+    assert {arm: r["optimizer_steps"] for arm, r in results.items()} == {arm: 6 for arm in arms}
+    assert all(r["real_train_images"] == 24 and 1 <= r["best_step"] <= 6 for r in results.values())
+    lr = {arm: curve(store_db, key, "lr") for arm, key in arms.items()}
+    assert lr["duplicate"] == lr["baseline"] == lr["synthetic"]  # one cosine schedule for all arms
+    validated = {arm: [s for s, _ in curve(store_db, key, "val_loss")] for arm, key in arms.items()}
+    assert validated == {arm: [3, 6] for arm in arms}  # selection at the same steps: one real epoch apart
 
 
 def test_jobs_run_on_a_real_prepared_phantom(store_db, tmp_path, tiny_spec):

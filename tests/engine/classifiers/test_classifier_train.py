@@ -6,8 +6,9 @@ import pytest
 from safetensors.torch import load_file
 
 from xaug.engine.classifiers import train as train_mod
+from xaug.engine.checkpoint import load_checkpoint
 from xaug.engine.classifiers.checkpoint import BEST, LAST, read_meta
-from xaug.engine.classifiers.train import TrainCallbacks, TrainData, steps_per_epoch, train_classifier
+from xaug.engine.classifiers.train import TrainCallbacks, TrainData, train_classifier
 from xaug.engine.errors import DataError
 
 from classifier_helpers import CLASSES, make_images
@@ -49,29 +50,30 @@ def test_best_checkpoint_is_the_lowest_validation_loss(tmp_path, data, tiny_spec
     spec = tiny_spec.model_copy(update={"epochs": 3, "batch_size": 12})
     # stop right after epoch 2 to capture its weights, then resume to the end
     first = train_classifier(spec, CLASSES, data, tmp_path, seed=0, callbacks=Recorder(stop_at_step=4))
-    assert (first.finished, first.step, first.best_epoch) == (False, 4, 2)
-    epoch2 = load_file(str(tmp_path / LAST))
+    assert (first.finished, first.step, first.best_step) == (False, 4, 4)
+    epoch2 = load_checkpoint(tmp_path / LAST).tensors(prefix="model")
     rec = Recorder()
     done = train_classifier(spec, CLASSES, data, tmp_path, seed=0, callbacks=rec)
     assert (done.finished, done.step, done.total_steps) == (True, 6, 6)
     assert rec.starts == [4]
-    assert (done.best_epoch, done.best_val_loss) == (2, 0.5)
+    assert (done.best_step, done.best_val_loss) == (4, 0.5)
     best = load_file(str(tmp_path / BEST))
-    final = load_file(str(tmp_path / LAST))
+    final = load_checkpoint(tmp_path / LAST).tensors(prefix="model")
     changed = 0
     for name, tensor in best.items():
-        np.testing.assert_array_equal(tensor.numpy(), epoch2[f"model/{name}"].numpy())
-        changed += not np.array_equal(tensor.numpy(), final[f"model/{name}"].numpy())
+        np.testing.assert_array_equal(tensor.numpy(), epoch2[name].numpy())
+        changed += not np.array_equal(tensor.numpy(), final[name].numpy())
     assert changed > 0, "epoch 3 should have moved the weights away from the best ones"
     meta = read_meta(tmp_path / BEST)
-    assert (meta["epoch"], meta["val_loss"], meta["classes"], meta["image_size"]) == (2, 0.5, CLASSES, 32)
+    assert (meta["step"], meta["epoch"], meta["val_loss"], meta["classes"], meta["image_size"]) == (4, 2, 0.5, CLASSES,
+                                                                                                  32)
 
 
 def test_curves_progress_and_lr_schedule(tmp_path, data, tiny_spec):
     rec = Recorder()
     spec = tiny_spec.model_copy(update={"epochs": 1, "batch_size": 12})
     out = train_classifier(spec, CLASSES, data, tmp_path, seed=3, callbacks=rec)
-    assert (out.finished, out.step, out.best_epoch) == (True, 2, 1)
+    assert (out.finished, out.step, out.best_step) == (True, 2, 2)
     assert sorted(rec.points["train_loss"]) == [1, 2]
     assert all(np.isfinite(v) and v > 0 for v in rec.points["train_loss"].values())
     # cosine over 2 steps: full lr at step 1, half of it at step 2
@@ -82,7 +84,7 @@ def test_curves_progress_and_lr_schedule(tmp_path, data, tiny_spec):
 
 
 def test_three_channel_input_without_augmentation_trains(tmp_path, data, tiny_spec):
-    spec = tiny_spec.model_copy(update={"epochs": 1, "batch_size": 24, "in_chans": 3, "augment": False,
+    spec = tiny_spec.model_copy(update={"epochs": 1, "batch_size": 24, "in_chans": 3, "augment": "none",
                                         "weight_decay": 0.01})
     out = train_classifier(spec, CLASSES, data, tmp_path, seed=0)
     assert out.finished and out.step == 1
@@ -96,13 +98,6 @@ def test_unusable_data_is_a_data_error(tmp_path, data, tiny_spec):
     bad = TrainData(data.train_images, data.train_labels + 5, data.val_images, data.val_labels)
     with pytest.raises(DataError, match="labels outside"):
         train_classifier(tiny_spec, CLASSES, bad, tmp_path, seed=0)
-
-
-def test_steps_per_epoch_never_leaves_a_batch_of_one():
-    assert steps_per_epoch(24, 8) == 3
-    assert steps_per_epoch(25, 8) == 3  # the 25th image joins the last batch
-    assert steps_per_epoch(26, 8) == 4
-    assert steps_per_epoch(1, 8) == 1
 
 
 def test_class_weights_make_every_class_count_the_same():

@@ -7,6 +7,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from xaug.engine.checkpoint import load_checkpoint
 from xaug.engine.generators.ddpm import DdpmConfig
 from xaug.engine.generators.registry import get_generator
 
@@ -23,8 +24,9 @@ def test_conditional_ddpm_trains_and_samples_each_class_with_each_sampler(tmp_pa
     assert out.finished and out.step == 2 and hooks.steps == [1, 2]
     assert all(np.isfinite(losses["loss"]) and losses["loss"] > 0 for losses in hooks.losses)
     assert hooks.grids[-1][0] == 2 and hooks.grids[-1][1].shape == (2, 32, 32)
-    assert (tmp_path / "all" / "unet" / "diffusion_pytorch_model.safetensors").exists()
-    assert (tmp_path / "all" / "scheduler" / "scheduler_config.json").exists()
+    saved = load_checkpoint(tmp_path / "all" / "checkpoints")
+    assert saved.step == 2 and (saved.path / "unet" / "diffusion_pytorch_model.safetensors").exists()
+    assert (saved.path / "scheduler" / "scheduler_config.json").exists()
     ddpm = _ddpm()
     for name in tiny_data.classes:
         images = ddpm.sample(out.checkpoint, name, 4, seed=1, device="cpu")
@@ -48,7 +50,7 @@ def test_per_class_ddpm_with_guidance_free_unconditional_models(tmp_path, tiny_d
     hooks = recording_hooks()
     out = _ddpm().train(DdpmConfig(**tiny_ddpm_params), True, tiny_data, tmp_path, hooks, "cpu", seed=0)
     assert out.finished and out.step == 4 and hooks.steps == [1, 2, 3, 4]
-    assert (tmp_path / "healthy" / "unet").is_dir() and (tmp_path / "viral" / "unet").is_dir()
+    assert all((load_checkpoint(tmp_path / c / "checkpoints").path / "unet").is_dir() for c in ("healthy", "viral"))
     assert _ddpm().sample(out.checkpoint, "viral", 3, seed=0, device="cpu").shape == (3, 32, 32)
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from xaug.engine.checkpoint import has_checkpoint
 from xaug.engine.generators.gan import GanConfig, GanTrainer, augment
 from xaug.engine.generators.registry import get_generator
 
@@ -32,7 +33,7 @@ def test_conditional_gan_trains_and_samples_each_class(tmp_path, tiny_data, tiny
     assert all(np.isfinite(v) for losses in hooks.losses for v in losses.values())
     step, grid, names = hooks.grids[-1]
     assert step == 2 and grid.shape == (4, 32, 32) and names == ["healthy", "healthy", "viral", "viral"]
-    assert (tmp_path / "all" / "ema.safetensors").exists() and (tmp_path / "generator.json").exists()
+    assert has_checkpoint(tmp_path / "all" / "checkpoints") and (tmp_path / "generator.json").exists()
     for name in tiny_data.classes:
         images = gan.sample(out.checkpoint, name, 5, seed=3, device="cpu")
         assert images.shape == (5, 32, 32) and images.dtype == np.uint8
@@ -49,7 +50,7 @@ def test_per_class_gan_trains_one_model_per_class(tmp_path, tiny_data, tiny_gan_
     hooks = recording_hooks()
     out = gan.train(GanConfig(**tiny_gan_params), True, tiny_data, tmp_path, hooks, "cpu", seed=0)
     assert out.finished and out.step == 4 and hooks.steps == [1, 2, 3, 4] and hooks.totals == {4}
-    assert (tmp_path / "healthy" / "ema.safetensors").exists() and (tmp_path / "viral" / "ema.safetensors").exists()
+    assert has_checkpoint(tmp_path / "healthy" / "checkpoints") and has_checkpoint(tmp_path / "viral" / "checkpoints")
     assert [names for _, _, names in hooks.grids] == [["healthy"] * 2, ["viral"] * 2]
     assert gan.sample(out.checkpoint, "viral", 2, seed=0, device="cpu").shape == (2, 32, 32)
 

@@ -76,25 +76,6 @@ def test_default_sampling_steps_follow_scheduler():
     assert sd_common.SdParams(scheduler="ddim", inference_steps=10).steps_to_sample() == 10
 
 
-def test_optimizer_state_roundtrip_without_pickle(tmp_path):
-    torch.manual_seed(0)
-    model = torch.nn.Linear(4, 3)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for _ in range(2):
-        model(torch.randn(5, 4)).pow(2).mean().backward()
-        opt.step()
-        opt.zero_grad()
-    sd_common.save_optimizer(opt, tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["optimizer.json", "optimizer.safetensors"]
-    fresh = torch.optim.AdamW(model.parameters(), lr=1.0)
-    sd_common.load_optimizer(fresh, tmp_path)
-    a, b = opt.state_dict(), fresh.state_dict()
-    assert b["param_groups"][0]["lr"] == pytest.approx(1e-2)
-    for pid in a["state"]:
-        for key, value in a["state"][pid].items():
-            assert torch.equal(torch.as_tensor(value), torch.as_tensor(b["state"][pid][key]))
-
-
 def test_grey_conversion_of_pipeline_output():
     rgb = np.zeros((2, 4, 4, 3), np.float32)
     rgb[0] = 1.0
@@ -111,19 +92,6 @@ def test_images_are_resized_and_replicated_to_rgb():
     pixels = sd_common.grey_to_pixels(grey)
     assert tuple(pixels.shape) == (3, 3, 32, 32)
     assert float(pixels.min()) == pytest.approx(1.0)
-
-
-def test_resume_picks_the_newest_complete_checkpoint(tmp_path):
-    unit = sd_common.Unit("all", ["a"])
-    base = tmp_path / "resume"
-    for name, step in (("all", 3), ("all.new", 5), ("all.old", 1)):
-        (base / name).mkdir(parents=True)
-        (base / name / "state.json").write_text(f'{{"step": {step}}}')
-    (base / "all.new" / "state.json").unlink()  # a save that crashed before state.json: incomplete
-    assert sd_common._find_resume(tmp_path, unit) == base / "all"
-    (base / "all.new" / "state.json").write_text('{"step": 5}')
-    assert sd_common._find_resume(tmp_path, unit) == base / "all.new"
-    assert sd_common._find_resume(tmp_path, sd_common.Unit("other", ["b"])) is None
 
 
 def test_mixed_precision_only_on_cuda_and_amp_switches_it_off():

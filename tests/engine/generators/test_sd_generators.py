@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 from tiny_sd import CLASSES, RecordingHooks, tiny_images, tiny_sd_dir
 
+from xaug.engine.checkpoint import load_checkpoint
 from xaug.engine.errors import WeightsError
 from xaug.engine.generators.registry import get_generator
 from xaug.engine.generators.sd_common import load_pipeline, make_scheduler, to_grey_uint8
@@ -40,9 +41,9 @@ def test_finetune_stop_resume_equals_uninterrupted_and_samples(tiny_sd, tmp_path
     first = gen.train(params, False, data, tmp_path / "a", hooks, "cpu", 0)
     assert (first.finished, first.step, hooks.steps) == (False, 1, [1])
     resume = tmp_path / "a" / "resume" / "all"
-    assert {"state.json", "optimizer.safetensors", "optimizer.json", "rng.safetensors"} <= {
-        p.name for p in resume.iterdir()}
-    assert (resume / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    saved = load_checkpoint(resume)
+    assert saved.step == 1 and {"state.json", "state.safetensors"} <= {p.name for p in saved.path.iterdir()}
+    assert (saved.path / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     with pytest.raises(WeightsError, match="not finished"):
         gen.sample(first.checkpoint, "viral", 1, 0, "cpu")
 
@@ -81,7 +82,7 @@ def test_lora_resumes_and_loads_into_plain_diffusers(tiny_sd, tmp_path):
     gen, params = _params("lora", tiny_sd, lr=1e-2, rank=4, alpha=8)
     data = tiny_images()
     first = gen.train(params, False, data, tmp_path, RecordingHooks(stop_at=1), "cpu", 0)
-    assert not first.finished and (tmp_path / "resume" / "all" / "lora_peft.safetensors").is_file()
+    assert not first.finished and (load_checkpoint(tmp_path / "resume" / "all").path / "lora_peft.safetensors").is_file()
     hooks = RecordingHooks()
     done = gen.train(params, False, data, tmp_path, hooks, "cpu", 0)
     assert done.finished and hooks.steps == [2] and _no_pickles(tmp_path) == []
@@ -135,7 +136,7 @@ def test_finetune_text_encoder_with_accumulation_and_uncached_latents(tiny_sd, t
                           cache_latents=False, snr_gamma=None, gradient_checkpointing=False, lr=1e-3)
     data = tiny_images()
     assert not gen.train(params, False, data, tmp_path, RecordingHooks(stop_at=1), "cpu", 0).finished
-    assert (tmp_path / "resume" / "all" / "text_encoder").is_dir()
+    assert (load_checkpoint(tmp_path / "resume" / "all").path / "text_encoder").is_dir()
     done = gen.train(params, False, data, tmp_path, RecordingHooks(), "cpu", 0)
     te = load_file(str(next((done.checkpoint / "all" / "text_encoder").glob("*.safetensors"))))
     base = load_file(str(next((tiny_sd / "text_encoder").glob("*.safetensors"))))

@@ -1,4 +1,5 @@
-"""The image_quality job end to end on tiny data: quality rows per class and overall, memorisation pair PNGs."""
+"""The image_quality job end to end on tiny data: quality rows per class, reference and overall (macro-average),
+the same-resolution pipeline, small-class notes, the near-copy threshold's sources and memorisation pair PNGs."""
 
 from dataclasses import dataclass
 
@@ -38,7 +39,8 @@ def _split(n, seed):
 
 @pytest.fixture
 def job(store_db, tmp_path, monkeypatch):
-    prepared = FakePrepared({"train": _split(40, 0), "val": _split(30, 10), "test": _split(30, 20)}, CLASSES)
+    # 60 validation images per class: fewer than memorisation_min_heldout (100) each, enough (120) together
+    prepared = FakePrepared({"train": _split(40, 0), "val": _split(60, 10), "test": _split(30, 20)}, CLASSES)
     monkeypatch.setattr(image_quality, "_load_prepared", lambda ctx: prepared)
     ctx = JobContext(key="q" * 40, kind="image_quality", db=store_db, db_path=tmp_path / "xaug.db",
                      config=dict(generator={"name": "g", "model": "gan"}, fold=0, classes=CLASSES,
@@ -60,30 +62,70 @@ def job(store_db, tmp_path, monkeypatch):
     return ctx
 
 
+def _by_key(rows):
+    return {(r["reference"], r["class_name"], r["metric"], r["features"]): r for r in rows}
+
+
 def test_image_quality_job_records_values_with_n_and_memorisation_pairs(job):
     image_quality.run(job)
-    rows = load_quality(job.db, job.key)
-    by = {(r["class_name"], r["metric"], r["features"]): r for r in rows}
+    by = _by_key(load_quality(job.db, job.key))
+    for reference in ("train", "heldout"):
+        for class_name in ["", *CLASSES]:
+            for metric in ("fid", "kid", "precision", "recall", "density", "coverage", "ms_ssim_real"):
+                assert (reference, class_name, metric, "pixels") in by, (reference, class_name, metric)
     for class_name in ["", *CLASSES]:
-        for metric in ("fid", "kid", "precision", "recall", "density", "coverage"):
-            assert (class_name, metric, "pixels") in by, (class_name, metric)
-        assert (class_name, "ms_ssim", "pixels") in by
-        assert (class_name, "memorised_fraction", "pixels") in by
-    # fixed N recorded: 30 real asked but 40 available -> 30; 25 synthetic (all the sample job made)
-    assert by[("healthy", "fid", "pixels")]["n_real"] == 30 and by[("healthy", "fid", "pixels")]["n_fake"] == 25
-    assert by[("", "fid", "pixels")]["n_real"] == 60 and by[("", "fid", "pixels")]["n_fake"] == 50
-    # the planted copies are found in viral, not in healthy
-    assert by[("viral", "memorised_fraction", "pixels")]["value"] >= 3 / 25
-    assert by[("healthy", "memorised_fraction", "pixels")]["value"] <= 2 / 25
-    assert by[("", "memorised_fraction", "pixels")]["value"] == pytest.approx(
-        (by[("viral", "memorised_fraction", "pixels")]["value"] * 25
-         + by[("healthy", "memorised_fraction", "pixels")]["value"] * 25) / 50)
+        assert ("", class_name, "ms_ssim", "pixels") in by
+        assert ("train", class_name, "memorised_fraction", "pixels") in by
+    # the test split is never a reference
+    assert {r["reference"] for r in load_quality(job.db, job.key)} == {"", "train", "heldout"}
+    # fixed N recorded: 30 real asked but 40 (train) / 60 (val) available -> 30; 25 synthetic (all the sample made)
+    for reference in ("train", "heldout"):
+        row = by[(reference, "healthy", "fid", "pixels")]
+        assert row["n_real"] == 30 and row["n_fake"] == 25
+        assert not row["meaningful"] and "too few images" in row["note"]  # 25 < min_images (50)
+    # overall = macro-average of the per-class values (here no class is meaningful: the mean of all, flagged)
+    overall = by[("train", "", "fid", "pixels")]
+    assert overall["value"] == pytest.approx(np.mean([by[("train", c, "fid", "pixels")]["value"] for c in CLASSES]))
+    assert overall["n_real"] == 60 and overall["n_fake"] == 50 and not overall["meaningful"]
+    # the planted copies are found in viral, not in healthy; the threshold came from both classes' held-out images
+    viral = by[("train", "viral", "memorised_fraction", "pixels")]
+    assert viral["value"] >= 3 / 25 and viral["meaningful"]
+    assert "120 held-out (validation) images of all classes" in viral["note"]
+    assert by[("train", "healthy", "memorised_fraction", "pixels")]["value"] <= 2 / 25
+    assert by[("train", "", "memorised_fraction", "pixels")]["value"] == pytest.approx(
+        (by[("train", "viral", "memorised_fraction", "pixels")]["value"]
+         + by[("train", "healthy", "memorised_fraction", "pixels")]["value"]) / 2)
 
     pairs = load_artifacts(job.db, job.key, kind="memorisation_pair", class_name="viral")
     assert len(pairs) == image_quality.PAIRS_PER_CLASS
     assert all((job.artifact_root / p["path"]).is_file() for p in pairs)
     assert [p["meta"]["flagged"] for p in pairs[:3]] == [True, True, True]
     assert pairs[0]["meta"]["distance"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_meaningful_classes_make_the_overall_value_and_the_note_names_the_rest(job):
+    job.config["quality"].update(min_images=20)  # healthy and viral: 30 real, 25 synthetic -> both meaningful
+    image_quality.run(job)
+    by = _by_key(load_quality(job.db, job.key))
+    assert by[("train", "viral", "kid", "pixels")]["meaningful"]
+    assert by[("train", "", "kid", "pixels")]["note"] == "macro-average of 2 classes"
+    job.config["quality"].update(min_images=28)  # 25 synthetic < 28: both flagged
+    image_quality.run(job)
+    by = _by_key(load_quality(job.db, job.key))
+    assert not by[("heldout", "", "kid", "pixels")]["meaningful"]
+    assert "no class has enough images" in by[("heldout", "", "kid", "pixels")]["note"]
+
+
+def test_without_enough_held_out_images_no_near_copy_rate_is_recorded(job, monkeypatch):
+    prepared = image_quality._load_prepared(job)
+    small = FakePrepared({**prepared.images, "val": _split(20, 10)}, CLASSES)  # 40 held-out images < 100
+    monkeypatch.setattr(image_quality, "_load_prepared", lambda ctx: small)
+    image_quality.run(job)
+    by = _by_key(load_quality(job.db, job.key))
+    row = by[("train", "viral", "memorised_fraction", "pixels")]
+    assert not row["meaningful"] and "40 held-out images in all" in row["note"]
+    assert not by[("train", "", "memorised_fraction", "pixels")]["meaningful"]
+    assert ("train", "viral", "nn_distance_ratio", "pixels") in by
 
 
 def test_image_quality_job_on_a_prepared_phantom(store_db, tmp_path):
@@ -94,7 +136,8 @@ def test_image_quality_job_on_a_prepared_phantom(store_db, tmp_path):
     prep_key, sample_key = "p" * 40, "s" * 40
     ctx = JobContext(key="q" * 40, kind="image_quality", db=store_db, db_path=tmp_path / "xaug.db",
                      config=dict(generator={"name": "g"}, fold=1, classes=["healthy", "covid19"],
-                                 quality=dict(n_per_class=20, features="pixels", kid_subset_size=10)),
+                                 quality=dict(n_per_class=20, features="pixels", kid_subset_size=10,
+                                              memorisation_quantile=10, memorisation_min_heldout=10)),
                      deps={sample_key: dict(kind="sample", config=dict(n_per_class=6)),
                            prep_key: dict(kind="prepare_data", config={})})
     prep_dir = ctx.work_dir_of(prep_key)
@@ -115,8 +158,8 @@ def test_image_quality_job_on_a_prepared_phantom(store_db, tmp_path):
             rows.append(dict(job_key=sample_key, kind="sample", path=ctx.relpath(path), class_name=name))
     record_artifacts(store_db, rows)
     image_quality.run(ctx)
-    by = {(r["class_name"], r["metric"], r["features"]): r for r in load_quality(store_db, ctx.key)}
-    assert by[("", "fid", "pixels")]["n_fake"] == 12
-    assert by[("covid19", "memorised_fraction", "pixels")]["value"] >= 2 / 6
+    by = _by_key(load_quality(store_db, ctx.key))
+    assert by[("train", "", "fid", "pixels")]["n_fake"] == 12
+    assert by[("train", "covid19", "memorised_fraction", "pixels")]["value"] >= 2 / 6
     pairs = load_artifacts(store_db, ctx.key, kind="memorisation_pair", class_name="covid19")
     assert pairs[0]["meta"]["flagged"] and (ctx.artifact_root / pairs[0]["path"]).is_file()

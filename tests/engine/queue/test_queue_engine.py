@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 
+import pytest
 from queue_helpers import fake, run_engine, submit
 from xaug.store import artifact_root
 from xaug.store import jobs as q
@@ -43,7 +44,8 @@ def test_gpu_jobs_get_their_gpus_visible(store_path, qdb, fake_kinds):
     submit(qdb, [two, cpu])
     run_engine(store_path, cpu_slots=1, gpus=[0, 1])
     env = json.loads((_work(store_path, two) / "env.json").read_text())
-    assert env == {"device": "cuda", "cuda_visible_devices": "0,1", "order": "PCI_BUS_ID", "deps": []}
+    assert {k: env[k] for k in ("device", "cuda_visible_devices", "order", "deps")} == {
+        "device": "cuda", "cuda_visible_devices": "0,1", "order": "PCI_BUS_ID", "deps": []}
     assert q.load_job(qdb, two.key)["gpus"] == "0,1"
     env = json.loads((_work(store_path, cpu) / "env.json").read_text())
     assert env["device"] == "cpu" and env["cuda_visible_devices"] == ""
@@ -90,3 +92,32 @@ def test_worker_module_runs_as_a_script(store_path, fake_kinds):
     out = subprocess.run([sys.executable, "-m", "xaug.engine.queue.worker", "--store", str(store_path),
                           "--job", "nope"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "no job nope" in out.stderr
+
+
+@pytest.mark.parametrize("start", ["forkserver", "exec"])
+def test_workers_start_forked_from_a_preloaded_parent_or_as_a_fresh_process(store_path, qdb, fake_kinds, start):
+    from xaug.engine.queue.engine import Engine, worker_process
+    from xaug.engine.queue.executor import LocalExecutor
+
+    slow = fake("slow", steps=100, sleep=0.05)
+    submit(qdb, [slow])
+    seen = {}
+
+    def on_step(engine):
+        row = q.load_job(engine.db, slow.key)
+        if row["status"] == "running" and row["progress"] >= 1 and "proc" not in seen:
+            seen["proc"] = worker_process(row["pid"], slow.key)  # what crash recovery uses to find a worker
+            seen["engine_pid"] = os.getpid()
+            q.cancel_job(engine.db, slow.key)
+
+    executor = LocalExecutor(store_path, cpu_threads=1, start=start)
+    engine = Engine(store_path, cpu_slots=1, gpus=[], executor=executor, poll_s=0.05, grace_s=10)
+    engine.run(until=lambda: q.study_finished(qdb, "s"), on_step=on_step)
+    assert seen["proc"] is not None and seen["proc"].pid != seen["engine_pid"]
+    assert q.load_job(qdb, slow.key)["status"] == "cancelled"
+    env = json.loads((_work(store_path, slow) / "env.json").read_text())
+    # Forked workers find torch imported by the fork server's preload; a fresh `python -m` worker does not.
+    assert env["torch_preloaded"] is (start == "forkserver")
+    assert env["threads"] == "1" and env["device"] == "cpu"
+    log = open(q.load_job(qdb, slow.key)["log_path"]).read()
+    assert "worker pid" in log and "stopped after a checkpoint" in log

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 
@@ -21,7 +22,8 @@ def run(ctx) -> None:
         fh.write(f"{step}\n")
     (work / "env.json").write_text(json.dumps({
         "device": ctx.device, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "order": os.environ.get("CUDA_DEVICE_ORDER"), "deps": sorted(ctx.deps)}))
+        "order": os.environ.get("CUDA_DEVICE_ORDER"), "deps": sorted(ctx.deps),
+        "torch_preloaded": "torch" in sys.modules, "threads": os.environ.get("OMP_NUM_THREADS")}))
     with open(ctx.artifact_root / "order.txt", "a") as fh:
         fh.write(f"{cfg.get('name', ctx.key[:8])}\n")
     if cfg.get("fail"):

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Start a one-node Slurm on this machine (munged, slurmctld, slurmd) for the Slurm tests; stop it with
+# .ci/slurm-down.sh. Installs Debian's slurm-wlm and munge when they are missing (needs root).
+# Accounting: Debian's Slurm has no accounting_storage/filetxt any more, so without slurmdbd `sacct` has nothing
+# to read; finished jobs are written by jobcomp/filetxt to $XAUG_SLURM_DIR/jobcomp.log and shown by
+# `squeue -t all` / `scontrol show job` for MinJobAge seconds.
+set -euo pipefail
+DIR=${XAUG_SLURM_DIR:-/tmp/xaug-slurm}
+CONF=/etc/slurm/slurm.conf
+if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge >/dev/null
+fi
+mkdir -p "$DIR"/{state,spool,log} /etc/slurm /run/munge /var/log/munge /var/lib/munge
+chown -R munge:munge /run/munge /var/log/munge /var/lib/munge /etc/munge 2>/dev/null || true
+[ -s /etc/munge/munge.key ] || { mungekey --create --force 2>/dev/null || create-munge-key -f; }
+HOST=$(hostname -s)
+CPUS=$(nproc)
+MEM=$(( $(free -m | awk '/^Mem:/ {print $2}') * 9 / 10 ))
+cat > "$CONF" <<CONF
+ClusterName=xaug-ci
+SlurmctldHost=$HOST
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+SchedulerType=sched/backfill
+SchedulerParameters=sched_interval=2
+ReturnToService=2
+MinJobAge=600
+KillWait=5
+JobRequeue=1
+StateSaveLocation=$DIR/state
+SlurmdSpoolDir=$DIR/spool
+SlurmctldPidFile=$DIR/slurmctld.pid
+SlurmdPidFile=$DIR/slurmd.pid
+SlurmctldLogFile=$DIR/log/slurmctld.log
+SlurmdLogFile=$DIR/log/slurmd.log
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/linux
+JobCompType=jobcomp/filetxt
+JobCompLoc=$DIR/jobcomp.log
+NodeName=$HOST CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
+PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
+CONF
+pgrep -x munged >/dev/null || su -s /bin/sh munge -c "/usr/sbin/munged" 2>/dev/null || /usr/sbin/munged --force
+/usr/sbin/slurmctld
+/usr/sbin/slurmd
+for _ in $(seq 60); do
+  if sinfo -h -o %t 2>/dev/null | grep -qE '^(idle|mix|alloc)'; then sinfo; exit 0; fi
+  scontrol update NodeName="$HOST" State=RESUME >/dev/null 2>&1 || true
+  sleep 1
+done
+echo "slurm-up: the node did not become idle; see $DIR/log/" >&2
+sinfo >&2 || true
+exit 1
