@@ -29,7 +29,7 @@ def test_quickstart_generators_are_small_and_sample_what_image_quality_scores():
     assert {g.model for g in recipe.generators} == {"gan", "ddpm"}
     for gen in recipe.generators:
         params = get_generator(gen.model).config_class(**gen.params)
-        assert params.resolution == 32 and params.steps <= 300
+        assert params.resolution == 32 and params.steps <= 400
         # The sample job makes max(amounts) images per class; image_quality reads n_per_class of them.
         assert recipe.quality.n_per_class <= max(recipe.amounts_for(gen))
     ddpm = get_generator("ddpm").config_class(**next(g.params for g in recipe.generators if g.model == "ddpm"))
