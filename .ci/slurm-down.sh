@@ -5,5 +5,8 @@ scancel --user="$(id -un)" 2>/dev/null || true
 for name in slurmd slurmctld; do
   [ -f "$DIR/$name.pid" ] && kill "$(cat "$DIR/$name.pid")" 2>/dev/null || true
 done
-[ -f /run/munge/munged.pid ] && kill "$(cat /run/munge/munged.pid)" 2>/dev/null || true
+if [ -f "$DIR/munged.started" ] && [ -f /run/munge/munged.pid ]; then
+  kill "$(cat /run/munge/munged.pid)" 2>/dev/null || true
+  rm -f "$DIR/munged.started"
+fi
 exit 0

@@ -3,7 +3,8 @@
 # .ci/slurm-down.sh. Installs Debian's slurm-wlm and munge when they are missing (needs root).
 # Accounting: Debian's Slurm has no accounting_storage/filetxt any more, so without slurmdbd `sacct` has nothing
 # to read; finished jobs are written by jobcomp/filetxt to $XAUG_SLURM_DIR/jobcomp.log and shown by
-# `squeue -t all` / `scontrol show job` for MinJobAge seconds.
+# `squeue -t all` / `scontrol show job` for MinJobAge seconds. Addresses are 127.0.0.1, so a container whose
+# hostname does not resolve works too.
 set -euo pipefail
 DIR=${XAUG_SLURM_DIR:-/tmp/xaug-slurm}
 CONF=/etc/slurm/slurm.conf
@@ -18,7 +19,7 @@ CPUS=$(nproc)
 MEM=$(( $(free -m | awk '/^Mem:/ {print $2}') * 9 / 10 ))
 cat > "$CONF" <<CONF
 ClusterName=xaug-ci
-SlurmctldHost=$HOST
+SlurmctldHost=$HOST(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -42,10 +43,13 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/linux
 JobCompType=jobcomp/filetxt
 JobCompLoc=$DIR/jobcomp.log
-NodeName=$HOST CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
+NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 CONF
-pgrep -x munged >/dev/null || su -s /bin/sh munge -c "/usr/sbin/munged" 2>/dev/null || /usr/sbin/munged --force
+if ! pgrep -x munged >/dev/null; then  # remembered, so that slurm-down.sh stops only a munged started here
+  su -s /bin/sh munge -c /usr/sbin/munged 2>/dev/null || /usr/sbin/munged --force
+  touch "$DIR/munged.started"
+fi
 /usr/sbin/slurmctld
 /usr/sbin/slurmd
 for _ in $(seq 60); do

@@ -1,6 +1,7 @@
 """`xaug-engine`: the headless engine. Run it in tmux or as a systemd user service; submit with `xaug submit`.
 
 Example: xaug-engine --store runs/study.db --cpu-slots 2
+On a Slurm login node: xaug-engine --store /shared/runs/study.db --executor slurm --max-jobs 200
 SIGTERM (systemctl stop, kill) checkpoints the running jobs, requeues them and exits with status 0.
 """
 
@@ -37,13 +38,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--poll", type=float, default=0.5, help="Seconds between scheduler passes (default 0.5).")
     parser.add_argument("--grace", type=float, default=60.0,
                         help="Seconds a job gets to checkpoint after SIGTERM before it is killed (default 60).")
+    parser.add_argument("--executor", choices=("local", "slurm"), default="local",
+                        help="local: run jobs here; slurm: submit them to Slurm (the store's folder must be shared "
+                             "with the compute nodes).")
+    parser.add_argument("--max-jobs", type=int, default=64,
+                        help="With --executor slurm: jobs submitted at once (default 64).")
     parser.add_argument("--quiet", action="store_true", help="Log only warnings.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        engine = Engine(args.store, cpu_slots=args.cpu_slots, gpus=parse_gpus(args.gpus), poll_s=args.poll,
-                        grace_s=args.grace)
+        if args.executor == "slurm":
+            from xaug.engine.queue.slurm import slurm_engine
+
+            engine = slurm_engine(args.store, max_jobs=args.max_jobs, poll_s=args.poll, grace_s=args.grace)
+        else:
+            engine = Engine(args.store, cpu_slots=args.cpu_slots, gpus=parse_gpus(args.gpus), poll_s=args.poll,
+                            grace_s=args.grace)
         engine.start()
         engine.run()
     except XaugError as exc:

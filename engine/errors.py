@@ -23,3 +23,13 @@ class WeightsError(XaugError):
 
 class EngineError(XaugError):
     """The engine could not start or a command to it failed."""
+
+
+PERMANENT_ERRORS = (RecipeError, DataError, WeightsError)
+"""Failures that retrying cannot heal (bad data, missing weights, an invalid recipe): a job that raises one fails at
+its first attempt, with its message. Anything else (out of memory, a killed worker) is retried."""
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Whether a job's failure would fail again on every retry."""
+    return isinstance(exc, PERMANENT_ERRORS)

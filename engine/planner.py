@@ -5,6 +5,8 @@ done in the store is reused, and a recipe with one more classifier adds only tha
 
 Conventions (documented here because they change keys):
 - Generators train, sample and are scored with the study's first seed; classifiers run on every seed.
+- With repeated k-fold (`splits.repeats` > 1) every job of a fold carries `repeat` and each repetition trains its
+  own generators on its own partition; with one repeat the field is absent and keys are as without repeats.
 - `splits.run_folds` is left out of `prepare_data`'s config (it prepares every fold), so running fewer folds
   reuses the same data; a generator's `amounts` are left out of its dump (amounts show up as `amount` and
   `n_per_class`), so adding an amount does not retrain the generator.
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from xaug.engine.generators.registry import get_generator
 from xaug.engine.jobs import JOB_VERSIONS
 from xaug.engine.recipe.schema import CLASS_NAMES_PAPER, ClassifierSpec, GeneratorSpec, Recipe
 
@@ -136,22 +139,22 @@ def plan_study(loaded) -> list[PlannedJob]:
     prepare = add("prepare_data", _prepare_config(loaded), (), f"prepare_data {recipe.dataset.source}", 0,
                   BASELINE_PRIORITY)
     final_deps: list[str] = []
-    for fold in folds:
+    for where in _units(recipe, folds):
         samples: dict[str, PlannedJob] = {}
-        feature_deps = _feature_extractor_deps(loaded, fold, classes, prepare, classifier_gpus, add)
+        feature_deps = _feature_extractor_deps(loaded, where, classes, prepare, classifier_gpus, add)
         for gen in recipe.generators:
             amounts = recipe.amounts_for(gen)
             if not amounts:
                 continue
-            sample = _plan_generator(add, loaded, gen, fold, classes, max(amounts), prepare, generator_gpus,
+            sample = _plan_generator(add, loaded, gen, where, classes, max(amounts), prepare, generator_gpus,
                                      final_deps, feature_deps)
             samples[gen.name] = sample
         for spec in recipe.classifiers:
             for seed in recipe.seeds:
                 for arm, gen, amount in _arms(recipe):
                     deps = [prepare.key] + ([samples[gen.name].key] if gen is not None else [])
-                    config = _classifier_config(loaded, spec, fold, seed, arm, gen, amount, classes)
-                    label = _classifier_label(spec, fold, seed, arm, gen, amount)
+                    config = _classifier_config(loaded, spec, where, seed, arm, gen, amount, classes)
+                    label = _classifier_label(spec, where, seed, arm, gen, amount)
                     # The real-only baseline runs first: it is the first answer a user can read.
                     priority = BASELINE_PRIORITY if arm == "baseline" else 0
                     train = add("train_classifier", config, deps, f"train {label}", classifier_gpus, priority)
@@ -163,29 +166,46 @@ def plan_study(loaded) -> list[PlannedJob]:
     return plan.jobs
 
 
-def _plan_generator(add, loaded, gen: GeneratorSpec, fold: int, classes: list[str], n_per_class: int,
+def _units(recipe: Recipe, folds: list[int]) -> list[dict[str, int]]:
+    """The replication units to plan, as the config fields that name them: {'fold': k}, or with repeated k-fold
+    (splits.repeats > 1) {'repeat': r, 'fold': k}. A study with one repeat has no `repeat` field, so its keys are
+    the same as before repeats existed."""
+    repeats = recipe.splits.repeats
+    return [({"repeat": r} if repeats > 1 else {}) | {"fold": fold} for r in range(repeats) for fold in folds]
+
+
+def _unit_label(where: dict[str, int]) -> str:
+    """'fold 2' or 'repeat 1 fold 2'."""
+    return " ".join(f"{name} {value}" for name, value in where.items())
+
+
+def _plan_generator(add, loaded, gen: GeneratorSpec, where: dict[str, int], classes: list[str], n_per_class: int,
                     prepare: PlannedJob, gpus: int, final_deps: list[str], feature_deps: list[str]) -> PlannedJob:
-    """train_generator -> sample -> image_quality for one generator on one fold; returns the sample job."""
+    """train_generator -> sample -> image_quality for one generator on one unit (fold, and repeat of the k-fold
+    split: each repetition trains its own generator); returns the sample job."""
     recipe: Recipe = loaded.recipe
     gen_dump = _generator_dump(loaded, gen)
     seed = recipe.seeds[0]
-    train_config = {"generator": gen_dump, "fold": fold, "seed": seed, "classes": classes,
+    unit = _unit_label(where)
+    train_config = {"generator": gen_dump, **where, "seed": seed, "classes": classes,
                     "image_size": recipe.dataset.image_size, "amp": recipe.resources.amp}
-    train = add("train_generator", train_config, [prepare.key], f"train_generator {gen.name} fold {fold}", gpus)
-    sample_config = {"generator": gen_dump, "fold": fold, "seed": seed, "classes": classes,
+    # Only generators whose loop runs as N accelerate processes can use more than one GPU.
+    train_gpus = gpus if get_generator(gen.model).distributed else min(gpus, 1)
+    train = add("train_generator", train_config, [prepare.key], f"train_generator {gen.name} {unit}", train_gpus)
+    sample_config = {"generator": gen_dump, **where, "seed": seed, "classes": classes,
                      "n_per_class": n_per_class}
-    sample = add("sample", sample_config, [train.key], f"sample {gen.name} fold {fold} n={n_per_class}",
+    sample = add("sample", sample_config, [train.key], f"sample {gen.name} {unit} n={n_per_class}",
                  min(gpus, 1))
     quality = recipe.quality.model_dump(mode="json")
     quality["inception_weights"] = _abs(loaded, recipe.quality.inception_weights)
-    quality_config = {"generator": gen_dump, "fold": fold, "classes": classes, "quality": quality}
+    quality_config = {"generator": gen_dump, **where, "classes": classes, "quality": quality}
     scored = add("image_quality", quality_config, [sample.key, prepare.key, *feature_deps],
-                 f"image_quality {gen.name} fold {fold}", min(gpus, 1))
+                 f"image_quality {gen.name} {unit}", min(gpus, 1))
     final_deps.append(scored.key)
     return sample
 
 
-def _feature_extractor_deps(loaded, fold: int, classes: list[str], prepare: PlannedJob, gpus: int,
+def _feature_extractor_deps(loaded, where: dict[str, int], classes: list[str], prepare: PlannedJob, gpus: int,
                             add) -> list[str]:
     """With quality.features 'classifier', image quality is measured in the feature space of the fold's real-only
     baseline (first classifier, first seed): that training job becomes a dependency of image_quality."""
@@ -193,8 +213,8 @@ def _feature_extractor_deps(loaded, fold: int, classes: list[str], prepare: Plan
     if recipe.quality.features != "classifier":
         return []
     spec, seed = recipe.classifiers[0], recipe.seeds[0]
-    config = _classifier_config(loaded, spec, fold, seed, "baseline", None, 0, classes)
-    label = _classifier_label(spec, fold, seed, "baseline", None, 0)
+    config = _classifier_config(loaded, spec, where, seed, "baseline", None, 0, classes)
+    label = _classifier_label(spec, where, seed, "baseline", None, 0)
     return [add("train_classifier", config, [prepare.key], f"train {label}", gpus, BASELINE_PRIORITY).key]
 
 
@@ -210,21 +230,21 @@ def _arms(recipe: Recipe) -> list[tuple[str, GeneratorSpec | None, int]]:
     return arms
 
 
-def _classifier_config(loaded, spec: ClassifierSpec, fold: int, seed: int, arm: str, gen: GeneratorSpec | None,
-                       amount: int, classes: list[str]) -> dict[str, Any]:
+def _classifier_config(loaded, spec: ClassifierSpec, where: dict[str, int], seed: int, arm: str,
+                       gen: GeneratorSpec | None, amount: int, classes: list[str]) -> dict[str, Any]:
     recipe: Recipe = loaded.recipe
     dump = spec.model_dump(mode="json")
     dump["weights"] = _abs(loaded, spec.weights)
-    return {"classifier": dump, "fold": fold, "seed": seed, "arm": arm,
+    return {"classifier": dump, **where, "seed": seed, "arm": arm,
             "generator": gen.name if gen is not None else None, "amount": amount, "classes": classes,
             "image_size": spec.image_size or recipe.dataset.image_size, "amp": recipe.resources.amp}
 
 
-def _classifier_label(spec: ClassifierSpec, fold: int, seed: int, arm: str, gen: GeneratorSpec | None,
+def _classifier_label(spec: ClassifierSpec, where: dict[str, int], seed: int, arm: str, gen: GeneratorSpec | None,
                       amount: int) -> str:
     what = {"baseline": "baseline", "synthetic": f"{gen.name if gen else ''} +{amount}",
             "duplicate": f"duplicate +{amount}"}[arm]
-    return f"{spec.id} {what} fold {fold} seed {seed}"
+    return f"{spec.id} {what} {_unit_label(where)} seed {seed}"
 
 
 def _prepare_config(loaded) -> dict[str, Any]:
@@ -233,6 +253,8 @@ def _prepare_config(loaded) -> dict[str, Any]:
     dataset["path"] = _abs(loaded, recipe.dataset.path)
     splits = recipe.splits.model_dump(mode="json")
     splits["run_folds"] = None
+    if splits["repeats"] == 1:  # one repeat prepares what every study prepared before repeats existed: same key
+        del splits["repeats"]
     return {"dataset": dataset, "splits": splits}
 
 

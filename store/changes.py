@@ -80,14 +80,20 @@ def applied_seq(db: sqlite_utils.Database, key: str) -> int:
     return int(row[0] or 0) if row else 0
 
 
-def apply_changes(db: sqlite_utils.Database, key: str, changes: Iterable[Mapping], seq: int) -> None:
-    """Apply a job's changes and remember `seq` as applied, in one transaction; a change only touches rows of
-    this job (its `job_key`, or its own `jobs` row)."""
-    tables = set(_captured_tables(db))
+def apply_changes(db: sqlite_utils.Database, key: str, changes: Iterable[Mapping], seq: int) -> list[str]:
+    """Apply a job's changes and remember `seq` as applied, in one transaction. A change may only touch rows of
+    this job (its `job_key`, or its own `jobs` row): others are left out and described in the returned list."""
+    tables = {table: set(_columns(db, table)) for table in _captured_tables(db)}
+    rejected = []
     with immediate(db):
         for change in changes:
-            _apply_one(db, key, change, tables)
+            problem = _foreign(key, change, tables)
+            if problem:
+                rejected.append(problem)
+            else:
+                _apply_one(db, key, change)
         db.conn.execute("UPDATE jobs SET journal_seq = ? WHERE key = ? AND journal_seq < ?", (seq, key, seq))
+    return rejected
 
 
 def set_slurm_job(db: sqlite_utils.Database, key: str, slurm_job_id: str | None, slurm_state: str | None) -> None:
@@ -161,13 +167,24 @@ def _as_change(raw: dict) -> dict:
     return raw
 
 
-def _apply_one(db, key: str, change: Mapping, tables: set[str]) -> None:
-    table, op, ident, row = change["table"], change["op"], dict(change["key"]), dict(change.get("row") or {})
+def _foreign(key: str, change: Mapping, tables: dict[str, set[str]]) -> str | None:
+    """Why a change is not this job's to make (or not a change of this schema), or None."""
+    table, ident, row = change["table"], change["key"], change.get("row") or {}
     if table not in tables:
-        raise ValueError(f"journal of job {key[:12]} writes table '{table}', which a job may not write")
+        return f"table '{table}', which a job may not write"
+    unknown = sorted(set(ident) - tables[table] | set(row) - tables[table])
+    if unknown:
+        return f"unknown columns {unknown} in '{table}'"
+    if change["op"] not in ("upsert", "update", "delete"):
+        return f"an unknown operation '{change['op']}' on '{table}'"
     owner = ident.get("key") if table == "jobs" else ident.get("job_key", row.get("job_key"))
     if owner != key:
-        raise ValueError(f"journal of job {key[:12]} writes a row of {owner!r} in '{table}'")
+        return f"a row of job {str(owner)[:12]} in '{table}'"
+    return None
+
+
+def _apply_one(db, key: str, change: Mapping) -> None:
+    table, op, ident, row = change["table"], change["op"], dict(change["key"]), dict(change.get("row") or {})
     where = " AND ".join(f"[{c}] IS ?" for c in ident)
     if op == "delete":
         db.conn.execute(f"DELETE FROM [{table}] WHERE {where}", list(ident.values()))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
@@ -25,17 +27,26 @@ def artifact_root(db_path: str | Path) -> Path:
     return path.with_name(path.stem + "-artifacts")
 
 
-def _create_private(path: Path) -> None:
-    """Create the database file (and its folder) readable by the owning user only."""
+def _create_private(path: Path) -> bool:
+    """Create the database file (and its folder) readable by the owning user only; True if it was created now.
+
+    An existing file keeps its mode: it may not be xaug's, and its owner chose it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-        os.close(fd)
-    os.chmod(path, 0o600)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    os.chmod(path, 0o600)  # whatever the umask
+    return True
 
 
 def open_store(db_path: str | Path, *, migrate: bool = True) -> sqlite_utils.Database:
-    """Open (creating if needed) the store at `db_path`, with WAL, a busy timeout and all migrations applied."""
+    """Open (creating if needed) the store at `db_path`, with WAL, a busy timeout and all migrations applied.
+
+    Any SQLite failure (not a database, read-only, disk full, busy) is raised as a StoreError that says what to do.
+    """
     from xaug.store.migrations import migrations
 
     path = Path(db_path)
@@ -43,23 +54,66 @@ def open_store(db_path: str | Path, *, migrate: bool = True) -> sqlite_utils.Dat
         try:
             _create_private(path)
         except OSError as exc:
-            raise StoreError(f"cannot create the store at {path}: {exc.strerror}") from exc
+            raise StoreError(f"cannot create the store at {path}: {exc.strerror}; pass a --store in a folder "
+                             "you can write to") from exc
     try:
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path} is not a usable SQLite database: {exc}") from exc
-    db = sqlite_utils.Database(conn)
-    if migrate:
-        migrations.apply(db)
-    for suffix in ("-wal", "-shm"):
-        side = Path(str(path) + suffix)
-        if side.exists():
-            os.chmod(side, 0o600)
+        db = sqlite_utils.Database(conn)
+        if migrate and migrations.pending(db):
+            _migrate(db, migrations)
+    except sqlite3.Error as exc:
+        raise store_error(exc, path) from exc
     return db
+
+
+def _migrate(db: sqlite_utils.Database, migrations) -> None:
+    """Apply pending migrations under the write lock (BEGIN IMMEDIATE): processes that open a new store at the same
+    moment take turns, and each finds what the previous one applied instead of creating the tables again."""
+    conn = db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        migrations.apply(db)  # each migration runs in a savepoint of this transaction
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+
+
+@contextmanager
+def store_errors(path: str | Path | None = None) -> Iterator[None]:
+    """Raise an SQLite failure inside the block (disk full, made read-only, ...) as a StoreError that says what
+    happened and what to do: callers above the store handle one error class and never import sqlite3."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise store_error(exc, path) from exc
+
+
+def store_error(exc: sqlite3.Error, path: str | Path | None = None) -> StoreError:
+    """One line for an SQLite failure on the store: what happened, and what to do about it."""
+    where = f"the store {path}" if path else "the store"
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # the primary result code
+    if code == sqlite3.SQLITE_FULL:
+        message = (f"the disk holding {where} is full ({exc}): free some space there (or use a --store on "
+                   "another disk), then run the command again; finished work is kept")
+    elif code == sqlite3.SQLITE_READONLY:
+        message = (f"{where} is read-only ({exc}): make it and its folder writable (chmod u+w, or remount), or "
+                   "pass a --store you can write to")
+    elif code == sqlite3.SQLITE_NOTADB:
+        message = (f"{where} is not an xaug store ({exc}): pass the right --store, or move that file away; "
+                   "it was left unchanged")
+    elif code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        message = (f"{where} stayed locked for {BUSY_TIMEOUT_MS // 1000} s ({exc}): another process holds it; "
+                   "try again, or look for a stuck one with `fuser`")
+    elif code == sqlite3.SQLITE_CANTOPEN:
+        message = f"cannot open {where} ({exc}): check that its folder exists and is writable"
+    else:
+        message = f"{where} failed: {exc}"
+    return StoreError(message)
 
 
 def data_version(db: sqlite_utils.Database) -> int:

@@ -1,9 +1,10 @@
 """The durable job queue: jobs, their dependencies, and their state as workers run them.
 
-Every state change of the queue is one small function here. Changes that must not race (submitting a study,
-claiming the next job, taking the engine lock) run inside `BEGIN IMMEDIATE` so that two processes never claim
-the same job. Job states: queued -> running -> done | failed | cancelled; a queued job whose dependency failed
-or was cancelled is reported as *blocked* (it stays queued and runs if the dependency is retried).
+Every state change of the queue is one small function here, and each status it writes is the one the state
+machine (`xaug.store.job_states`, with its diagram) gives for that event. Changes that must not race (submitting a
+study, claiming the next job, finishing one, taking the engine lock) run inside `BEGIN IMMEDIATE` so that two
+processes never claim the same job. A queued job whose dependency failed or was cancelled is stored as *blocked*;
+it is queued again when that dependency is.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import sqlite_utils
+from xaug.store import job_states as states
 from xaug.store.db import now
 
-FINISHED = ("done", "failed", "cancelled")
+FINISHED = states.FINISHED
 
 _RUNNABLE_SQL = """
 SELECT j.* FROM jobs j
@@ -100,26 +102,51 @@ def submit_study(db: sqlite_utils.Database, name: str, recipe_path: str | None, 
         # A key names content, not places: a moved dataset keeps the key but changes the paths in the config, so
         # jobs that have yet to run read the new paths.
         conn.executemany(
-            "UPDATE jobs SET config_json = ? WHERE key = ? AND status IN ('queued', 'failed', 'cancelled')",
+            "UPDATE jobs SET config_json = ? WHERE key = ? AND status IN ('queued', 'blocked', 'failed', 'cancelled')",
             [(json.dumps(j.config, sort_keys=True), j.key) for j in jobs if j.key in existing],
         )
-        requeue = [k for k in keys if existing.get(k) in ("failed", "cancelled")]
+        requeue = [k for k in keys if existing.get(k) in states.sources("retry")]
         conn.executemany(
-            "UPDATE jobs SET status = 'queued', attempts = 0, cancel_requested = 0, error = NULL WHERE key = ?",
-            [(k,) for k in requeue],
+            "UPDATE jobs SET status = ?, attempts = 0, cancel_requested = 0, error = NULL WHERE key = ?",
+            [(states.target("retry"), k) for k in requeue],
         )
         conn.executemany("INSERT OR IGNORE INTO job_deps (job_key, dep_key) VALUES (?, ?)",
                          [(j.key, d) for j in jobs for d in j.deps])
         conn.execute("DELETE FROM study_jobs WHERE study = ?", (name,))
         conn.executemany("INSERT OR IGNORE INTO study_jobs (study, job_key) VALUES (?, ?)", [(name, k) for k in keys])
         conn.execute(
-            "UPDATE jobs SET status = 'cancelled', ended_at = ?, error = 'no longer part of any study'"
-            " WHERE status = 'queued' AND key NOT IN (SELECT job_key FROM study_jobs)",
-            (stamp,),
+            f"UPDATE jobs SET status = ?, ended_at = ?, error = 'no longer part of any study'"
+            f" WHERE status IN {_marks('drop')} AND key NOT IN (SELECT job_key FROM study_jobs)",
+            (states.target("drop"), stamp, *states.sources("drop")),
         )
+        _propagate_blocks(conn)
     reused = sum(1 for k in keys if existing.get(k) == "done")
     return {"jobs": len(keys), "new": len(keys) - len(existing), "reused": reused, "requeued": len(requeue),
             "pending": len(existing) - reused - len(requeue)}
+
+
+def _marks(event: str) -> str:
+    """'(?, ?)': placeholders for the statuses an event may start from."""
+    return "(" + ",".join("?" * len(states.sources(event))) + ")"
+
+
+def refresh_blocked(db: sqlite_utils.Database) -> None:
+    """Store as blocked every queued job downstream of a failed or cancelled one (and queue the others again)."""
+    _propagate_blocks(db.conn)
+
+
+def _propagate_blocks(conn) -> None:
+    """Block queued jobs downstream of a failed, cancelled or blocked job; unblock those whose upstream is clear.
+
+    Each pass moves one level of the DAG, so it repeats until nothing changes.
+    """
+    stopped = ",".join("?" * len(states.STOPS_DEPENDENTS))
+    upstream_stopped = (f"EXISTS (SELECT 1 FROM job_deps d JOIN jobs p ON p.key = d.dep_key"
+                        f" WHERE d.job_key = jobs.key AND p.status IN ({stopped}))")
+    for event, condition in (("block", upstream_stopped), ("unblock", "NOT " + upstream_stopped)):
+        while conn.execute(f"UPDATE jobs SET status = ? WHERE status IN {_marks(event)} AND {condition}",
+                           (states.target(event), *states.sources(event), *states.STOPS_DEPENDENTS)).rowcount:
+            pass
 
 
 def job_statuses(db: sqlite_utils.Database, keys: Iterable[str]) -> dict[str, str]:
@@ -161,13 +188,14 @@ def claim_job(db: sqlite_utils.Database, fits: Callable[[dict], list[int] | None
             if gpu_ids is None:
                 continue
             log_path = log_path_for(job)
+            status = states.transition(job["status"], "claim")
             db.conn.execute(
-                "UPDATE jobs SET status = 'running', pid = ?, host = ?, gpus = ?, log_path = ?, started_at = ?,"
+                "UPDATE jobs SET status = ?, pid = ?, host = ?, gpus = ?, log_path = ?, started_at = ?,"
                 " heartbeat_at = ?, ended_at = NULL, exit_code = NULL, progress = 0, progress_total = 0,"
-                " message = 'starting', eta_s = NULL WHERE key = ? AND status = 'queued'",
-                (None, host, ",".join(map(str, gpu_ids)), log_path, now(), now(), job["key"]),
+                " message = 'starting', eta_s = NULL WHERE key = ? AND status = ?",
+                (status, None, host, ",".join(map(str, gpu_ids)), log_path, now(), now(), job["key"], job["status"]),
             )
-            job.update(status="running", host=host, gpus=",".join(map(str, gpu_ids)), log_path=log_path,
+            job.update(status=status, host=host, gpus=",".join(map(str, gpu_ids)), log_path=log_path,
                        gpu_ids=gpu_ids, config=json.loads(job["config_json"]))
             return job
     return None
@@ -179,44 +207,62 @@ def set_job_pid(db: sqlite_utils.Database, key: str, pid: int) -> None:
         db.conn.execute("UPDATE jobs SET pid = ?, heartbeat_at = ? WHERE key = ?", (pid, now(), key))
 
 
-def mark_job_done(db: sqlite_utils.Database, key: str) -> None:
-    """A job finished: done, progress full, no error."""
-    with db.conn:
+def mark_job_done(db: sqlite_utils.Database, key: str) -> str:
+    """A running job finished: done, progress full, no error. Returns the status."""
+    with immediate(db):
+        row = _status_row(db.conn, key)
+        if row is None or row["status"] not in states.sources("finish"):
+            return row["status"] if row else "missing"
         db.conn.execute(
-            "UPDATE jobs SET status = 'done', ended_at = ?, error = NULL, message = 'done', eta_s = 0,"
+            "UPDATE jobs SET status = ?, ended_at = ?, error = NULL, message = 'done', eta_s = 0,"
             " progress = CASE WHEN progress_total > 0 THEN progress_total ELSE 1 END,"
             " progress_total = CASE WHEN progress_total > 0 THEN progress_total ELSE 1 END WHERE key = ?",
-            (now(), key),
+            (states.target("finish"), now(), key),
         )
+    return states.target("finish")
 
 
-def mark_job_failed(db: sqlite_utils.Database, key: str, error: str, exit_code: int | None = None) -> str:
-    """A job failed: attempts + 1; queued again while attempts < max_attempts, else failed. Returns the status."""
+def mark_job_failed(db: sqlite_utils.Database, key: str, error: str, exit_code: int | None = None, *,
+                    retryable: bool = True) -> str:
+    """A running job's attempt failed: attempts + 1; queued again while attempts are left and the failure is
+    `retryable` (transient), else failed (its dependents become blocked). Returns the status."""
     with immediate(db):
+        row = _status_row(db.conn, key)
+        if row is None or row["status"] != states.RUNNING:
+            return row["status"] if row else "missing"
+        event = states.after_failure(cancel_requested=bool(row["cancel_requested"]), attempts=row["attempts"] + 1,
+                                     max_attempts=row["max_attempts"], retryable=retryable)
         db.conn.execute(
             "UPDATE jobs SET attempts = attempts + 1, error = ?, exit_code = COALESCE(?, exit_code), ended_at = ?,"
-            " status = CASE WHEN cancel_requested THEN 'cancelled'"
-            " WHEN attempts + 1 < max_attempts THEN 'queued' ELSE 'failed' END, pid = NULL WHERE key = ?",
-            (error, exit_code, now(), key),
+            " status = ?, pid = NULL WHERE key = ?",
+            (error, exit_code, now(), states.transition(row["status"], event), key),
         )
-        row = db.conn.execute("SELECT status FROM jobs WHERE key = ?", (key,)).fetchone()
-    return row[0] if row else "missing"
+        _propagate_blocks(db.conn)
+    return states.target(event)
 
 
 def mark_job_interrupted(db: sqlite_utils.Database, key: str, reason: str = "interrupted") -> str:
-    """A job stopped after checkpointing: cancelled if a cancel was requested, else queued to resume (no attempt).
-
-    Returns the new status.
-    """
+    """A running job stopped at a stop check: cancelled if a cancel was requested, else queued to resume (no
+    attempt counted). Returns the status."""
     with immediate(db):
+        row = _status_row(db.conn, key)
+        if row is None or row["status"] != states.RUNNING:
+            return row["status"] if row else "missing"
+        event = states.after_interrupt(cancel_requested=bool(row["cancel_requested"]))
+        status = states.transition(row["status"], event)
         db.conn.execute(
-            "UPDATE jobs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,"
-            " message = CASE WHEN cancel_requested THEN 'cancelled' ELSE ? END, ended_at = ?, pid = NULL, eta_s = NULL"
-            " WHERE key = ? AND status = 'running'",
-            (reason, now(), key),
+            "UPDATE jobs SET status = ?, message = ?, ended_at = ?, pid = NULL, eta_s = NULL WHERE key = ?",
+            (status, "cancelled" if status == states.CANCELLED else reason, now(), key),
         )
-        row = db.conn.execute("SELECT status FROM jobs WHERE key = ?", (key,)).fetchone()
-    return row[0] if row else "missing"
+        _propagate_blocks(db.conn)
+    return status
+
+
+def _status_row(conn, key: str) -> dict | None:
+    """status, attempts, max_attempts and cancel_requested of a job."""
+    row = conn.execute("SELECT status, attempts, max_attempts, cancel_requested FROM jobs WHERE key = ?",
+                       (key,)).fetchone()
+    return None if row is None else dict(zip(("status", "attempts", "max_attempts", "cancel_requested"), row))
 
 
 def record_job_exit(db: sqlite_utils.Database, key: str, exit_code: int) -> None:
@@ -250,25 +296,30 @@ def cancel_job(db: sqlite_utils.Database, key: str) -> str:
     Returns what happened: 'cancelled', 'cancel_requested' or the unchanged status of a finished job.
     """
     with immediate(db):
-        row = db.conn.execute("SELECT status FROM jobs WHERE key = ?", (key,)).fetchone()
+        row = _status_row(db.conn, key)
         if row is None:
             return "missing"
-        if row[0] == "queued":
-            db.conn.execute("UPDATE jobs SET status = 'cancelled', ended_at = ?, message = 'cancelled' WHERE key = ?",
-                            (now(), key))
-            return "cancelled"
-        if row[0] == "running":
+        if row["status"] in states.sources("cancel"):
+            status = states.transition(row["status"], "cancel")
+            db.conn.execute("UPDATE jobs SET status = ?, ended_at = ?, message = 'cancelled' WHERE key = ?",
+                            (status, now(), key))
+            _propagate_blocks(db.conn)
+            return status
+        if row["status"] == states.RUNNING:
             db.conn.execute("UPDATE jobs SET cancel_requested = 1, message = 'cancelling' WHERE key = ?", (key,))
             return "cancel_requested"
-        return row[0]
+        return row["status"]
 
 
 def retry_job(db: sqlite_utils.Database, key: str) -> bool:
-    """Queue a failed or cancelled job again with its attempts reset; False if it was in another state."""
-    with db.conn:
+    """Queue a failed or cancelled job again with its attempts reset (its blocked dependents are queued again
+    too); False if it was in another state."""
+    with immediate(db):
         cur = db.conn.execute(
-            "UPDATE jobs SET status = 'queued', attempts = 0, cancel_requested = 0, error = NULL, message = NULL,"
-            " ended_at = NULL WHERE key = ? AND status IN ('failed', 'cancelled')", (key,))
+            f"UPDATE jobs SET status = ?, attempts = 0, cancel_requested = 0, error = NULL, message = NULL,"
+            f" ended_at = NULL WHERE key = ? AND status IN {_marks('retry')}",
+            (states.target("retry"), key, *states.sources("retry")))
+        _propagate_blocks(db.conn)
     return cur.rowcount == 1
 
 
@@ -308,8 +359,7 @@ def find_job_keys(db: sqlite_utils.Database, prefix: str) -> list[str]:
 def list_jobs(db: sqlite_utils.Database, study: str | None = None, status: str | None = None) -> list[dict]:
     """Jobs (optionally of one study and/or state) in queue order, each with `deps` and `blocked_by`.
 
-    `blocked_by` is the key of a failed or cancelled job upstream of a queued job, else None; asking for
-    status 'blocked' returns only those.
+    `blocked_by` is, for a blocked job, the key of the failed or cancelled job upstream of it, else None.
     """
     if study is None:
         rows = [dict(r) for r in db.query("SELECT * FROM jobs ORDER BY rowid")]
@@ -324,9 +374,7 @@ def list_jobs(db: sqlite_utils.Database, study: str | None = None, status: str |
     blocked = _blocked(deps, status_of)
     for row in rows:
         row["deps"] = deps.get(row["key"], [])
-        row["blocked_by"] = blocked.get(row["key"]) if row["status"] == "queued" else None
-    if status == "blocked":
-        return [r for r in rows if r["blocked_by"]]
+        row["blocked_by"] = blocked.get(row["key"]) if row["status"] == states.BLOCKED else None
     if status is not None:
         return [r for r in rows if r["status"] == status]
     return rows
@@ -357,7 +405,7 @@ def _blocked(deps: dict[str, list[str]], status_of: dict[str, str]) -> dict[str,
         memo[key] = None
         found = None
         for dep in deps.get(key, []):
-            if status_of.get(dep) in ("failed", "cancelled"):
+            if status_of.get(dep) in (states.FAILED, states.CANCELLED):
                 found = dep
             else:
                 found = culprit(dep)
@@ -371,10 +419,10 @@ def _blocked(deps: dict[str, list[str]], status_of: dict[str, str]) -> dict[str,
 
 def study_counts(db: sqlite_utils.Database, study: str) -> dict[str, int]:
     """How many of a study's jobs are queued, running, done, failed, cancelled and blocked."""
-    counts = dict.fromkeys(("queued", "running", "done", "failed", "cancelled", "blocked"), 0)
-    for row in list_jobs(db, study=study):
-        state = "blocked" if row["blocked_by"] else row["status"]
-        counts[state] += 1
+    counts = dict.fromkeys(states.STATUSES, 0)
+    for status, n in db.execute("SELECT j.status, count(*) FROM jobs j JOIN study_jobs s ON s.job_key = j.key"
+                                " WHERE s.study = ? GROUP BY j.status", (study,)).fetchall():
+        counts[status] = n
     counts["total"] = sum(counts.values())
     return counts
 

@@ -224,6 +224,7 @@ def m002_quality_references(db):
 
 _STATS_SCHEMA = [
     # split_members gains the repetition of the k-fold split (repeated k-fold: a fresh patient partition each).
+    # Rebuilt in SQL rather than with Table.transform, which would drop the CHECK constraint on `split`.
     """CREATE TABLE split_members_new (
         job_key TEXT NOT NULL,
         repeat INTEGER NOT NULL DEFAULT 0,
@@ -303,3 +304,24 @@ def m004_slurm_journal(db):
     db.execute("ALTER TABLE jobs ADD COLUMN slurm_job_id TEXT")
     db.execute("ALTER TABLE jobs ADD COLUMN slurm_state TEXT")
     db.execute("ALTER TABLE jobs ADD COLUMN journal_seq INTEGER NOT NULL DEFAULT 0")
+
+
+@migrations()
+def m005_queue_blocked_status(db):
+    """Jobs can be stored as 'blocked' (a dependency failed or was cancelled); existing ones are blocked now.
+
+    SQLite cannot ALTER a CHECK constraint; loosening one by editing the stored schema, with the schema version
+    bumped, is the procedure SQLite documents for it (https://sqlite.org/lang_altertable.html, "otheralter").
+    """
+    from xaug.store.jobs import refresh_blocked
+
+    version = db.execute("PRAGMA schema_version").fetchone()[0]
+    db.execute("PRAGMA writable_schema = ON")
+    db.execute("UPDATE sqlite_master SET sql = replace(sql, ?, ?) WHERE type = 'table' AND name = 'jobs'",
+               ["'failed', 'cancelled'))", "'failed', 'cancelled', 'blocked'))"])
+    db.execute(f"PRAGMA schema_version = {version + 1}")
+    db.execute("PRAGMA writable_schema = OFF")
+    sql = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'jobs'").fetchone()[0]
+    if "'blocked'" not in sql:
+        raise RuntimeError(f"migration m005: the jobs table's status CHECK was not found in: {sql}")
+    refresh_blocked(db)

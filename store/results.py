@@ -1,33 +1,16 @@
-"""Reading a study's classifier results: per-class precision/recall/F1 and overall scores of its evaluate jobs,
-and their mean and SD over folds x seeds per classifier and arm (the table of `xaug results`)."""
+"""A study's classifier results per classifier and arm, read from the stored analysis (`arm_summaries`, written
+by the analyse job): mean and SD over replication units, seeds averaged within a unit (the tables of
+`xaug results` and of the summary after `xaug run`). Nothing here computes a statistic."""
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 
 import sqlite_utils
 
-from xaug.store.analysis import load_study_evaluations
+from xaug.store.analysis import load_analysis, load_arm_summaries
 
-
-def load_study_class_metrics(db: sqlite_utils.Database, study: str) -> list[dict]:
-    """Per-class rows (class_name, precision, recall, f1, support) of every done evaluate job, with its arm."""
-    evals = {e["job_key"]: e for e in load_study_evaluations(db, study)}
-    keys = list(evals)
-    rows = []
-    for start in range(0, len(keys), 500):
-        chunk = keys[start:start + 500]
-        marks = ",".join("?" * len(chunk))
-        for row in db.query(f"SELECT * FROM class_metrics WHERE job_key IN ({marks}) ORDER BY rowid", chunk):
-            rows.append({**evals[row["job_key"]], **dict(row)})
-    return rows
-
-
-def load_study_scores(db: sqlite_utils.Database, study: str) -> list[dict]:
-    """Overall results (accuracy, balanced_accuracy, macro_f1, auroc...) of every done evaluate job, with its arm."""
-    return [{**e, "name": name, "value": value}
-            for e in load_study_evaluations(db, study) for name, value in e["results"].items()]
+CLASS_METRICS = ("precision", "recall", "f1")
 
 
 def arm_label(row: dict) -> str:
@@ -39,46 +22,36 @@ def arm_label(row: dict) -> str:
     return str(row["arm"])
 
 
-def mean_sd(values: list[float]) -> tuple[float, float]:
-    """Mean and sample SD (0 for a single value)."""
-    n = len(values)
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    return mean, sd
+def results_unit(db: sqlite_utils.Database, study: str) -> str:
+    """'n = 3 units; unit = fold (seeds averaged within a fold)', or why there is nothing yet."""
+    info = load_analysis(db, study)
+    return info["unit"] if info else "no stored analysis yet (the study's analyse job has not run)"
 
 
 def class_metric_table(db: sqlite_utils.Database, study: str) -> list[dict]:
-    """Per classifier, arm and class: n runs and mean/SD of precision, recall and F1 over folds x seeds."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    order: dict[tuple, int] = {}
-    for row in load_study_class_metrics(db, study):
-        group = (row["classifier"], _arm_sort(row), arm_label(row), row["class_name"])
-        order.setdefault(group, len(order))
-        groups[group].append(row)
-    table = []
-    for group in sorted(groups, key=lambda g: (g[0], g[1], order[g])):
-        rows = groups[group]
-        entry = {"classifier": group[0], "arm": group[2], "class_name": group[3], "n": len(rows),
-                 "support": sum(r["support"] for r in rows)}
-        for metric in ("precision", "recall", "f1"):
-            entry[f"{metric}_mean"], entry[f"{metric}_sd"] = mean_sd([r[metric] for r in rows])
-        table.append(entry)
-    return table
+    """Per classifier, arm and class: n units, seeds per unit, and mean/SD over units of precision, recall, F1."""
+    return _pivot(load_arm_summaries(db, study, per_class=True), with_class=True)
 
 
 def score_table(db: sqlite_utils.Database, study: str) -> list[dict]:
-    """Per classifier and arm: n runs and mean/SD of each overall score over folds x seeds."""
-    groups: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for row in load_study_scores(db, study):
-        groups[(row["classifier"], _arm_sort(row), arm_label(row))][row["name"]].append(row["value"])
-    table = []
-    for group in sorted(groups):
-        entry = {"classifier": group[0], "arm": group[2]}
-        for name, values in sorted(groups[group].items()):
-            entry["n"] = max(entry.get("n", 0), len(values))
-            entry[f"{name}_mean"], entry[f"{name}_sd"] = mean_sd(values)
-        table.append(entry)
-    return table
+    """Per classifier and arm: n units, seeds per unit, and mean/SD over units of each overall score."""
+    return _pivot(load_arm_summaries(db, study, per_class=False), with_class=False)
+
+
+def _pivot(rows: list[dict], with_class: bool) -> list[dict]:
+    """arm_summaries rows (one per metric) -> one entry per classifier x arm (x class) with `<metric>_mean/_sd`."""
+    entries: dict[tuple, dict] = {}
+    order: dict[tuple, int] = defaultdict(int)
+    for row in rows:  # stored in the order the analysis saw them: classes in the study's order
+        group = (row["classifier"], _arm_sort(row), arm_label(row), row["class_name"] if with_class else "")
+        order.setdefault(group, len(order))
+        entry = entries.setdefault(group, {"classifier": row["classifier"], "arm": arm_label(row), "n": row["n"],
+                                           "seeds": row["seeds"], **({"class_name": row["class_name"]}
+                                                                     if with_class else {})})
+        entry["n"] = max(entry["n"], row["n"])
+        entry[f"{row['metric']}_mean"] = row["mean"]
+        entry[f"{row['metric']}_sd"] = row["sd"] if row["sd"] is not None else 0.0
+    return [entries[g] for g in sorted(entries, key=lambda g: (g[0], g[1], order[g]))]
 
 
 def _arm_sort(row: dict) -> tuple:

@@ -14,15 +14,18 @@ import sqlite_utils
 
 from xaug.engine.errors import StoreError
 from xaug.store.db import BUSY_TIMEOUT_MS, artifact_root
+from xaug.store.job_states import STATUSES
 
 ENGINE_STALE_S = 15.0
 """An engine whose heartbeat is older than this is shown as down."""
 
-JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
+JOB_STATUSES = STATUSES
+"""Every job status, as the queue's state machine defines them."""
 
 _QUEUE_COLUMNS = (
     "j.key, j.kind, j.label, j.status, j.priority, j.attempts, j.progress, j.progress_total, j.eta_s, j.gpus,"
-    " j.message, j.created_at, j.started_at, j.ended_at, j.log_path, j.cancel_requested"
+    " j.message, j.created_at, j.started_at, j.ended_at, j.log_path, j.cancel_requested, j.slurm_job_id,"
+    " j.slurm_state"
 )
 
 
@@ -275,21 +278,35 @@ def comparison_choices(db: sqlite_utils.Database, study: str) -> dict[str, list]
     return {"metrics": distinct("metric"), "references": distinct("reference"), "amounts": distinct("amount")}
 
 
-def class_f1_deltas(db: sqlite_utils.Database, study: str, reference: str = "baseline") -> dict[str, dict[str, float]]:
-    """Mean per-class F1 change versus the reference, generator -> class -> mean over classifiers and amounts."""
-    rows = db.execute(
-        "SELECT generator, class_name, avg(mean) FROM comparisons WHERE study = ? AND reference = ?"
-        " AND class_name != '' AND metric LIKE '%f1%' AND mean IS NOT NULL GROUP BY generator, class_name"
-        " ORDER BY generator, class_name", (study, reference)).fetchall()
-    deltas: dict[str, dict[str, float]] = {}
-    for generator, class_name, value in rows:
-        deltas.setdefault(generator, {})[class_name] = value
+def study_analysis_info(db: sqlite_utils.Database, study: str) -> dict | None:
+    """The stored analysis summary of a study (n_units, unit, test, correction, alpha, ...), None before the
+    analyse job ran."""
+    from xaug.store.analysis import load_analysis
+
+    return load_analysis(db, study)
+
+
+def headline_rows(db: sqlite_utils.Database, study: str, *, metric: str, reference: str = "baseline",
+                  per_class: bool = False) -> list[dict]:
+    """The study's stored headline (each generator's effect over classifiers and common amounts)."""
+    from xaug.store.analysis import load_headline
+
+    return load_headline(db, study, reference=reference, metric=metric, per_class=per_class)
+
+
+def class_f1_deltas(db: sqlite_utils.Database, study: str, reference: str = "baseline") -> dict[str, dict[str, dict]]:
+    """Per-class F1 change versus the reference from the stored headline: generator -> class -> headline row
+    (mean, CI, p_adjusted over classifiers and common amounts)."""
+    deltas: dict[str, dict[str, dict]] = {}
+    for row in headline_rows(db, study, metric="f1", reference=reference, per_class=True):
+        deltas.setdefault(row["generator"], {})[row["class_name"]] = row
     return deltas
 
 
 def quality_vs_utility(db: sqlite_utils.Database, study: str, quality_metric: str = "fid",
                        utility_metric: str = "accuracy", reference: str = "baseline") -> list[dict]:
-    """Per generator: mean overall image quality (all classes) and mean utility delta over classifiers/amounts."""
+    """Per generator: mean overall image quality (all classes, over its image_quality jobs) and the stored
+    headline utility (change in `utility_metric` vs the reference)."""
     quality = {}
     for job in study_jobs_of_kind(db, study, "image_quality"):
         row = db.execute("SELECT avg(value) FROM quality WHERE job_key = ? AND class_name = '' AND metric = ?"
@@ -298,9 +315,8 @@ def quality_vs_utility(db: sqlite_utils.Database, study: str, quality_metric: st
         name = _generator_name(job["config"])
         if row and row[0] is not None and name:
             quality.setdefault(name, []).append(row[0])
-    utility = dict(db.execute(
-        "SELECT generator, avg(mean) FROM comparisons WHERE study = ? AND metric = ? AND reference = ?"
-        " AND class_name = '' AND mean IS NOT NULL GROUP BY generator", (study, utility_metric, reference)).fetchall())
+    utility = {r["generator"]: r["mean"] for r in headline_rows(db, study, metric=utility_metric,
+                                                                reference=reference) if r["mean"] is not None}
     return [{"generator": g, "quality": sum(v) / len(v), "utility": utility[g]}
             for g, v in sorted(quality.items()) if g in utility]
 
@@ -313,8 +329,8 @@ def list_correlations(db: sqlite_utils.Database, study: str) -> list[dict]:
 
 # --- export ---------------------------------------------------------------------------------------------------------
 
-EXPORT_COLUMNS = ["generator", "classifier", "amount", "reference", "metric", "class_name", "n", "mean", "ci_low",
-                  "ci_high", "p_value", "p_adjusted", "test", "correction"]
+EXPORT_COLUMNS = ["generator", "classifier", "amount", "reference", "metric", "class_name", "n", "unit", "mean",
+                  "ci_low", "ci_high", "p_value", "p_adjusted", "test", "correction"]
 
 
 def export_comparisons(db: sqlite_utils.Database, db_path: str | Path, study: str) -> list[Path]:
@@ -322,6 +338,11 @@ def export_comparisons(db: sqlite_utils.Database, db_path: str | Path, study: st
     `<artifact root>/exports/` with xaug.store.export; returns the paths."""
     from xaug.store.export import write_table
 
-    rows = comparison_rows(db, study) + comparison_rows(db, study, per_class=True)
+    info = study_analysis_info(db, study) or {}
+    unit = info.get("unit", "no stored analysis")
+    label = unit.split("unit = ", 1)[-1]
+    rows = [{**r, "unit": label} for r in comparison_rows(db, study) + comparison_rows(db, study, per_class=True)]
+    confidence = f"{(1 - info.get('alpha', 0.05)) * 100:.0f}%"
     return write_table(artifact_root(db_path) / "exports", f"{study}-comparisons", EXPORT_COLUMNS, rows,
-                       caption=f"Study {study}: change versus the reference arm (mean, 95% CI, paired test)")
+                       caption=f"Study {study}: change versus the reference arm (mean, {confidence} CI, paired "
+                               f"test); {unit}")

@@ -4,9 +4,10 @@ from the variance of a finished pilot study's unit-level differences.
 The corrected resampled t-test divides the mean of n unit differences by sqrt((1/n + r) s^2), r = n_test/n_train.
 Its power is that of a one-sample two-sided t-test (scipy's noncentral t with n - 1 degrees of freedom, the same
 computation as statsmodels' `TTestPower`, which the tests compare it with) at the noncentrality
-effect / sqrt((1/n + r) s^2) = d sqrt(n) / sqrt(1 + n r), d = effect / s. Because r stays fixed while repeats add units, the
-noncentrality never exceeds effect / (s sqrt(r)): some effects cannot be detected with k folds at any number of
-repeats, and `required_repeats` says so instead of returning a huge number.
+effect / sqrt((1/n + r) s^2) = d sqrt(n) / sqrt(1 + n r), d = effect / s. Because r stays fixed while repeats add
+units, the noncentrality never exceeds effect / (s sqrt(r)): some effects cannot be detected with k folds at any
+number of repeats, and `required_repeats` says so instead of returning a huge number. We use scipy directly
+because statsmodels' power returns NaN at the large noncentralities a small SD gives.
 
 Multiplicity: with a Holm or Bonferroni (or BH) correction over m generators, the first (smallest) p-value is
 compared with alpha / m, so power is computed at alpha / m, a conservative bound for the other steps.

@@ -81,8 +81,9 @@ def build_report(db: sqlite_utils.Database, study: str, out_dir: Path) -> Report
                                 f"* adjusted p < {alpha}. {result.unit}")
     columns, rows = quality_table(result)
     report.files += write_table(out_dir, "quality", columns, rows,
-                                f"{study}: image quality per generator and class (mean over units; n = images per "
-                                "set)")
+                                f"{study}: image quality per generator and class against the training images, at "
+                                "one resolution (mean over units; n = images per set; class 'all' = macro-average "
+                                "of the per-class values with enough images)")
     columns, rows = correlation_table(result)
     report.files += write_table(out_dir, "correlations", columns, rows,
                                 f"{study}: correlation of image quality with utility (Fisher-z {ci}); n = "
@@ -238,7 +239,8 @@ def power_table(result: StudyAnalysis, effects: tuple[float, ...] = POWER_EFFECT
     columns = ["generator", "n", "unit", "SD (pp)", *[f"+{e * 100:g} pp: repeats (units)" for e in effects]]
     rows = []
     for r in sorted(rows_in, key=lambda r: _arm_order(r["generator"])):
-        row = {"generator": r["generator"], "n": r["n"], "unit": _unit_column(result), "SD (pp)": f"{r['sd'] * 100:.2f}"}
+        row = {"generator": r["generator"], "n": r["n"], "unit": _unit_column(result),
+               "SD (pp)": f"{r['sd'] * 100:.2f}"}
         for e in effects:
             plan = required_repeats(e, r["sd"], folds, ratio, alpha, POWER_TARGET)
             row[f"+{e * 100:g} pp: repeats (units)"] = (f"{plan.repeats} ({plan.units})" if plan.repeats
@@ -248,8 +250,8 @@ def power_table(result: StudyAnalysis, effects: tuple[float, ...] = POWER_EFFECT
 
 
 def quality_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
-    """Image quality per generator, class ('all' = every class together) and feature space, mean over folds (N per
-    fold, or its range when folds differ).
+    """Image quality per generator, class ('all' = the macro-average of the meaningful per-class values) and feature
+    space against the training reference, mean over folds (N per fold, or its range when folds differ).
 
     MS-SSIM (pixels) and the memorised fraction (pixel-space near-copies) do not depend on the feature space and
     repeat on each of a generator's rows."""

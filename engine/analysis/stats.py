@@ -129,8 +129,9 @@ def describe_correction(method: str, family_size: int, alpha: float, what: str =
 
 def unit_label(repeats: int = 1) -> str:
     """What one replication unit is: 'fold (seeds averaged within a fold)', or 'repeat x fold (...)'."""
-    unit = "fold" if repeats <= 1 else f"repeat x fold ({repeats} repeats of k-fold)"
-    return f"{unit} (seeds averaged within a fold)"
+    if repeats <= 1:
+        return "fold (seeds averaged within a fold)"
+    return f"repeat x fold (seeds averaged within a fold; {repeats} repeats of k-fold)"
 
 
 def describe_units(n: int, repeats: int = 1) -> str:

@@ -26,7 +26,8 @@ def _prepared(ctx) -> Any:
 
 def load_splits(ctx, fold: int, splits: tuple[str, ...], classes: list[str],
                 size: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Splits of a fold from the prepare_data dependency, resized to `size`, with integer labels."""
+    """Splits of a fold (of the repetition `repeat` in the job config, 0 by default) from the prepare_data
+    dependency, resized to `size`, with integer labels."""
     prepared = _prepared(ctx)
     if list(prepared.classes) != list(classes):
         raise DataError(
@@ -35,7 +36,7 @@ def load_splits(ctx, fold: int, splits: tuple[str, ...], classes: list[str],
         )
     out = {}
     for split in splits:
-        images, labels = prepared.split(fold, split)
+        images, labels = prepared.split(fold, split, int(ctx.config.get("repeat", 0)))
         out[split] = resize_images(np.asarray(images), size), np.asarray(labels, dtype=np.int64)
     return out
 

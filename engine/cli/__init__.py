@@ -54,8 +54,11 @@ def main() -> None:
     """Entry point of `xaug`: a user error is printed once, without a traceback, and exits with status 2."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     load_commands()
+    from xaug.store.db import store_errors
+
     try:
-        app(standalone_mode=False)
+        with store_errors():  # a store that fails after it was opened (disk full, made read-only) is one line too
+            app(standalone_mode=False)
     except XaugError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
         sys.exit(2)

@@ -56,14 +56,26 @@ def resolve_key(db, prefix: str) -> str:
     return prefix if prefix in keys else keys[0]
 
 
+def engine_alive_now(row: dict | None) -> bool:
+    """Whether the engine that holds the store's lock still runs (its process here, or a fresh heartbeat)."""
+    import socket
+
+    from xaug.engine.queue.engine import engine_alive
+
+    return row is not None and engine_alive(row, socket.gethostname())
+
+
 def engine_line(db) -> str:
-    """'engine pid 123 on host (heartbeat ...)' or that no engine runs."""
+    """'engine pid 123 on host (heartbeat ...)', or that no engine runs (none holds the lock, or it died)."""
     from xaug.store.jobs import is_paused, load_engine
 
     row = load_engine(db)
     paused = " [yellow]queue paused[/]" if is_paused(db) else ""
     if row is None:
         return f"[dim]no engine running[/] (start one: xaug-engine --store ...){paused}"
+    if not engine_alive_now(row):
+        return (f"[red]no engine running[/]: engine pid {row['pid']} on {row['host']} died (last heartbeat "
+                f"{row['heartbeat_at'][11:19]} UTC); start one: xaug-engine --store ...{paused}")
     return f"engine pid {row['pid']} on {row['host']}, heartbeat {row['heartbeat_at'][11:19]} UTC{paused}"
 
 
@@ -94,13 +106,13 @@ def submit(
 
 
 def _job_state(row: dict) -> str:
-    return "blocked" if row.get("blocked_by") else row["status"]
+    return row["status"]
 
 
 def _job_json(row: dict) -> dict:
     keep = ("key", "kind", "label", "status", "priority", "attempts", "max_attempts", "gpus_needed", "progress",
             "progress_total", "message", "eta_s", "pid", "host", "gpus", "log_path", "started_at", "ended_at",
-            "exit_code", "error", "blocked_by", "deps")
+            "exit_code", "error", "blocked_by", "deps", "slurm_job_id", "slurm_state")
     out = {k: row.get(k) for k in keep}
     out["state"] = _job_state(row)
     return out
@@ -138,7 +150,10 @@ def status(
     for row in rows:
         counts[_job_state(row)] = counts.get(_job_state(row), 0) + 1
     if as_json:
-        print(json.dumps({"engine": load_engine(db), "paused": is_paused(db), "counts": counts,
+        engine = load_engine(db)
+        if engine is not None:
+            engine["alive"] = engine_alive_now(engine)
+        print(json.dumps({"engine": engine, "paused": is_paused(db), "counts": counts,
                           "gpus": load_gpu_stats(db), "jobs": [_job_json(r) for r in rows]}, default=str))
         return
     console.print(engine_line(db))
@@ -149,14 +164,18 @@ def status(
     if not shown:
         return
     table = Table(box=None, header_style="bold")
-    for column in ("key", "state", "kind", "label", "prio", "progress", "try", "gpus", "message / error"):
+    slurm = any(r.get("slurm_job_id") for r in shown)  # a column for the Slurm job only when Slurm ran some
+    columns = ("key", "state", "kind", "label", "prio", "progress", "try", "gpus") + (("slurm",) if slurm else ())
+    for column in columns + ("message / error",):
         table.add_column(column, overflow="fold" if column in ("label", "message / error") else "ellipsis",
-                         no_wrap=column in ("key", "state", "prio", "try", "progress"))
+                         no_wrap=column in ("key", "state", "prio", "try", "progress", "slurm"))
     for row in shown[:500]:
         note = row["error"] if row["status"] == "failed" else (
             f"waits on failed {row['blocked_by'][:12]}" if row["blocked_by"] else row["message"] or "")
+        slurm_cell = (f"{row['slurm_job_id'] or ''} {row['slurm_state'] or ''}".strip(),) if slurm else ()
         table.add_row(row["key"][:10], _job_state(row), row["kind"], row["label"], str(row["priority"]),
-                      _fmt_progress(row), f"{row['attempts']}/{row['max_attempts']}", row["gpus"] or "", note)
+                      _fmt_progress(row), f"{row['attempts']}/{row['max_attempts']}", row["gpus"] or "",
+                      *slurm_cell, note)
     console.print(table)
     if len(shown) > 500:
         console.print(f"... {len(shown) - 500} more (use --json)")
@@ -179,7 +198,7 @@ def cancel(
     if (key is None) == (study is None):
         raise EngineError("give either a job KEY or --study NAME to cancel")
     keys = [resolve_key(db, key)] if key else [r["key"] for r in list_jobs(db, study=study)
-                                               if r["status"] in ("queued", "running")]
+                                               if r["status"] in ("queued", "blocked", "running")]
     outcome = {k: cancel_job(db, k) for k in keys}
     if as_json:
         print(json.dumps(outcome))

@@ -85,7 +85,7 @@ class _Display:
             return
         self._last = now
         rows = list_jobs(db, study=self.study)
-        done = sum(1 for r in rows if r["status"] in ("done", "failed", "cancelled") or r["blocked_by"])
+        done = sum(1 for r in rows if r["status"] in ("done", "failed", "cancelled", "blocked"))
         failed = sum(1 for r in rows if r["status"] == "failed")
         note = f" [red]{failed} failed[/]" if failed else ""
         self.progress.update(self.overall, total=len(rows), completed=done,
@@ -130,7 +130,12 @@ def run(
     name = loaded.recipe.name
     # Small CPU models use one core far better than two: one job per core beats one job with many threads.
     jobs = jobs or max(1, min(4, os.cpu_count() or 1))
-    engine = Engine(store or default_store(), cpu_slots=jobs, gpus=parse_gpus(gpus), grace_s=grace)
+    if loaded.recipe.resources.executor == "slurm":
+        from xaug.engine.queue.slurm import slurm_engine
+
+        engine = slurm_engine(store or default_store(), max_jobs=loaded.recipe.resources.slurm.max_jobs, grace_s=grace)
+    else:
+        engine = Engine(store or default_store(), cpu_slots=jobs, gpus=parse_gpus(gpus), grace_s=grace)
     db = open_store(engine.store_path)
     if is_paused(db):
         raise EngineError(f"the queue of {engine.store_path} is paused, so nothing would run: "
@@ -168,14 +173,15 @@ def run(
 
 def _print_summary(db, name: str, elapsed: float) -> None:
     from xaug.store.jobs import list_jobs, study_counts
-    from xaug.store.results import score_table
+    from xaug.store.results import results_unit, score_table
 
     counts = study_counts(db, name)
     console.print(f"study [bold]{name}[/] finished in {elapsed:.0f}s: {counts['done']} done, {counts['failed']} "
                   f"failed, {counts['blocked']} blocked, {counts['cancelled']} cancelled")
     scores = score_table(db, name)
     if scores:
-        table = Table(title="test scores (mean ± SD over folds x seeds)", box=None, header_style="bold")
+        table = Table(title=f"test scores, mean ± SD over units; {results_unit(db, name)}", box=None,
+                      header_style="bold")
         for column in ("classifier", "arm", "n", "accuracy", "balanced acc.", "macro F1"):
             table.add_column(column, no_wrap=column not in ("classifier", "arm"))
         for row in scores:
@@ -202,12 +208,13 @@ def results(
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Print per-class precision/recall/F1 per classifier and arm, mean ± SD over folds x seeds.
+    """Print per-class precision/recall/F1 per classifier and arm, mean ± SD over replication units (folds x
+    repeats, seeds averaged within a fold), read from the study's stored analysis.
 
     Example: xaug results quickstart --store runs/quickstart.db
     """
     from xaug.engine.cli.queue_cmds import open_existing_store
-    from xaug.store.results import class_metric_table, score_table
+    from xaug.store.results import class_metric_table, results_unit, score_table
     from xaug.store.studies import load_study
 
     db = open_existing_store(store)
@@ -218,13 +225,15 @@ def results(
         raise EngineError(f"no study '{study}' in {store or default_store()}; studies there: {known}")
     rows = class_metric_table(db, study)
     scores = score_table(db, study)
+    unit = results_unit(db, study)
     if as_json:
-        print(json.dumps({"study": study, "classes": rows, "scores": scores}))
+        print(json.dumps({"study": study, "unit": unit, "classes": rows, "scores": scores}))
         return
     if not rows:
-        console.print(f"study {study} has no evaluated runs yet (see `xaug status --study {study}`)")
+        console.print(f"study {study} has no analysed runs yet: {unit} (see `xaug status --study {study}`)")
         return
-    table = Table(title=f"{study}: per-class results, mean ± SD over folds x seeds", box=None, header_style="bold")
+    table = Table(title=f"{study}: per-class results, mean ± SD over units; {unit}", box=None,
+                  header_style="bold")
     for column in ("classifier", "arm", "class", "n", "precision", "recall", "F1"):
         table.add_column(column, no_wrap=column not in ("classifier", "arm"))
     previous = None

@@ -1,6 +1,7 @@
 """A metadata CSV with one row per image: path, label and patient columns (names set in dataset.csv).
 
 Paths are relative to the CSV file's folder unless absolute. Labels go through dataset.csv.label_map first.
+One patient id under two classes is an error naming both files, never a silent reassignment.
 """
 
 from __future__ import annotations
@@ -8,7 +9,13 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from xaug.engine.data.records import RecordSet, handle_unreadable, number_records, order_classes
+from xaug.engine.data.records import (
+    RecordSet,
+    check_one_class_per_patient,
+    handle_unreadable,
+    number_records,
+    order_classes,
+)
 from xaug.engine.errors import DataError
 from xaug.engine.recipe.schema import DatasetConfig
 
@@ -49,6 +56,7 @@ def load_csv(cfg: DatasetConfig) -> RecordSet:
         raise DataError(f"{table}: not a readable UTF-8 CSV file ({exc})") from exc
     if not items:
         raise DataError(f"{table}: no readable image rows")
+    check_one_class_per_patient(items)
     classes = order_classes({label for _, label, _ in items}, cfg.classes, str(table))
     return RecordSet(number_records(items), classes, skipped)
 

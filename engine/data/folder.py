@@ -1,7 +1,10 @@
 """A folder with one sub-folder per class of PNG, JPEG or DICOM files (sub-folders inside a class are searched too).
 
 The patient of an image is, in this order: the group of `dataset.patient_pattern` matched against the file name;
-the DICOM PatientID; else the image is its own patient (its path below the class folder).
+the DICOM PatientID; else, only when the recipe says `dataset.one_patient_per_image: true`, the image is its own
+patient (its path below the class folder). Without any of these the images of one patient could land in both the
+training and the test split, so a file without a patient id is an error naming it. One patient under two classes
+is an error naming both files.
 """
 
 from __future__ import annotations
@@ -11,7 +14,13 @@ from pathlib import Path
 
 from xaug.engine.data.dicom import dicom_patient_id
 from xaug.engine.data.images import is_dicom_path, is_image_file
-from xaug.engine.data.records import RecordSet, handle_unreadable, number_records, order_classes
+from xaug.engine.data.records import (
+    RecordSet,
+    check_one_class_per_patient,
+    handle_unreadable,
+    number_records,
+    order_classes,
+)
 from xaug.engine.errors import DataError
 from xaug.engine.recipe.schema import DatasetConfig
 
@@ -32,13 +41,18 @@ def load_folder(cfg: DatasetConfig) -> RecordSet:
     for class_dir in class_dirs:
         for path in class_images(class_dir):
             try:
-                patient = _patient_of(path, class_dir, pattern)
+                patient = _patient_of(path, pattern)
             except DataError as exc:
                 handle_unreadable(str(path), str(exc).removeprefix(f"{path}: "), cfg.on_unreadable, skipped)
                 continue
+            if patient is None:
+                if not cfg.one_patient_per_image:
+                    raise DataError(_no_patient_id(path))
+                patient = f"{class_dir.name}/{path.relative_to(class_dir).with_suffix('')}"
             items.append((patient, class_dir.name, str(path)))
     if not items:
         raise DataError(f"{root}: no PNG, JPEG or DICOM files found in the class sub-folders")
+    check_one_class_per_patient(items)
     classes = order_classes({label for _, label, _ in items}, cfg.classes, str(root))
     return RecordSet(number_records(items), classes, skipped)
 
@@ -67,8 +81,21 @@ def compile_patient_pattern(pattern: str | None) -> re.Pattern | None:
     return compiled
 
 
-def _patient_of(path: Path, class_dir: Path, pattern: re.Pattern | None) -> str:
-    """The patient id of one file (see the module docstring)."""
+def first_file_without_patient_id(root: Path) -> Path | None:
+    """The first PNG/JPEG file below a folder dataset's class folders (such files carry no patient id), or None.
+
+    Only file names are looked at, so this is cheap enough for `xaug recipe check`; DICOM files may still lack a
+    PatientID, which only reading them (load_folder) tells.
+    """
+    for class_dir in class_folders(root):
+        for path in class_images(class_dir):
+            if not is_dicom_path(path):
+                return path
+    return None
+
+
+def _patient_of(path: Path, pattern: re.Pattern | None) -> str | None:
+    """The patient id of one file from the pattern or the DICOM PatientID; None when the file has none."""
     if pattern is not None:
         match = pattern.search(path.name)
         if match is None or not match.group(1):
@@ -77,7 +104,14 @@ def _patient_of(path: Path, class_dir: Path, pattern: re.Pattern | None) -> str:
                             " fix the pattern or rename the file")
         return match.group(1)
     if is_dicom_path(path):
-        patient = dicom_patient_id(path)
-        if patient is not None:
-            return patient
-    return f"{class_dir.name}/{path.relative_to(class_dir).with_suffix('')}"
+        return dicom_patient_id(path)
+    return None
+
+
+def _no_patient_id(path: Path) -> str:
+    """The leakage guard's message for a file without a patient id."""
+    what = "this DICOM file has no PatientID" if is_dicom_path(path) else "a PNG/JPEG file carries no patient id"
+    return (f"{path}: {what} and dataset.patient_pattern is not set, so images of one patient could land in both"
+            " the training and the test split. Set dataset.patient_pattern to a regular expression whose one group"
+            r" extracts the patient id from file names (e.g. '^(P\d+)_'), or set dataset.one_patient_per_image: true"
+            " if every image without an id is a different patient")

@@ -4,7 +4,8 @@ Layout of the output folder:
 
 - `images.npy`: uint8 [N, S, S], S = dataset.image_size, loaded memory-mapped;
 - `index.json`: classes, per-image labels (class indices), image ids (`<class>/<n:05d>`), patient pseudonyms
-  (never the raw ids), folds (image indices of train/val/test), skipped files, and the configs it was made from.
+  (never the raw ids), folds (per repetition of the k-fold split, per fold: image indices of train/val/test),
+  skipped files, and the configs it was made from.
 
 `index.json` is written last, so its presence means the folder is complete: preparing again with the same
 configs reuses the files without decoding anything.
@@ -27,11 +28,12 @@ import numpy as np
 from xaug.engine.data.images import fit_square
 from xaug.engine.data.records import handle_unreadable
 from xaug.engine.data.sources import load_records, record_decoder
-from xaug.engine.data.splits import SPLIT_NAMES, Fold, make_folds
+from xaug.engine.data.splits import SPLIT_NAMES, Fold, make_repeated_folds
 from xaug.engine.errors import DataError
 from xaug.engine.recipe.schema import DatasetConfig, SplitsConfig
 
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
+"""2: `folds` is a list per repetition (repeated k-fold); a folder of format 1 is prepared again."""
 _CHECK_ID = "xaug:pseudonym-check"
 
 
@@ -44,6 +46,7 @@ class PrepareReport:
     class_counts: dict[str, int]
     folds: int
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    repeats: int = 1
     """(source, reason) of each file that could not be read and was skipped."""
     reused: bool = False
     """True when the folder already held this preparation and nothing was decoded."""
@@ -60,29 +63,40 @@ class PreparedData:
     image_ids: list[str]
     patients: list[str]
     """Patient pseudonyms, one per image."""
-    folds: list[Fold]
+    repeats: list[list[Fold]]
+    """The folds of each repetition of the k-fold split: repeats[repeat][fold]."""
     skipped: list[tuple[str, str]]
 
-    def split(self, fold: int, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """Images uint8 [n, S, S] and labels int64 [n] of split 'train', 'val' or 'test' of a fold."""
-        if not 0 <= fold < len(self.folds):
-            raise IndexError(f"fold {fold} does not exist; this dataset has folds 0..{len(self.folds) - 1}")
-        idx = self.folds[fold].indices(name)
+    @property
+    def folds(self) -> list[Fold]:
+        """The folds of the first repetition (the only one unless splits.repeats > 1)."""
+        return self.repeats[0]
+
+    def split(self, fold: int, name: str, repeat: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Images uint8 [n, S, S] and labels int64 [n] of split 'train', 'val' or 'test' of a fold (of one
+        repetition of the k-fold split)."""
+        if not 0 <= repeat < len(self.repeats):
+            raise IndexError(f"repeat {repeat} does not exist; this dataset has repeats 0..{len(self.repeats) - 1}")
+        folds = self.repeats[repeat]
+        if not 0 <= fold < len(folds):
+            raise IndexError(f"fold {fold} does not exist; this dataset has folds 0..{len(folds) - 1}")
+        idx = folds[fold].indices(name)
         return np.asarray(self.images[idx]), self.labels[idx]
 
-    def train_images(self, fold: int):
-        """The training split of a fold as the generators' `TrainImages`."""
+    def train_images(self, fold: int, repeat: int = 0):
+        """The training split of a fold (of one repetition) as the generators' `TrainImages`."""
         from xaug.engine.generators.base import TrainImages
 
-        images, labels = self.split(fold, "train")
+        images, labels = self.split(fold, "train", repeat)
         return TrainImages(images, labels, list(self.classes))
 
     def split_members(self) -> list[dict]:
-        """Rows for the store's split_members: fold, split, image_id, patient (pseudonym), label."""
+        """Rows for the store's split_members: repeat, fold, split, image_id, patient (pseudonym), label."""
         return [
-            {"fold": k, "split": name, "image_id": self.image_ids[i], "patient": self.patients[i],
+            {"repeat": r, "fold": k, "split": name, "image_id": self.image_ids[i], "patient": self.patients[i],
              "label": self.classes[self.labels[i]]}
-            for k, fold in enumerate(self.folds) for name in SPLIT_NAMES for i in fold.indices(name)
+            for r, folds in enumerate(self.repeats) for k, fold in enumerate(folds)
+            for name in SPLIT_NAMES for i in fold.indices(name)
         ]
 
 
@@ -108,13 +122,14 @@ def prepare_dataset(dataset_cfg: DatasetConfig, splits_cfg: SplitsConfig, out_di
         raise DataError(f"dataset: none of the {len(record_set.records)} images could be read; see the skipped list")
     classes = record_set.classes
     labels = np.array([classes.index(r.label) for r in kept], dtype=np.int64)
-    folds = make_folds([r.patient_id for r in kept], labels, classes, splits_cfg)
+    repeats = make_repeated_folds([r.patient_id for r in kept], labels, classes, splits_cfg)
     pseudo = pseudonymise or _random_pseudonymiser()
     index = {
         "format": INDEX_FORMAT, "config": configs, "image_size": dataset_cfg.image_size, "classes": classes,
         "labels": labels.tolist(), "image_ids": [r.image_id for r in kept],
         "patients": [pseudo(r.patient_id) for r in kept], "pseudonym_check": pseudo(_CHECK_ID),
-        "folds": [{name: fold.indices(name).tolist() for name in SPLIT_NAMES} for fold in folds],
+        "folds": [[{name: fold.indices(name).tolist() for name in SPLIT_NAMES} for fold in folds]
+                  for folds in repeats],
         "skipped": [list(s) for s in skipped],
     }
     _write_outputs(out, images, index)
@@ -128,10 +143,11 @@ def load_prepared(out_dir: str | Path) -> PreparedData:
     if index is None:
         raise DataError(f"{out}: no prepared dataset here (index.json or images.npy missing); run prepare_data first")
     images = np.load(out / "images.npy", mmap_mode="r")
-    folds = [Fold(*(np.asarray(f[name], dtype=np.int64) for name in SPLIT_NAMES)) for f in index["folds"]]
+    repeats = [[Fold(*(np.asarray(f[name], dtype=np.int64) for name in SPLIT_NAMES)) for f in folds]
+               for folds in index["folds"]]
     return PreparedData(images=images, labels=np.asarray(index["labels"], dtype=np.int64),
                         classes=list(index["classes"]), image_ids=list(index["image_ids"]),
-                        patients=list(index["patients"]), folds=folds,
+                        patients=list(index["patients"]), repeats=repeats,
                         skipped=[tuple(s) for s in index.get("skipped", [])])
 
 
@@ -194,8 +210,8 @@ def _report(index: dict, reused: bool, seconds: float) -> PrepareReport:
     counts = np.bincount(np.asarray(index["labels"], dtype=np.int64), minlength=len(index["classes"]))
     return PrepareReport(n_images=len(index["labels"]), classes=list(index["classes"]),
                          class_counts={c: int(n) for c, n in zip(index["classes"], counts)},
-                         folds=len(index["folds"]), skipped=[tuple(s) for s in index["skipped"]],
-                         reused=reused, seconds=seconds)
+                         folds=len(index["folds"][0]), skipped=[tuple(s) for s in index["skipped"]],
+                         reused=reused, seconds=seconds, repeats=len(index["folds"]))
 
 
 def _random_pseudonymiser() -> Callable[[str], str]:

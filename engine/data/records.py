@@ -68,3 +68,21 @@ def handle_unreadable(source: str, reason: str, on_unreadable: str, skipped: lis
         skipped.append((source, reason))
         return
     raise DataError(f"{source}: {reason} (set dataset.on_unreadable: skip to skip such files and list them)")
+
+
+def check_one_class_per_patient(items: Iterable[tuple[str, str, str]]) -> None:
+    """(patient_id, label, source) triples: DataError naming two files when one patient has images of two classes.
+
+    Folds are made per patient and stratified by the patient's class; a patient under two classes is almost always
+    a wrong id (two people sharing one), and no class choice for them would be right, so it is never guessed.
+    The patient id itself is not printed (it may be identifying); the two files are.
+    """
+    first: dict[str, tuple[str, str]] = {}
+    for patient_id, label, source in items:
+        seen_label, seen_source = first.setdefault(patient_id, (label, source))
+        if seen_label != label:
+            raise DataError(
+                f"{seen_source} (class '{seen_label}') and {source} (class '{label}') have the same patient id;"
+                " a patient's images must all be of one class for patient-level splits. Fix the patient id of one"
+                " of them (dataset.patient_pattern, the DICOM PatientID or the CSV's patient column), or remove the"
+                " image that does not belong")

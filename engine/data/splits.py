@@ -4,7 +4,11 @@ Implemented here (no scikit-learn dependency) as a greedy stratified group k-fol
 seed and then taken largest first, each go to the fold where adding their images keeps the per-class share of
 every fold closest to 1/k. All images of a patient land in the same fold, so no patient is ever in both the
 training and the test split. The validation patients of a fold are drawn per class (by each patient's majority
-label) from that fold's training patients.
+label) from that fold's training patients. Every patient has one class: the loaders refuse one patient id under
+two classes (naming both files), and so does `make_folds`, rather than file the patient under its majority class.
+
+Repeated k-fold (`splits.repeats`): each repetition is a fresh patient partition made the same way with its own
+split seed (`split_seed`), so the folds of different repetitions overlap only by chance.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ def make_folds(patients: Sequence[str], labels: Sequence[int], classes: Sequence
     labels = np.asarray(labels, dtype=int)
     counts = np.zeros((len(patient_ids), n_classes), dtype=np.int64)
     np.add.at(counts, (patient_of, labels), 1)
+    if ((counts > 0).sum(axis=1) > 1).any():
+        raise DataError("splits: a patient has images of more than one class; patient-level splits need one class"
+                        " per patient. Fix the patient ids of the dataset (the loaders name the two files)")
     majority = counts.argmax(axis=1)
     _check_enough_patients(majority, classes, cfg.folds)
     fold_of_patient = _assign_folds(counts, cfg.folds, np.random.default_rng([cfg.seed, 0]))
@@ -59,6 +66,21 @@ def make_folds(patients: Sequence[str], labels: Sequence[int], classes: Sequence
         split_of_image = split_of_patient[patient_of]
         folds.append(Fold(*(np.flatnonzero(split_of_image == s) for s in range(3))))
     return folds
+
+
+def split_seed(seed: int, repeat: int) -> int:
+    """The split seed of one repetition: `seed` itself for repeat 0 (a one-repeat study keeps its folds), then a
+    seed derived deterministically from (seed, repeat) by numpy's SeedSequence."""
+    if repeat == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, repeat]).generate_state(1)[0])
+
+
+def make_repeated_folds(patients: Sequence[str], labels: Sequence[int], classes: Sequence[str],
+                        cfg: SplitsConfig) -> list[list[Fold]]:
+    """The folds of every repetition of the k-fold split: [repeat][fold], each repetition a fresh partition."""
+    return [make_folds(patients, labels, classes, cfg.model_copy(update={"seed": split_seed(cfg.seed, r)}))
+            for r in range(cfg.repeats)]
 
 
 def _check_enough_patients(majority: np.ndarray, classes: Sequence[str], k: int) -> None:

@@ -45,7 +45,11 @@ class DdpmConfig(BaseModel):
     layers_per_block: int = Field(2, ge=1)
     """ResNet layers per U-Net level."""
     attention: bool = True
-    """Self-attention in the lowest-resolution level and the middle block of the U-Net."""
+    """Self-attention in the U-Net's middle block and in the levels of attention_levels (off: none anywhere)."""
+    attention_levels: tuple[int, ...] | None = None
+    """Levels (0: full resolution) whose down block and mirrored up block use self-attention; default: the
+    lowest-resolution level. diffusers' unconditional training example: [4] of six levels (its 5th down and 2nd up
+    block)."""
     norm_num_groups: int = Field(32, ge=1)
     """Group-norm groups; must divide every entry of block_out_channels."""
     steps: int = Field(20000, ge=1)
@@ -96,6 +100,10 @@ class DdpmConfig(BaseModel):
         if self.resolution % 2 ** (len(self.block_out_channels) - 1):
             raise ValueError(f"resolution {self.resolution} is not divisible by 2**{len(self.block_out_channels) - 1}"
                              f" (one halving per level of block_out_channels {list(self.block_out_channels)})")
+        levels = len(self.block_out_channels)
+        if self.attention_levels is not None and any(not 0 <= lv < levels for lv in self.attention_levels):
+            raise ValueError(f"attention_levels {list(self.attention_levels)} must lie in 0..{levels - 1} (one level "
+                             f"per entry of block_out_channels)")
         bad = [c for c in self.block_out_channels if c % self.norm_num_groups]
         if bad:
             raise ValueError(f"norm_num_groups {self.norm_num_groups} does not divide block_out_channels {bad}")
@@ -110,7 +118,8 @@ def build_unet(cfg: DdpmConfig, num_classes: int):
     down = ["DownBlock2D"] * levels
     up = ["UpBlock2D"] * levels
     if cfg.attention:
-        down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
+        for level in cfg.attention_levels if cfg.attention_levels is not None else (levels - 1,):
+            down[level], up[levels - 1 - level] = "AttnDownBlock2D", "AttnUpBlock2D"
     extra = {}
     if num_classes:
         extra["num_class_embeds"] = num_classes + (1 if cfg.cond_drop_prob > 0 else 0)
@@ -283,7 +292,7 @@ def denoise(unet, train_scheduler_config, cfg: DdpmConfig, labels: torch.Tensor 
     return x.clamp(-1, 1)
 
 
-@register_generator("ddpm", DdpmConfig)
+@register_generator("ddpm", DdpmConfig, distributed=True)
 class Ddpm:
     """Pixel-space DDPM: class-conditional (class embeddings) or one unconditional model per class."""
 

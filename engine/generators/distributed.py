@@ -11,9 +11,11 @@ Two halves:
   launch --cpu` starts only one process (more need mpirun), so xaug calls torch.distributed.run itself: one
   command for GPUs and for the CPU (gloo) tests. Each child (`main`) runs the generator's ordinary `train` with
   hooks that only rank 0 uses: it appends progress and grids to `events.jsonl`, which the parent replays into
-  its own hooks, so only the parent (the job's worker) writes to the store. To stop, the parent creates the
-  file `stop`; a child that gets SIGTERM (torchrun forwards it) stops too. Either way all ranks agree on the step,
-  rank 0 checkpoints, and the run ends unfinished; the next run resumes from that checkpoint.
+  its own hooks, so only the parent (the job's worker) writes to the store: rank 0's losses, progress and grids
+  are recorded once, the other ranks' never. To stop (the engine's SIGTERM to the worker, or a cancel), the
+  parent creates the file `stop`; a child that gets SIGTERM itself (scancel signals every process of a Slurm
+  job; torchrun passes its own on) stops too. Either way all ranks agree on the step, rank 0 checkpoints, and the
+  run ends unfinished; the next run resumes from that checkpoint.
 
 Determinism: every process draws the *global* batch (indices, noise, timesteps) from the same seeded generator
 and keeps its slice, and DDP averages the gradients, so N processes with batch b each train exactly what one
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xaug.engine.errors import DataError, XaugError
+from xaug.engine.errors import DataError
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
 
 POLL_S = 0.2
@@ -43,11 +46,17 @@ STOP = "stop"
 OUTCOME = "outcome.json"
 
 
-class DistributedTrainingError(XaugError):
-    """The processes of a multi-process training failed: names the exit status and where the log is."""
+class DistributedTrainingError(RuntimeError):
+    """The processes of a multi-process training failed (a crash, out of memory: worth a retry, unlike an
+    XaugError); names the exit status and where their output is."""
 
 
 # --------------------------------------------------------------------------------------------------- in the loop
+
+
+def is_main_process() -> bool:
+    """Whether this process is rank 0 (or alone): the one that writes shared files. Works before an Accelerator."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def accelerator_for(device: str):
@@ -111,7 +120,8 @@ def process_count(device: str) -> int:
 
 
 def launch_dir(work_dir: Path) -> Path:
-    """The folder of a multi-process run's request, events and stop flag (beside the checkpoint folder)."""
+    """The folder of a multi-process run's request, events and stop flag (beside the checkpoint folder; removed
+    when the run ends)."""
     work_dir = Path(work_dir)
     return work_dir.with_name(work_dir.name + ".launch")
 
@@ -130,9 +140,8 @@ def train_in_processes(model: str, params, per_class: bool, data: TrainImages, w
     (they checkpoint at their next step) and the outcome is unfinished.
     """
     folder = launch_dir(work_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in (EVENTS, STOP, OUTCOME):
-        (folder / stale).unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)  # a previous run's stop flag or outcome must not count
+    folder.mkdir(parents=True)
     np.savez(folder / "data.npz", images=np.asarray(data.images), labels=np.asarray(data.labels))
     request = {"model": model, "params": params.model_dump(mode="json"), "per_class": per_class,
                "classes": list(data.classes), "work_dir": str(Path(work_dir).resolve()), "device": device,
@@ -150,15 +159,21 @@ def train_in_processes(model: str, params, per_class: bool, data: TrainImages, w
             if not (folder / STOP).exists() and hooks.should_stop():
                 (folder / STOP).touch()
             time.sleep(POLL_S)
-    except BaseException:
-        child.send_signal(signal.SIGTERM)  # torchrun passes it on; the children checkpoint and stop
-        child.wait()
-        raise
-    events.replay(hooks)
-    if child.returncode != 0 or not (folder / OUTCOME).exists():
-        raise DistributedTrainingError(f"{processes} training processes of {model} ended with exit status "
-                                       f"{child.returncode}; their output is in this job's log")
-    outcome = json.loads((folder / OUTCOME).read_text())
+        events.replay(hooks)
+        if (folder / OUTCOME).exists() and child.returncode == 0:
+            outcome = json.loads((folder / OUTCOME).read_text())
+        elif (folder / STOP).exists():
+            # Stopped from outside too (scancel signals every process of the job, torchrun included, which then
+            # ends its children): rank 0 checkpointed if it could; the job resumes from its last checkpoint.
+            outcome = {"checkpoint": str(work_dir), "finished": False, "step": events.last_step}
+        else:
+            raise DistributedTrainingError(f"{processes} training processes of {model} ended with exit status "
+                                           f"{child.returncode}; their output is in this job's log")
+    finally:
+        if child.poll() is None:  # the parent itself failed or was interrupted
+            child.send_signal(signal.SIGTERM)  # torchrun passes it on; the children checkpoint and stop
+            child.wait()
+        shutil.rmtree(folder, ignore_errors=True)
     return TrainOutcome(checkpoint=Path(outcome["checkpoint"]), finished=bool(outcome["finished"]),
                         step=int(outcome["step"]))
 
@@ -177,7 +192,7 @@ class _EventReader:
     """Reads complete lines appended by rank 0 to the events file and replays them into hooks."""
 
     def __init__(self, path: Path):
-        self.path, self.offset = path, 0
+        self.path, self.offset, self.last_step = path, 0, 0
 
     def replay(self, hooks: TrainHooks) -> None:
         if not self.path.exists():
@@ -190,6 +205,7 @@ class _EventReader:
         for line in chunk[:end].splitlines():
             event = json.loads(line)
             if event["kind"] == "progress":
+                self.last_step = event["step"]
                 hooks.progress(event["step"], event["total"], event["losses"])
             elif event["kind"] == "grid":
                 with np.load(event["path"]) as grid:
@@ -233,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description="One process of a multi-process generator training.")
     parser.add_argument("--launch-dir", required=True, type=Path)
     folder = parser.parse_args(argv).launch_dir
-    hooks = _RankHooks(folder, is_main=int(os.environ.get("RANK", "0")) == 0)
+    hooks = _RankHooks(folder, is_main=is_main_process())
     signal.signal(signal.SIGTERM, lambda *_: setattr(hooks, "signalled", True))
     from xaug.engine.generators.registry import get_generator
 

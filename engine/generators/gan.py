@@ -69,6 +69,12 @@ class GanConfig(BaseModel):
     """Caps the EMA half-life at this fraction of the images seen so far (faster EMA early on); null: off."""
     ada: bool = True
     """Adaptive discriminator augmentation; off means no augmentation at all."""
+    ada_xflip: bool = False
+    """Let ADA mirror images left-right. Off by default: a mirrored chest radiograph (heart on the right) is not a
+    plausible image of this data set, and ADA's augmentations can leak into the generator's samples."""
+    ada_rotate90: bool = False
+    """Let ADA rotate images by multiples of 90 degrees (off by default, for the same reason); small rotations,
+    shifts, scaling, brightness and contrast stay on."""
     ada_target: float = Field(0.6, gt=0, lt=1)
     """Target of the overfitting heuristic r_t = E[sign(D(real))]; p rises while r_t is above it."""
     ada_interval: int = Field(4, ge=1)
@@ -331,9 +337,10 @@ class Discriminator(nn.Module):
 # Adaptive discriminator augmentation
 
 
-def augment(x: torch.Tensor, p: float) -> torch.Tensor:
-    """Apply each augmentation with probability p per image: x-flip, 90-degree rotation, integer translation,
-    isotropic scaling, rotation, brightness and contrast. Differentiable, so gradients reach G through it."""
+def augment(x: torch.Tensor, p: float, *, xflip: bool = False, rotate90: bool = False) -> torch.Tensor:
+    """Apply each augmentation with probability p per image: integer translation, isotropic scaling, small rotation,
+    brightness and contrast, and, when asked, x-flip and 90-degree rotation (not anatomy-preserving for
+    radiographs). Differentiable, so gradients reach G through it."""
     if p <= 0:
         return x
     batch, size, device = x.shape[0], x.shape[-1], x.device
@@ -343,8 +350,13 @@ def augment(x: torch.Tensor, p: float) -> torch.Tensor:
         chosen = torch.rand(batch, device=device) < p
         return torch.where(chosen.reshape(-1, *[1] * (value.dim() - 1)), value, torch.full_like(value, neutral))
 
+    # Random draws happen whether or not a transform is on, so the other transforms see the same random stream.
     flip = where(1.0 - 2.0 * torch.randint(0, 2, (batch,), device=device).float(), 1.0)
     quarter_turns = where(torch.randint(0, 4, (batch,), device=device).float(), 0.0)
+    if not xflip:
+        flip = torch.ones_like(flip)
+    if not rotate90:
+        quarter_turns = torch.zeros_like(quarter_turns)
     # Whole-pixel shifts of up to 1/8 of the image, in affine_grid's [-1, 1] coordinates.
     shift = where(torch.round((torch.rand(batch, 2, device=device) * 2 - 1) * 0.125 * size) * 2 / size, 0.0)
     scale = where(torch.exp2(torch.randn(batch, device=device) * 0.2), 1.0)
@@ -393,6 +405,10 @@ class GanTrainer:
             return contextlib.nullcontext()
         return torch.autocast("cuda", dtype=self.autocast_dtype)
 
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        """ADA's augmentations at the current p, with the recipe's choice of x-flips and 90-degree rotations."""
+        return augment(x, self.ada_p, xflip=self.cfg.ada_xflip, rotate90=self.cfg.ada_rotate90)
+
     def _onehot(self, labels: torch.Tensor | None) -> torch.Tensor | None:
         if not self.c_dim:
             return None
@@ -412,7 +428,7 @@ class GanTrainer:
         z = torch.randn(batch, cfg.z_dim, device=self.device)
         with self._autocast():
             fake = self._G(z, c_fake, track_w=True)
-            g_loss = F.softplus(-self._D(augment(fake, self.ada_p), c_fake)).mean()
+            g_loss = F.softplus(-self._D(self._augment(fake), c_fake)).mean()
         self.opt_G.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_G.step()
@@ -424,8 +440,8 @@ class GanTrainer:
         with torch.no_grad(), self._autocast():
             fake = self._G(z, c_fake)
         with self._autocast():
-            d_fake = self._D(augment(fake, self.ada_p), c_fake)
-        real_aug = augment(real, self.ada_p).detach().requires_grad_(do_r1)
+            d_fake = self._D(self._augment(fake), c_fake)
+        real_aug = self._augment(real).detach().requires_grad_(do_r1)
         with (contextlib.nullcontext() if do_r1 else self._autocast()):  # R1 in fp32 for accurate gradients
             d_real = self._D(real_aug, c_real)
         d_loss = F.softplus(d_fake).mean() + F.softplus(-d_real).mean()

@@ -34,6 +34,9 @@ class LoraConfig(SdParams):
     """UNet modules that get adapters (the attention projections)."""
     dropout: float = Field(0.0, ge=0, lt=1)
     """Dropout on the LoRA path."""
+    lora_scale: float = Field(1.0, ge=0)
+    """Scale of the LoRA update when sampling (0: the base model, 1: the full adapter; the paper tried 0.5 and
+    1.0); a `sample` call may override it."""
 
 
 class LoraMethod(SdMethod):
@@ -91,6 +94,14 @@ class LoraMethod(SdMethod):
             raise ValueError(f"{folder}: LoRA checkpoint does not match the adapter ({len(unexpected)} unexpected "
                              f"keys, e.g. {unexpected[0]}); was rank or target_modules changed? delete the folder")
 
+    def sampling_settings(self, params) -> dict:
+        """The LoRA scale used when sampling."""
+        return {"lora_scale": params.lora_scale}
+
+    def pipeline_kwargs(self, settings: dict) -> dict:
+        """The LoRA scale, as diffusers takes it per call (cross_attention_kwargs 'scale')."""
+        return {"cross_attention_kwargs": {"scale": float(settings.get("lora_scale", 1.0))}}
+
     def apply_to_pipeline(self, pipe, folder: Path) -> None:
         """Load the adapters exactly as a plain diffusers user would."""
         pipe.load_lora_weights(folder / "lora", weight_name=LORA_WEIGHTS)
@@ -102,7 +113,7 @@ def _adapter_metadata(unet) -> dict:
     return {k: sorted(v) if isinstance(v, set) else v for k, v in config.items()}
 
 
-@register_generator("lora", LoraConfig)
+@register_generator("lora", LoraConfig, distributed=True)
 class Lora:
     """LoRA on Stable Diffusion behind the generator contract."""
 

@@ -32,16 +32,19 @@ class GeneratorEntry:
     name: str
     config_class: type[BaseModel]
     factory: Callable[[], GeneratorImpl]
+    distributed: bool = False
+    """Whether one model can train on several GPUs (accelerate DDP, see distributed.py); others use one GPU."""
 
 
 _REGISTRY: dict[str, GeneratorEntry] = {}
 
 
-def register_generator(name: str, config_class: type[BaseModel]):
-    """Class decorator: register a generator implementation under `name` with its params schema."""
+def register_generator(name: str, config_class: type[BaseModel], distributed: bool = False):
+    """Class decorator: register a generator implementation under `name` with its params schema; `distributed`
+    when its training loop runs as N accelerate processes (it then shards each global batch_size over them)."""
 
     def decorate(cls):
-        _REGISTRY[name] = GeneratorEntry(name=name, config_class=config_class, factory=cls)
+        _REGISTRY[name] = GeneratorEntry(name=name, config_class=config_class, factory=cls, distributed=distributed)
         return cls
 
     return decorate

@@ -73,9 +73,12 @@ def train_each_unit(model: str, params, per_class: bool, data, work_dir: Path, t
 
     work_dir = Path(work_dir)
     units = training_units(per_class, data)
-    ckpt.write_json(work_dir / "generator.json", {
-        "model": model, "per_class": per_class, "classes": list(data.classes), "params": params.model_dump(),
-        "units": [u[0] for u in units]})
+    from xaug.engine.generators.distributed import is_main_process
+
+    if is_main_process():  # under DDP (distributed.py) rank 0 writes the shared files
+        ckpt.write_json(work_dir / "generator.json", {
+            "model": model, "per_class": per_class, "classes": list(data.classes), "params": params.model_dump(),
+            "units": [u[0] for u in units]})
     total = params.steps * len(units)
     for index, (unit, images, labels) in enumerate(units):
         offset = index * params.steps

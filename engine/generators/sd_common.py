@@ -31,6 +31,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from xaug.engine.errors import DataError, WeightsError
+from xaug.engine.generators import distributed as dist
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
 
 log = logging.getLogger(__name__)
@@ -294,6 +295,14 @@ class SdMethod:
         """Extra images trained with their own loss term (DreamBooth prior preservation); None by default."""
         return None
 
+    def sampling_settings(self, params) -> dict:
+        """Method-specific sampling settings kept in the manifest (overridable per `sample` call); none by default."""
+        return {}
+
+    def pipeline_kwargs(self, settings: dict) -> dict:
+        """Extra keyword arguments for the pipeline call, from the sampling settings; none by default."""
+        return {}
+
 
 # --------------------------------------------------------------------------------------------------- loading
 
@@ -399,25 +408,27 @@ def _encode_all(parts: Parts, grey, device: str, batch: int):
     with torch.no_grad():
         for i in range(0, grey.shape[0], batch):
             pixels = grey_to_pixels(grey[i:i + batch]).to(device, dtype=parts.vae.dtype)
-            dist = parts.vae.encode(pixels).latent_dist
-            means.append(dist.mean.float().cpu())
-            stds.append(dist.std.float().cpu())
+            post = parts.vae.encode(pixels).latent_dist
+            means.append(post.mean.float().cpu())
+            stds.append(post.std.float().cpu())
     return torch.cat(means), torch.cat(stds)
 
 
-def _latents(parts: Parts, d: _Data, index, gen, device: str):
-    """Latents of the items `index`, sampled from their VAE posterior (scaled as the UNet expects)."""
+def _latents(parts: Parts, d: _Data, index, gen, device: str, mine: slice = slice(None)):
+    """Latents of the items `index[mine]`, sampled from their VAE posterior (scaled as the UNet expects).
+
+    The posterior noise is drawn for the whole global batch `index` (the same stream in every process)."""
     import torch
 
     if d.latent_mean is not None:
         mean, std = d.latent_mean[index], d.latent_std[index]
         sample = mean + std * torch.randn(mean.shape, generator=gen)
-        latents = sample.to(device)
+        latents = sample[mine].to(device)
     else:
         with torch.no_grad():
-            dist = parts.vae.encode(grey_to_pixels(d.grey[index]).to(device, dtype=parts.vae.dtype)).latent_dist
-            eps = torch.randn(dist.mean.shape, generator=gen).to(device, dtype=dist.mean.dtype)
-            latents = (dist.mean + dist.std * eps).float()
+            post = parts.vae.encode(grey_to_pixels(d.grey[index[mine]]).to(device, dtype=parts.vae.dtype)).latent_dist
+            eps = torch.randn((len(index),) + tuple(post.mean.shape[1:]), generator=gen)[mine]
+            latents = (post.mean + post.std * eps.to(device, dtype=post.mean.dtype)).float()
     return latents * parts.vae.config.scaling_factor
 
 
@@ -503,7 +514,8 @@ def write_manifest(method: SdMethod, params: SdParams, units: list[Unit], prompt
         "sampling": {"scheduler": params.scheduler, "inference_steps": params.steps_to_sample(),
                      "guidance_scale": params.guidance_scale, "negative_prompt": params.negative_prompt,
                      "batch_size": params.sample_batch_size,
-                     "mixed_precision": params.mixed_precision if params.amp else "no"},
+                     "mixed_precision": params.mixed_precision if params.amp else "no",
+                     **method.sampling_settings(params)},
     }
     (model / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return model
@@ -526,12 +538,15 @@ def train_sd(method: SdMethod, params: SdParams, per_class: bool, data: TrainIma
     prompts: dict[str, str] = {}
     for u in units:
         prompts.update(method.training_prompts(params, u))
-    model_dir = write_manifest(method, params, units, prompts, work_dir)
+    model_dir = work_dir / "model"
+    if dist.is_main_process():  # under DDP rank 0 writes the shared files
+        write_manifest(method, params, units, prompts, work_dir)
     total = params.steps * len(units)
     for i, unit in enumerate(units):
         if _unit_done(work_dir, unit):
             continue
-        if i > 0 and hooks.should_stop():  # a stop that came while the previous unit finished
+        # A stop that came while the previous unit finished (all DDP processes must agree on it).
+        if i > 0 and dist.agreed_stop(dist.accelerator_for(device), hooks.should_stop()):
             return TrainOutcome(checkpoint=model_dir, finished=False, step=i * params.steps)
         step = _train_unit(method, params, unit, data, work_dir, hooks, device, seed + 1000 * i, i * params.steps,
                            total)
@@ -562,8 +577,15 @@ class _UnitRun:
     optimizer: Any
     scaler: Any
     gen: Any
-    """The training RNG: data order, VAE posterior samples, noise and timesteps (saved with each checkpoint)."""
+    """The training RNG: data order, VAE posterior samples, noise and timesteps (saved with each checkpoint);
+    seeded alike in every DDP process, which each keep their slice of every global batch."""
     dtype: Any
+    acc: Any
+    """This process's accelerate.Accelerator (one process, or one rank of a DDP group)."""
+    unet: Any
+    """The UNet that the forward pass runs (DDP-wrapped under several processes; parts.unet is the bare one)."""
+    text_encoder: Any
+    """Likewise for the text encoder when it trains."""
 
 
 def _prepare_unit(method: SdMethod, params: SdParams, unit: Unit, data: TrainImages, work_dir: Path, device: str,
@@ -572,9 +594,11 @@ def _prepare_unit(method: SdMethod, params: SdParams, unit: Unit, data: TrainIma
     import torch
 
     torch.manual_seed(seed)
+    acc = dist.accelerator_for(device)
     trains_te = method.trains_text_encoder(params)
     parts = load_parts(params, device, trains_te)
-    prior = method.prior_set(parts, unit, params, work_dir, device, seed)
+    with acc.main_process_first():  # rank 0 generates DreamBooth's class images; the others then read them
+        prior = method.prior_set(parts, unit, params, work_dir, device, seed)
     prompts = method.training_prompts(params, unit)
     main, prior_data = _build_data(parts, unit, prompts, data, params, device, prior)
     input_ids = _tokenize(parts.tokenizer, main.prompts + ([prior.prompt] if prior is not None else [])).to(device)
@@ -595,8 +619,12 @@ def _prepare_unit(method: SdMethod, params: SdParams, unit: Unit, data: TrainIma
     if not trains_te:
         with torch.no_grad():
             embeds = parts.text_encoder(input_ids)[0]
+    if trains_te:
+        unet, text_encoder, optimizer = acc.prepare(parts.unet, parts.text_encoder, optimizer)
+    else:
+        (unet, optimizer), text_encoder = acc.prepare(parts.unet, optimizer), parts.text_encoder
     return _UnitRun(parts, prompts, main, prior_data, prior.weight if prior else 0.0, input_ids, embeds, trainable,
-                    optimizer, scaler, torch.Generator().manual_seed(seed), dtype)
+                    optimizer, scaler, torch.Generator().manual_seed(seed), dtype, acc, unet, text_encoder)
 
 
 def _train_unit(method: SdMethod, params: SdParams, unit: Unit, data: TrainImages, work_dir: Path,
@@ -604,21 +632,26 @@ def _train_unit(method: SdMethod, params: SdParams, unit: Unit, data: TrainImage
     """Train one unit from its last checkpoint; the step reached (params.steps when finished)."""
     run = _prepare_unit(method, params, unit, data, work_dir, device, seed)
     step = load_resume(method, run.parts, run.optimizer, run.scaler, run.gen, work_dir, unit, params, device)
+    main = run.acc.is_main_process  # under DDP only rank 0 reports, samples grids and saves
     run.parts.unet.train()
     while step < params.steps:
         for group in run.optimizer.param_groups:
             group["lr"] = _lr_at(params, step)
         losses = _optimizer_step(run, params, device)
         step += 1
-        hooks.progress(offset + step, total, losses)
-        if step % params.grid_every == 0 or step == params.steps:
+        if main:
+            hooks.progress(offset + step, total, losses)
+        if main and (step % params.grid_every == 0 or step == params.steps):
             _grid(run.parts, params, run.prompts, unit, hooks, offset + step, device, run.dtype, seed)
-        stop = hooks.should_stop()
-        if step < params.steps and (step % params.checkpoint_every == 0 or stop):
+        stop = dist.agreed_stop(run.acc, hooks.should_stop())
+        if main and step < params.steps and (step % params.checkpoint_every == 0 or stop):
             save_resume(method, run.parts, run.optimizer, run.scaler, run.gen, step, work_dir, unit, params, device)
         if stop and step < params.steps:
+            run.acc.wait_for_everyone()
             return step
-    _save_final(method, run.parts, params, unit, work_dir)
+    if main:
+        _save_final(method, run.parts, params, unit, work_dir)
+    run.acc.wait_for_everyone()  # no rank moves on before rank 0 has marked the unit finished
     return step
 
 
@@ -639,22 +672,26 @@ def _optimizer_step(run: _UnitRun, params: SdParams, device: str) -> dict[str, f
     import torch
 
     parts, main, prior_data = run.parts, run.main, run.prior_data
+    batch = params.batch_size
+    mine = dist.shard(run.acc, batch)  # this process's rows of each global micro-batch
     totals = {"loss": 0.0}
-    for _ in range(params.gradient_accumulation):
-        index = torch.randint(len(main), (params.batch_size,), generator=run.gen)
-        latents = _latents(parts, main, index, run.gen, device)
-        prompt_idx = main.prompt_index[index]
-        n_main = latents.shape[0]
+    for micro in range(params.gradient_accumulation):
+        index = torch.randint(len(main), (batch,), generator=run.gen)
+        latents = _latents(parts, main, index, run.gen, device, mine)
+        prompt_idx = main.prompt_index[index][mine]
+        rows, n_main = torch.arange(batch)[mine], latents.shape[0]
         if prior_data is not None:
-            pidx = torch.randint(len(prior_data), (params.batch_size,), generator=run.gen)
-            latents = torch.cat([latents, _latents(parts, prior_data, pidx, run.gen, device)])
-            prompt_idx = torch.cat([prompt_idx, prior_data.prompt_index[pidx]])
+            pidx = torch.randint(len(prior_data), (batch,), generator=run.gen)
+            latents = torch.cat([latents, _latents(parts, prior_data, pidx, run.gen, device, mine)])
+            prompt_idx = torch.cat([prompt_idx, prior_data.prompt_index[pidx][mine]])
+            rows = torch.cat([rows, batch + rows])  # the prior half follows the instance half in the global batch
         with _autocast(device, run.dtype):
             if run.embeds is None:
-                cond = parts.text_encoder(run.input_ids[prompt_idx.to(device)])[0]
+                cond = run.text_encoder(run.input_ids[prompt_idx.to(device)])[0]
             else:
                 cond = run.embeds[prompt_idx.to(device)]
-            per_sample = _diffusion_loss(parts, params, latents, cond, run.gen, device)
+            per_sample = _diffusion_loss(parts, params, run.unet, latents, cond, run.gen, device, rows,
+                                         batch * (2 if prior_data is not None else 1))
         loss = per_sample[:n_main].mean()
         if prior_data is not None:
             prior_loss = per_sample[n_main:].mean()
@@ -663,7 +700,8 @@ def _optimizer_step(run: _UnitRun, params: SdParams, device: str) -> dict[str, f
             loss = loss + run.prior_weight * prior_loss
         totals["loss"] += float(loss.detach()) / params.gradient_accumulation
         scaled = loss / params.gradient_accumulation
-        (run.scaler.scale(scaled) if run.scaler is not None else scaled).backward()
+        with _gradient_sync(run, micro == params.gradient_accumulation - 1):
+            run.acc.backward(run.scaler.scale(scaled) if run.scaler is not None else scaled)
     if run.scaler is not None:
         run.scaler.unscale_(run.optimizer)
     torch.nn.utils.clip_grad_norm_(run.trainable, params.max_grad_norm)
@@ -673,23 +711,35 @@ def _optimizer_step(run: _UnitRun, params: SdParams, device: str) -> dict[str, f
     else:
         run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
-    return totals
+    return dist.mean_across(run.acc, totals)
 
 
-def _diffusion_loss(parts: Parts, params: SdParams, latents, cond, gen, device):
-    """Per-sample noise-prediction MSE, Min-SNR weighted when snr_gamma is set."""
+def _gradient_sync(run: _UnitRun, sync: bool):
+    """No DDP all-reduce on the micro-batches before the last one of a step (gradients accumulate locally)."""
+    import contextlib
+
+    stack = contextlib.ExitStack()
+    if not sync:
+        for module in {id(m): m for m in (run.unet, run.text_encoder) if m is not None}.values():
+            stack.enter_context(run.acc.no_sync(module))
+    return stack
+
+
+def _diffusion_loss(parts: Parts, params: SdParams, unet, latents, cond, gen, device, rows, global_size: int):
+    """Per-sample noise-prediction MSE, Min-SNR weighted when snr_gamma is set, for the `rows` of a global batch
+    of `global_size` (noise and timesteps are drawn for all of it: the same stream in every process)."""
     import torch
     import torch.nn.functional as F
 
     sched = parts.noise_scheduler
-    noise = torch.randn(latents.shape, generator=gen).to(device)
-    t = torch.randint(0, sched.config.num_train_timesteps, (latents.shape[0],), generator=gen).to(device)
+    noise = torch.randn((global_size,) + tuple(latents.shape[1:]), generator=gen)[rows].to(device)
+    t = torch.randint(0, sched.config.num_train_timesteps, (global_size,), generator=gen)[rows].to(device)
     noisy = sched.add_noise(latents, noise, t)
     if sched.config.prediction_type == "v_prediction":
         target = sched.get_velocity(latents, noise, t)
     else:
         target = noise
-    pred = parts.unet(noisy, t, cond, return_dict=False)[0]
+    pred = unet(noisy, t, cond, return_dict=False)[0]
     per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=[1, 2, 3])
     if params.snr_gamma is not None:
         from diffusers.training_utils import compute_snr
@@ -727,8 +777,9 @@ def to_grey_uint8(images: np.ndarray) -> np.ndarray:
 
 
 def run_pipeline(pipe, prompt: str, n: int, seed: int, steps: int, guidance: float, negative: str, batch: int,
-                 resolution: int, autocast_dtype=None) -> np.ndarray:
-    """n grey uint8 images from a pipeline; image i uses torch.Generator seeded seed + i (batch-independent)."""
+                 resolution: int, autocast_dtype=None, **call_kwargs) -> np.ndarray:
+    """n grey uint8 images from a pipeline; image i uses torch.Generator seeded seed + i (batch-independent).
+    `call_kwargs` go to the pipeline call (e.g. LoRA's cross_attention_kwargs)."""
     import torch
 
     device = str(pipe.device)
@@ -739,7 +790,7 @@ def run_pipeline(pipe, prompt: str, n: int, seed: int, steps: int, guidance: flo
         with torch.no_grad(), _autocast(device, autocast_dtype):
             result = pipe([prompt] * count, negative_prompt=[negative] * count if negative else None,
                           num_inference_steps=steps, guidance_scale=guidance, generator=gens, height=resolution,
-                          width=resolution, output_type="np")
+                          width=resolution, output_type="np", **call_kwargs)
         out.append(to_grey_uint8(result.images))
     return np.concatenate(out) if out else np.zeros((0, resolution, resolution), np.uint8)
 
@@ -809,7 +860,8 @@ def read_manifest(checkpoint: Path) -> dict:
 def sample_sd(method: SdMethod, checkpoint: Path, class_name: str, n: int, seed: int, device: str,
               **overrides) -> np.ndarray:
     """n grey uint8 images [n,H,W] of one class; overrides: scheduler, inference_steps, guidance_scale,
-    negative_prompt, batch_size (default: the values saved at training time)."""
+    negative_prompt, batch_size and the method's own settings, e.g. lora_scale (default: the values saved at
+    training time)."""
     manifest = read_manifest(checkpoint)
     units = manifest["units"]
     unit = class_name if class_name in units else "all"
@@ -823,5 +875,5 @@ def sample_sd(method: SdMethod, checkpoint: Path, class_name: str, n: int, seed:
     pipe.scheduler = make_scheduler(settings["scheduler"], pipe.scheduler.config)
     return run_pipeline(pipe, manifest["prompts"][class_name], n, seed, settings["inference_steps"],
                         settings["guidance_scale"], settings["negative_prompt"], settings["batch_size"],
-                        manifest["resolution"], dtype)
+                        manifest["resolution"], dtype, **method.pipeline_kwargs(settings))
 

@@ -38,7 +38,7 @@ class FinetuneMethod(SdMethod):
         return bool(params.train_text_encoder)
 
 
-@register_generator("sd_finetune", SdFinetuneConfig)
+@register_generator("sd_finetune", SdFinetuneConfig, distributed=True)
 class SdFinetune:
     """Stable Diffusion fine-tuning behind the generator contract."""
 

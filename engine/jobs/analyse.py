@@ -16,6 +16,7 @@ def run(ctx: JobContext) -> None:
     config = ctx.config
     ctx.progress(0, 2, "comparing arms")
     result = analyse_study(ctx.db, config["study"], config.get("analysis") or {}, config.get("classes") or None)
+    ctx.check_stop()
     ctx.progress(1, 2, "recording the analysis")
     record_study_analysis(ctx.db, result)
     ctx.progress(2, 2, f"{result.unit}; {len(result.comparisons)} comparisons, {len(result.headline)} headline rows")

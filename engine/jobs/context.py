@@ -18,7 +18,8 @@ from xaug.store.metrics import record_metrics
 
 
 class JobInterrupted(Exception):
-    """Raised by `ctx.check_stop()` after the job saved a checkpoint: the worker exits and the job resumes later."""
+    """Raised by `ctx.check_stop()`: the worker exits and the job resumes later from its last checkpoint (a job
+    without checkpoints starts over), or ends cancelled if a cancel was requested."""
 
 
 @dataclass
@@ -36,11 +37,14 @@ class JobContext:
     """'cpu' or 'cuda' (the scheduler has already set CUDA_VISIBLE_DEVICES)."""
     stop_requested: Callable[[], bool] = lambda: False
     """Set by the worker when the engine asks it to stop (SIGTERM); cancel requests are read from the store."""
-    on_record: Callable[[], None] = lambda: None
-    """Called after progress and metrics are recorded: a remote worker passes them on to its journal."""
+    on_record: Callable[[bool], None] = lambda urgent: None
+    """Called after progress (urgent=False) and metrics or a checkpoint (urgent=True) are recorded: a remote
+    worker passes them on to its journal, at once when urgent, so a job resumed from its checkpoint never lacks
+    the curve points recorded before it."""
     _last_cancel_check: float = 0.0
     _cancelled: bool = False
-    _started: float = field(default_factory=time.monotonic)
+    _first_report: tuple[float, float] | None = None
+    """(time, done) of this process's first progress report: the origin of its rate after a resume."""
 
     @property
     def artifact_root(self) -> Path:
@@ -74,16 +78,21 @@ class JobContext:
         return str(Path(path).resolve().relative_to(self.artifact_root.resolve()))
 
     def progress(self, done: float, total: float, message: str = "") -> None:
-        """Report progress (e.g. step 120 of 1000); the ETA is extrapolated from the time so far."""
-        elapsed = time.monotonic() - self._started
-        eta = elapsed / done * (total - done) if done > 0 and total > done else None
+        """Report progress (e.g. step 120 of 1000); the ETA extrapolates the rate since this process's first report,
+        so that a job resumed at step 500 is not credited with the 500 steps an earlier process made."""
+        now = time.monotonic()
+        if self._first_report is None or done < self._first_report[1]:
+            self._first_report = (now, done)
+        since, done_then = self._first_report
+        rate = (done - done_then) / (now - since) if done > done_then and now > since else None
+        eta = (total - done) / rate if rate and total > done else None
         update_job_progress(self.db, self.key, done, total, message, eta)
-        self.on_record()
+        self.on_record(False)
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
         """Record curve points (losses, lr, ...) at a step; re-recording a step after a resume replaces it."""
         record_metrics(self.db, self.key, step, values)
-        self.on_record()
+        self.on_record(True)
 
     def should_stop(self) -> bool:
         """True when the job should checkpoint and stop: the engine is shutting down or a cancel was requested."""
@@ -96,6 +105,8 @@ class JobContext:
         return self._cancelled
 
     def check_stop(self) -> None:
-        """Call right after saving a checkpoint: raises JobInterrupted if the job should stop now."""
+        """Raises JobInterrupted if the job should stop now. Call it right after saving a checkpoint, and in a job
+        without checkpoints between its long steps and before it records its results."""
+        self.on_record(True)
         if self.should_stop():
             raise JobInterrupted(self.key)

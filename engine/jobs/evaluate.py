@@ -39,8 +39,10 @@ def run(ctx: JobContext) -> None:
     load_weights(model, best)
     model.to(ctx.device)
     images, labels = load_splits(ctx, int(cfg["fold"]), ("test",), classes, int(meta["image_size"]))["test"]
+    ctx.check_stop()
     probs = predict_probs(model, images, spec.in_chans, meta["mean"], meta["std"], ctx.device,
                           amp=bool(cfg.get("amp", True)))
+    ctx.check_stop()  # before anything is recorded: a cancelled evaluate leaves no results
     scores = classification_metrics(probs, labels, classes)
     save_predictions(ctx.work_dir / PREDICTIONS, probs, labels)
     record_results(ctx.db, ctx.key, scores.results())

@@ -49,7 +49,8 @@ def run(ctx: JobContext) -> None:
     prepared = _load_prepared(ctx)
     classes = list(config.get("classes") or prepared.classes)
     synthetic = _load_synthetic(ctx, classes, quality.n_per_class)
-    references = {name: prepared.split(fold, split) for name, split in REFERENCE_SPLITS.items()}
+    repeat = int(config.get("repeat", 0))  # repetition of the k-fold split (repeated k-fold)
+    references = {name: prepared.split(fold, split, repeat) for name, split in REFERENCE_SPLITS.items()}
     side = _side(quality, references["train"][0], synthetic)
     space = _feature_space(ctx, quality, classes)
 
@@ -59,6 +60,7 @@ def run(ctx: JobContext) -> None:
     delete_artifacts(ctx.db, ctx.key, "memorisation_pair")
     for i, class_name in enumerate(classes):
         ctx.progress(i, steps, f"class {class_name}")
+        ctx.check_stop()
         label = prepared.classes.index(class_name)
         fake = at_side(synthetic[class_name], side)
         real = {name: at_side(images[labels == label], side) for name, (images, labels) in references.items()}
@@ -74,6 +76,7 @@ def run(ctx: JobContext) -> None:
     if quality.memorisation:
         rows += _memorisation(ctx, per_class, space, quality)
     rows += macro_average(rows, classes)
+    ctx.check_stop()
     record_quality(ctx.db, ctx.key, [r.row() for r in rows])
     ctx.progress(steps, steps, f"{len(rows)} quality values at {side} px")
 
@@ -200,16 +203,15 @@ def _near_copies(ctx: JobContext, class_name: str, features: str, fake: np.ndarr
               f"(validation) images of {'this class' if threshold.source == 'class' else 'all classes'}")
     result = check_memorisation(fake_f, train_f, held_f, n_closest=PAIRS_PER_CLASS,
                                 threshold=NO_THRESHOLD if threshold.value is None else threshold.value)
+    missing = None if threshold.value is not None else (
+        f"no near-copy rate: {threshold.n_heldout} held-out images in all, fewer than "
+        f"quality.memorisation_min_heldout ({quality.memorisation_min_heldout}) needed for a percentile")
     values = []
     if held_f is not None:  # the distance ratio needs held-out images of this class
-        values.append(QualityValue(class_name, "nn_distance_ratio", features, result.distance_ratio, None, len(train),
-                               len(fake), note=f"median over {len(held_f)} held-out images of this class"))
-    if threshold.value is None:
-        values.append(QualityValue(
-            class_name, "memorised_fraction", features, 0.0, None, len(train), len(fake), meaningful=False,
-            note=f"not measured: {threshold.n_heldout} held-out images in all, fewer than "
-                 f"quality.memorisation_min_heldout ({quality.memorisation_min_heldout}) needed for a percentile"))
-    else:
+        note = f"median over {len(held_f)} held-out images of this class" + (f"; {missing}" if missing else "")
+        values.append(QualityValue(class_name, "nn_distance_ratio", features, result.distance_ratio, None,
+                                   len(train), len(fake), note=note))
+    if missing is None:  # without a threshold there is no rate to record (never an invented 0)
         values.append(QualityValue(class_name, "memorised_fraction", features, result.flagged_fraction, None,
                                    len(train), len(fake), note=source))
     if features == "pixels":

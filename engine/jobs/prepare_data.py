@@ -1,8 +1,9 @@
-"""Job `prepare_data`: decode the dataset once, make the patient-level folds, record who is in which split.
+"""Job `prepare_data`: decode the dataset once, make the patient-level folds of every repetition of the k-fold
+split (`splits.repeats`), record who is in which split.
 
 Config: `dataset` (DatasetConfig dump, `path` absolute) and `splits` (SplitsConfig dump). Writes `images.npy`
-and `index.json` into the job's folder (see xaug.engine.data.prepared), `split_members` rows with salted patient
-pseudonyms, and a `skipped_images` row for each file skipped under `on_unreadable: skip`.
+and `index.json` into the job's folder (see xaug.engine.data.prepared), `split_members` rows (repeat, fold, split)
+with salted patient pseudonyms, and a `skipped_images` row for each file skipped under `on_unreadable: skip`.
 """
 
 from __future__ import annotations
@@ -18,13 +19,19 @@ def run(ctx: JobContext) -> None:
     dataset = DatasetConfig.model_validate(ctx.config["dataset"])
     splits = SplitsConfig.model_validate(ctx.config["splits"])
     salt = store_salt(ctx.db)
+
+    def decoding(done: float, total: float) -> None:
+        ctx.progress(done, total, "decoding images")
+        ctx.check_stop()  # nothing is written until every image is decoded
+
     report = prepare_dataset(dataset, splits, ctx.work_dir,
-                             pseudonymise=lambda patient_id: pseudonymise(salt, patient_id),
-                             progress=lambda done, total: ctx.progress(done, total, "decoding images"))
+                             pseudonymise=lambda patient_id: pseudonymise(salt, patient_id), progress=decoding)
+    ctx.check_stop()
     prepared = load_prepared(ctx.work_dir)
     record_split_members(ctx.db, ctx.key, prepared.split_members())
     record_skipped_images(ctx.db, ctx.key, report.skipped)
     summary = ", ".join(f"{name} {count}" for name, count in report.class_counts.items())
+    folds = f"{report.folds} folds" + (f" x {report.repeats} repeats" if report.repeats > 1 else "")
     ctx.progress(report.n_images, report.n_images,
-                 f"{report.n_images} images ({summary}), {report.folds} folds, {len(report.skipped)} skipped"
+                 f"{report.n_images} images ({summary}), {folds}, {len(report.skipped)} skipped"
                  + (" (reused)" if report.reused else ""))

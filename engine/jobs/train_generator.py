@@ -2,6 +2,10 @@
 images), recording losses, progress and sample grids, and resuming from its last checkpoint after a stop.
 
 Config: `generator` (GeneratorSpec dump), `fold`, `seed`, `classes`, `image_size`, `amp`.
+Given N GPUs (resources.generator_gpus), a generator registered as `distributed` (DDPM, the Stable Diffusion
+family) trains one model on N accelerate processes (generators/distributed.py); this worker waits for them, replays
+rank 0's progress and grids into the store (it alone writes there) and tells them to checkpoint and stop when the
+engine stops or cancels the job. Other generators train in this process on the first GPU.
 Writes: the generator's checkpoint folder `model/` under the work folder, `grids/step_XXXXXX.png`; store rows:
 metrics (the generator's losses, ADA p, ...), artifacts of kind `grid` (with step) and `checkpoint`.
 """
@@ -14,6 +18,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from xaug.engine.errors import DataError, RecipeError
+from xaug.engine.generators import distributed
 from xaug.engine.generators.base import TrainImages
 from xaug.engine.generators.registry import get_generator
 from xaug.engine.generators.samples import make_grid, resize_images, save_png
@@ -47,7 +52,7 @@ def load_train_images(ctx: JobContext) -> TrainImages:
     from xaug.engine.data.prepared import load_prepared
 
     data = load_prepared(ctx.work_dir_of(ctx.dep_of_kind("prepare_data")))
-    return data.train_images(int(ctx.config["fold"]))
+    return data.train_images(int(ctx.config["fold"]), int(ctx.config.get("repeat", 0)))
 
 
 class JobTrainHooks:
@@ -100,8 +105,18 @@ def run(ctx: JobContext) -> None:
     if resolution is not None:
         data = TrainImages(resize_images(np.asarray(data.images), resolution), data.labels, list(data.classes))
     ctx.progress(0, 1, f"training {spec.name} ({spec.model}) on {len(data.images)} images")
-    outcome = entry.factory().train(params, spec.per_class, data, ctx.work_dir / "model", JobTrainHooks(ctx),
-                                    ctx.device, int(config.get("seed", 0)))
+    seed, hooks, work_dir = int(config.get("seed", 0)), JobTrainHooks(ctx), ctx.work_dir / "model"
+    processes = distributed.process_count(ctx.device)
+    if processes > 1 and entry.distributed:
+        distributed.per_process_batch(params.batch_size, processes)  # fail before starting N processes
+        print(f"train_generator: {spec.model} on {processes} processes (accelerate DDP)", flush=True)
+        outcome = distributed.train_in_processes(spec.model, params, spec.per_class, data, work_dir, hooks,
+                                                 ctx.device, seed, processes)
+    else:
+        if processes > 1:
+            print(f"train_generator: {spec.model} trains on one GPU; the other {processes - 1} stay idle "
+                  f"(only distributed generators use several)", flush=True)
+        outcome = entry.factory().train(params, spec.per_class, data, work_dir, hooks, ctx.device, seed)
     if not outcome.finished:
         ctx.check_stop()
         raise JobInterrupted(ctx.key)  # the generator stopped on its own request: resume later all the same

@@ -18,11 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psutil
-from xaug.engine.errors import EngineError
+from xaug.engine.errors import EngineError, StoreError
 from xaug.engine.queue.executor import Executor, LocalExecutor
 from xaug.engine.queue.gpus import detect_gpus, read_gpu_stats
+from xaug.engine.queue.policy import GpuReservation
 from xaug.store import artifact_root, open_store
 from xaug.store import jobs as q
+from xaug.store.db import store_errors
 
 log = logging.getLogger("xaug.engine")
 
@@ -70,7 +72,8 @@ def engine_alive(row: dict, host: str) -> bool:
 
 
 def worker_process(pid: int | None, key: str) -> psutil.Process | None:
-    """The live worker process of job `key` on this host, if `pid` is one."""
+    """The live worker process of job `key` on this host, if `pid` is one: its command line names the job (a worker
+    forked from the fork server carries the worker command line as its process title)."""
     if not pid:
         return None
     try:
@@ -97,7 +100,7 @@ class Engine:
 
     def __init__(self, store_path: str | Path, *, cpu_slots: int = 1, gpus: list[int] | None = None,
                  executor: Executor | None = None, poll_s: float = 0.5, grace_s: float = 30.0,
-                 host: str | None = None) -> None:
+                 host: str | None = None, reserve_after_s: float = 0.0) -> None:
         self.store_path = ensure_own_store(store_path)
         self.cpu_slots = max(1, int(cpu_slots))
         self._gpu_override = gpus
@@ -114,15 +117,27 @@ class Engine:
         self._last_gpu_stats = 0.0
         self.started = False
         self.recovered: list[str] = []
+        self.reservation = GpuReservation(reserve_after_s)
+        """Which waiting multi-GPU job the freed GPUs are kept for (policy.py: no starvation, backfill)."""
 
     # --- life cycle -----------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Open the store, take the engine lock (EngineError if another engine holds it), find GPUs, recover."""
+        """Open the store, take the engine lock (EngineError if another engine holds it), find GPUs, recover.
+
+        A store that fails (read-only, disk full) raises StoreError, and the lock is not left behind."""
         self.db = open_store(self.store_path)
+        try:
+            with store_errors(self.store_path):
+                self._start()
+        except StoreError:
+            self._close_store()
+            raise
+
+    def _start(self) -> None:
         holder = q.claim_engine(self.db, self.pid, self.host, lambda row: engine_alive(row, self.host))
         if holder is not None:
-            self.db.conn.close()
+            self._close_store()
             raise EngineError(
                 f"another engine (pid {holder['pid']} on {holder['host']}, started {holder['started_at']}) already "
                 f"runs on {self.store_path}; submit to it with `xaug submit`, watch with `xaug status`, or stop it "
@@ -141,6 +156,11 @@ class Engine:
         requeued = []
         for job in q.running_jobs(self.db):
             if job["key"] in self.handles:
+                continue
+            adopted = self.executor.adopt(job) if hasattr(self.executor, "adopt") else None
+            if adopted is not None:  # a remote executor's job outlives the engine: watch it again
+                self.handles[job["key"]] = adopted
+                log.info("watching %s (%s) again", job["key"][:12], job["label"])
                 continue
             if job["host"] not in (None, self.host):
                 if time.time() - _epoch(job["heartbeat_at"]) < STALE_S:
@@ -175,18 +195,24 @@ class Engine:
         return self._stop.is_set()
 
     def run(self, until: Callable[[], bool] | None = None, on_step: Callable[["Engine"], None] | None = None) -> None:
-        """Loop until SIGTERM/SIGINT, `request_stop()`, or `until()` returns True; then shut down cleanly."""
+        """Loop until SIGTERM/SIGINT, `request_stop()`, or `until()` returns True; then shut down cleanly.
+
+        If the store fails (disk full, made read-only) the workers are stopped and StoreError is raised."""
         if not self.started:
             self.start()
         previous = self._install_signals()
         try:
-            while not self._stop.is_set():
-                self.step()
-                if on_step is not None:
-                    on_step(self)
-                if until is not None and not self.handles and until():
-                    break
-                self._stop.wait(self.poll_s)
+            with store_errors(self.store_path):
+                while not self._stop.is_set():
+                    self.step()
+                    if on_step is not None:
+                        on_step(self)
+                    if until is not None and not self.handles and until():
+                        break
+                    self._stop.wait(self.poll_s)
+        except StoreError as exc:
+            log.error("%s; stopping every worker and the engine", exc)
+            raise
         finally:
             self.shutdown()
             self._restore_signals(previous)
@@ -221,7 +247,14 @@ class Engine:
         while self.handles and time.monotonic() < deadline:
             self._reap(stopping=True)
             time.sleep(0.02)
-        q.release_engine(self.db, self.pid, self.host)
+        try:
+            with store_errors(self.store_path):
+                q.release_engine(self.db, self.pid, self.host)
+        except StoreError as exc:  # the lock stays, but its pid is gone: clients see this engine as not running
+            log.error("could not release the engine lock: %s", exc)
+        self._close_store()
+
+    def _close_store(self) -> None:
         self.db.conn.close()
         self.db = None
         self.started = False
@@ -263,12 +296,13 @@ class Engine:
         need = min(int(job["gpus_needed"] or 0), len(self.gpus))
         if need == 0:
             return [] if self.free_cpu_slots() > 0 else None
-        free = self.free_gpus()
-        return free[:need] if len(free) >= need else None
+        return self.reservation.gpus_for(job["key"], need, self.free_gpus())
 
     def dispatch(self) -> list[str]:
         """Start runnable jobs while some fit; returns the keys started."""
         started = []
+        if self.reservation.tracking:
+            self.reservation.keep_only(job["key"] for job in q.runnable_jobs(self.db, limit=500))
         while self.free_cpu_slots() > 0 or self.free_gpus():
             job = q.claim_job(self.db, self._fits, host=self.host, log_path_for=self._log_path)
             if job is None:
@@ -295,17 +329,29 @@ class Engine:
             if code is None:
                 continue
             del self.handles[key]
-            q.record_job_exit(self.db, key, code)
-            job = q.load_job(self.db, key)
-            if job is None or job["status"] != "running":
-                log.info("%s exited (%s): %s", key[:12], describe_exit(code), job and job["status"])
-                continue
-            if stopping or handle.terminate_sent_at is not None:
-                status = q.mark_job_interrupted(self.db, key, "stopped by the engine; resumes from its checkpoint")
-            else:
-                error = f"worker died with {describe_exit(code)}; see {handle.log_path}"
-                status = q.mark_job_failed(self.db, key, error, code)
-            log.info("%s worker ended with %s: now %s", key[:12], describe_exit(code), status)
+            try:
+                with store_errors(self.store_path):
+                    self._record_exit(key, handle, code, stopping)
+            except StoreError as exc:
+                if not stopping:
+                    raise
+                # Shutting down because the store failed: the job stays `running`; the next engine requeues it.
+                log.error("could not record that %s ended (%s)", key[:12], exc)
+
+    def _record_exit(self, key: str, handle, code: int, stopping: bool) -> None:
+        """Record a worker's exit; a job it left running is requeued (stopped by the engine) or failed (it died:
+        a transient failure, retried while attempts are left)."""
+        q.record_job_exit(self.db, key, code)
+        job = q.load_job(self.db, key)
+        if job is None or job["status"] != "running":
+            log.info("%s exited (%s): %s", key[:12], describe_exit(code), job and job["status"])
+            return
+        if stopping or handle.terminate_sent_at is not None:
+            status = q.mark_job_interrupted(self.db, key, "stopped by the engine; resumes from its checkpoint")
+        else:
+            error = f"worker died with {describe_exit(code)}; see {handle.log_path}"
+            status = q.mark_job_failed(self.db, key, error, code)
+        log.info("%s worker ended with %s: now %s", key[:12], describe_exit(code), status)
 
     def _enforce_cancels(self) -> None:
         """A running job whose cancel was requested gets SIGTERM; if it ignores it for grace_s, SIGKILL."""

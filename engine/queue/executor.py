@@ -1,8 +1,9 @@
 """Executors start a job's worker somewhere and watch it. `LocalExecutor` runs it as a process of its own on
 this machine, forked from a pre-imported fork server (or, with `start="exec"`, as a fresh
 `python -m xaug.engine.queue.worker`); `slurm.SlurmExecutor` submits it to a Slurm cluster. An executor may also
-have `flush()` (submit what `start` queued, called after each dispatch) and `refresh_states()` (called with the
-engine's heartbeat)."""
+have `flush()` (submit what `start` queued, called after each dispatch), `refresh_states()` (called with the
+engine's heartbeat) and `adopt(job)` (a handle for a job left running by a previous engine whose worker still
+runs, or None)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,8 @@ def worker_command(store_path: Path, key: str, python: str = sys.executable) -> 
 
 
 def die_with_parent() -> None:
-    """In the child: get SIGTERM when the engine dies (Linux), so an orphaned worker checkpoints and stops."""
+    """In the child: get SIGTERM when its parent dies (Linux), so an orphaned worker checkpoints and stops. The parent
+    is the engine, or the fork server, which exits when the engine does."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

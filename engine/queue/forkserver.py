@@ -23,7 +23,6 @@ PRELOAD = ["__main__", "xaug.engine.queue.preload"]
 re-import)."""
 
 _context = multiprocessing.get_context("forkserver")
-_context.set_forkserver_preload(PRELOAD)
 
 
 class ForkedWorker:
@@ -59,6 +58,7 @@ class ForkedWorker:
 
 def start_forked_worker(store_path: Path, key: str, env: dict[str, str], log_path: Path) -> ForkedWorker:
     """Fork a worker for job `key` from the fork server (started, with its preload, on first use)."""
+    _context.set_forkserver_preload(PRELOAD)  # takes effect when the server starts; later calls change nothing
     process = _context.Process(target=_worker_main, args=(str(store_path), key, env, str(log_path)),
                                name=f"xaug-worker-{key[:12]}", daemon=False)
     process.start()
@@ -76,8 +76,21 @@ def _worker_main(store_path: str, key: str, env: dict[str, str], log_path: str) 
     setproctitle.setproctitle(" ".join(worker_command(Path(store_path), key)))
     _redirect_output(log_path)
     _set_environment(env)
+    if _cuda_lost_in_fork():
+        # Something in the preload initialised CUDA, which a forked child cannot use: run as a fresh process.
+        print("worker: CUDA was initialised before the fork; starting a fresh worker process", flush=True)
+        command = worker_command(Path(store_path), key)
+        os.execv(command[0], command)
     register_extra_kinds()
     exit_now(run_job(Path(store_path), key))
+
+
+def _cuda_lost_in_fork() -> bool:
+    """Whether this GPU worker inherited an initialised CUDA (torch then refuses every CUDA call)."""
+    torch = sys.modules.get("torch")
+    if torch is None or os.environ.get("XAUG_DEVICE") != "cuda":
+        return False
+    return bool(getattr(torch.cuda, "_is_in_bad_fork", lambda: False)())
 
 
 def _redirect_output(log_path: str) -> None:

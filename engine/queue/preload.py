@@ -11,24 +11,20 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 
 # torch.cuda.is_available() (which some libraries call on import) asks NVML instead of initialising the driver.
 os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
 
 
-def _preload() -> list[str]:
-    """Import every job kind's module; one that fails is left for its worker to report. Returns the failures."""
+def _preload() -> None:
+    """Import every job kind's module; one that fails is left for its own worker to import again and report."""
     from xaug.engine.jobs import JOB_KINDS
 
-    failed = []
     for module in dict.fromkeys(JOB_KINDS.values()):
         try:
             importlib.import_module(module)
-        except Exception as exc:  # the job's own worker imports it again and records the real error
-            failed.append(f"{module}: {exc}")
-    return failed
+        except Exception:  # noqa: BLE001 - the job's worker imports it again and records the real error
+            pass
 
 
-PRELOAD_FAILURES = _preload()
-CUDA_INITIALISED = "torch" in sys.modules and sys.modules["torch"].cuda.is_initialized()
+_preload()

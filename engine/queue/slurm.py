@@ -29,7 +29,7 @@ from pathlib import Path
 
 from xaug.engine.errors import EngineError
 from xaug.engine.queue.executor import LocalExecutor, LocalHandle
-from xaug.engine.queue.journal import OUTCOME_EXIT, ingest_journal, request_stop, write_snapshot
+from xaug.engine.queue.journal import OUTCOME_EXIT, ingest_journal, journal_dir, request_stop, write_snapshot
 from xaug.store import artifact_root, open_store
 from xaug.store.changes import set_slurm_job, set_slurm_state
 from xaug.store.jobs import job_studies, mark_job_failed, mark_job_interrupted
@@ -61,6 +61,7 @@ class SlurmHandle:
     state: str | None = None
     exit_code: int | None = None
     terminate_sent_at: float | None = None
+    journal_offset: int = 0
 
 
 class SlurmExecutor:
@@ -83,6 +84,7 @@ class SlurmExecutor:
         settings = self._settings(job)
         if job["kind"] in settings.get("local_kinds", ["analyse"]):
             return self.local.start(job, gpu_ids, log_path)
+        set_slurm_job(self.db, job["key"], None, None)  # the previous run's Slurm job is not this one
         journal = write_snapshot(self.db, self.store_path, job["key"])
         handle = SlurmHandle(key=job["key"], kind=job["kind"], log_path=Path(log_path), journal=journal,
                              params=sbatch_parameters(settings, job))
@@ -145,6 +147,15 @@ class SlurmExecutor:
             _run(["scancel", "--signal=KILL", handle.slurm_job_id])
             _run(["scancel", handle.slurm_job_id])
 
+    def adopt(self, job: dict) -> SlurmHandle | None:
+        """After an engine restart: a handle for a running job that was submitted to Slurm (its journal and
+        Slurm state say how it went meanwhile), or None for a job that never reached Slurm."""
+        if not job.get("slurm_job_id"):
+            return None
+        return SlurmHandle(key=job["key"], kind=job["kind"], log_path=Path(job["log_path"] or ""),
+                           journal=journal_dir(self.store_path, job["key"]), params={},
+                           slurm_job_id=job["slurm_job_id"], state=job.get("slurm_state"))
+
     def refresh_states(self) -> None:
         """Record the final Slurm state of jobs that already reported their outcome (COMPLETED, CANCELLED)."""
         for slurm_id in list(self._finishing):
@@ -177,7 +188,10 @@ class SlurmExecutor:
         return [str(job.job_id) for job in jobs]
 
     def _ingest(self, handle: SlurmHandle) -> int | None:
-        done = ingest_journal(self.db, self.store_path, handle.key)
+        done = ingest_journal(self.db, self.store_path, handle.key, handle.journal_offset)
+        handle.journal_offset = done.offset
+        for problem in done.rejected:
+            log.warning("%s: its journal wrote %s; left out", handle.key[:12], problem)
         if done.outcome is None:
             return None
         handle.exit_code = OUTCOME_EXIT[done.outcome]
@@ -259,6 +273,16 @@ def _run(command: list[str]) -> str:
     return done.stdout
 
 
+def slurm_engine(store_path: str | Path, *, max_jobs: int = 64, **options):
+    """An engine whose jobs run on Slurm: at most `max_jobs` submitted at once, no local GPU used (Slurm
+    allocates them). Raises EngineError when Slurm or submitit is missing."""
+    from xaug.engine.queue.engine import Engine, ensure_own_store
+
+    check_slurm()
+    store_path = ensure_own_store(store_path)
+    return Engine(store_path, cpu_slots=max_jobs, gpus=[], executor=SlurmExecutor(store_path), **options)
+
+
 def check_slurm() -> None:
     """Raise EngineError unless Slurm's commands are here and its controller answers."""
     try:
@@ -268,7 +292,7 @@ def check_slurm() -> None:
     try:
         done = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise EngineError(f"resources.executor is slurm but Slurm's `sinfo` cannot run here: {exc}") from exc
+        raise EngineError(f"the Slurm executor needs Slurm's commands on this host, but `sinfo` cannot run: {exc}; "
+                          "run the engine on a login node, or set resources.executor: local") from exc
     if done.returncode != 0:
-        raise EngineError(f"resources.executor is slurm but the Slurm controller does not answer: "
-                          f"{done.stderr.strip()}")
+        raise EngineError(f"the Slurm executor needs a Slurm controller, but `sinfo` failed: {done.stderr.strip()}")

@@ -1,7 +1,8 @@
 """The worker: runs one job in its own process (`python -m xaug.engine.queue.worker --store DB --job KEY`).
 
 It builds the job's `JobContext`, calls the job kind's `run(ctx)` and records the outcome: done; failed (the last
-line of the traceback as the job's error, the whole traceback in the log); or, when the job checkpointed and
+line of the traceback as the job's error, the whole traceback in the log; retried only when the failure may heal,
+see `xaug.engine.errors.is_permanent`); or, when the job checkpointed and
 raised `JobInterrupted` (SIGTERM from the engine, or a cancel request), queued again to resume later without
 counting an attempt, or cancelled if a cancel was requested.
 
@@ -46,6 +47,7 @@ def run_job(store: Path, key: str, journal: Path | None = None) -> int:
     With `journal` (a remote worker) the job never opens the store: it reads the snapshot the engine wrote,
     records into a private copy, and its changes and outcome go to the journal file for the engine to apply.
     """
+    from xaug.engine.errors import is_permanent
     from xaug.engine.jobs import job_function
     from xaug.engine.jobs.context import JobContext, JobInterrupted
     from xaug.store.jobs import load_job, load_job_deps, set_job_pid
@@ -77,8 +79,11 @@ def run_job(store: Path, key: str, journal: Path | None = None) -> int:
     except Exception as exc:
         traceback.print_exc()
         sys.stderr.flush()
-        error = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()[-1]
-        status = outcome.failed(key, error)
+        permanent = is_permanent(exc)
+        # A user-fixable error's whole message says what to fix; otherwise the traceback's last line is the gist.
+        error = f"{type(exc).__name__}: {exc}" if permanent else \
+            "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()[-1]
+        status = outcome.failed(key, error, retryable=not permanent)
         print(f"worker: job failed ({error}); job is now {status}", flush=True)
         return EXIT_FAILED
     outcome.done(key)
@@ -94,7 +99,7 @@ class _StoreOutcome:
 
         self.db = open_store(store)
 
-    def flush(self) -> None:
+    def flush(self, urgent: bool = False) -> None:
         """Nothing to do: every record is already in the store."""
 
     def stop_requested(self) -> bool:
@@ -106,10 +111,10 @@ class _StoreOutcome:
 
         mark_job_done(self.db, key)
 
-    def failed(self, key: str, error: str) -> str:
+    def failed(self, key: str, error: str, retryable: bool = True) -> str:
         from xaug.store.jobs import mark_job_failed
 
-        return mark_job_failed(self.db, key, error, EXIT_FAILED)
+        return mark_job_failed(self.db, key, error, EXIT_FAILED, retryable=retryable)
 
     def interrupted(self, key: str, reason: str) -> str:
         from xaug.store.jobs import mark_job_interrupted
@@ -121,7 +126,7 @@ class _JournalOutcome:
     """A remote worker records into a private copy of its snapshot; changes and outcome go to its journal."""
 
     FLUSH_S = 1.0
-    """At most one journal entry (an fsync on a shared filesystem) per second while the job runs."""
+    """Progress alone is journaled at most once a second; metrics and checkpoints at once (see JobContext)."""
 
     def __init__(self, folder: Path) -> None:
         from xaug.engine.queue.journal import JournalWriter, read_snapshot
@@ -132,13 +137,13 @@ class _JournalOutcome:
         self.writer = JournalWriter(self.folder)
         self._flushed_at = 0.0
 
-    def flush(self, force: bool = False) -> None:
-        """Append the rows recorded since the last flush to the journal (throttled unless `force`)."""
+    def flush(self, urgent: bool = False) -> None:
+        """Append the rows recorded since the last flush to the journal (progress alone: at most once a second)."""
         import time
 
         from xaug.store.changes import drain_changes
 
-        if force or time.monotonic() - self._flushed_at >= self.FLUSH_S:
+        if urgent or time.monotonic() - self._flushed_at >= self.FLUSH_S:
             self._flushed_at = time.monotonic()
             self.writer.changes(drain_changes(self.db))
 
@@ -148,16 +153,17 @@ class _JournalOutcome:
 
         return stop_requested(self.folder)
 
-    def _end(self, status: str, error: str | None = None) -> str:
-        self.flush(force=True)
-        self.writer.outcome(status, error)
+    def _end(self, status: str, error: str | None = None, retryable: bool = True) -> str:
+        self.flush(urgent=True)
+        self.writer.outcome(status, error, retryable)
+        self.writer.close()
         return f"{status} (journaled)"
 
     def done(self, key: str) -> None:
         self._end("done")
 
-    def failed(self, key: str, error: str) -> str:
-        return self._end("failed", error)
+    def failed(self, key: str, error: str, retryable: bool = True) -> str:
+        return self._end("failed", error, retryable)
 
     def interrupted(self, key: str, reason: str) -> str:
         return self._end("interrupted")

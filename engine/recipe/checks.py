@@ -22,6 +22,7 @@ def semantic_problems(loaded: "LoadedRecipe") -> list[tuple["Loc", str]]:
         *_amount_problems(loaded),
         *_classifier_problems(loaded),
         *_path_problems(loaded),
+        *_multi_gpu_problems(loaded),
     ]
 
 
@@ -54,8 +55,13 @@ def _dataset_problems(loaded):
             yield ("dataset", "path"), f"{path} does not exist"
         elif dataset.source == "folder" and not path.is_dir():
             yield ("dataset", "path"), f"{path} is not a folder (source: folder wants one sub-folder per class)"
+        elif dataset.source == "folder":
+            yield from _patient_id_problems(dataset, path)
         elif dataset.source == "csv" and not path.is_file():
             yield ("dataset", "path"), f"{path} is not a file (source: csv wants a CSV file)"
+    if dataset.one_patient_per_image and dataset.source != "folder":
+        yield ("dataset", "one_patient_per_image"), (
+            f"applies to source: folder only; source '{dataset.source}' has its own patient ids")
     if dataset.classes is not None and len(set(dataset.classes)) < 2:
         yield ("dataset", "classes"), "a study needs at least two distinct classes"
     if dataset.patient_pattern is not None:
@@ -66,6 +72,26 @@ def _dataset_problems(loaded):
         else:
             if groups != 1:
                 yield ("dataset", "patient_pattern"), f"needs exactly one (group) for the patient id, has {groups}"
+
+
+def _patient_id_problems(dataset, path):
+    """The leakage guard: a folder of PNG/JPEG files needs patient ids, or an explicit one-patient-per-image."""
+    from xaug.engine.data.folder import first_file_without_patient_id
+
+    if dataset.patient_pattern is not None:
+        if dataset.one_patient_per_image:
+            yield ("dataset", "one_patient_per_image"), (
+                "contradicts dataset.patient_pattern (which groups images by patient); remove one of the two")
+        return
+    if dataset.one_patient_per_image:
+        return
+    example = first_file_without_patient_id(path)
+    if example is not None:
+        yield ("dataset", "patient_pattern"), (
+            f"not set, and {example} (like any PNG/JPEG file) carries no patient id, so images of one patient could"
+            " land in both the training and the test split. Set dataset.patient_pattern to a regular expression"
+            r" whose one group extracts the patient id from file names (e.g. '^(P\d+)_'), or set"
+            " dataset.one_patient_per_image: true if every image is a different patient")
 
 
 def _split_problems(loaded):
@@ -111,3 +137,25 @@ def _path_problems(loaded):
         path = loaded.resolve(recipe.quality.inception_weights)
         if not path.exists():
             yield ("quality", "inception_weights"), f"{path} does not exist"
+
+
+def _multi_gpu_problems(loaded):
+    """A generator trained on N GPUs splits its batch_size evenly over them (see generators/distributed.py)."""
+    from pydantic import ValidationError
+
+    from xaug.engine.generators.registry import get_generator
+
+    resources = loaded.recipe.resources
+    n = resources.generator_gpus
+    if resources.device == "cpu" or n < 2:
+        return
+    for g, gen in enumerate(loaded.recipe.generators):
+        try:
+            entry = get_generator(gen.model)
+            batch = entry.config_class.model_validate(gen.params).batch_size
+        except (KeyError, ValidationError):
+            continue  # reported by the params validation
+        if entry.distributed and batch % n:
+            yield ("generators", g, "params", "batch_size"), (
+                f"batch_size {batch} of '{gen.name}' does not split over resources.generator_gpus {n}: it is the "
+                f"global batch, divided evenly over the GPUs; use a multiple of {n}")

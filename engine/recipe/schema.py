@@ -60,8 +60,13 @@ class DatasetConfig(Strict):
     image_size: int = Field(224, ge=16, le=2048)
     """Side in pixels that images are resized to (and cached at)."""
     patient_pattern: str | None = None
-    """Regular expression with one group that extracts the patient id from a file name (folder source);
-    without it DICOM files use PatientID and other images count as one patient each."""
+    """Regular expression with one group that extracts the patient id from a file name (folder source); without it
+    DICOM files use their PatientID, and other files need `one_patient_per_image: true`."""
+    one_patient_per_image: bool = False
+    """Folder source without patient_pattern: declare that every image without a patient id (PNG/JPEG, or DICOM
+    without PatientID) is a different patient. Only say so when it is true: if one patient has several images,
+    they can land in both the training and the test split, and every number of the study is then optimistic
+    (leakage). Without this, such files are an error."""
     on_unreadable: Literal["error", "skip"] = "error"
     """What to do with an image that cannot be decoded: stop with an error, or skip it and record it."""
     phantom: PhantomConfig = PhantomConfig()
@@ -81,6 +86,10 @@ class SplitsConfig(Strict):
     """Seed of the split assignment."""
     run_folds: list[int] | None = None
     """Run only these folds (0-based); all folds when omitted."""
+    repeats: int = Field(1, ge=1, le=20)
+    """Repeated k-fold: how many times the patients are split into `folds` folds, each time a fresh partition
+    (split seed derived from `seed`; the first repeat uses `seed` itself), with generators trained per repeat.
+    The study's replication units are folds x repeats (classifier seeds are averaged inside a fold)."""
 
 
 class GeneratorSpec(Strict):
@@ -215,11 +224,12 @@ class AnalysisConfig(Strict):
     """The statistics of the study."""
 
     test: Literal["wilcoxon", "corrected_t"] = "corrected_t"
-    """Paired test across folds x seeds: Wilcoxon signed-rank or Nadeau-Bengio corrected resampled t-test."""
+    """Paired test over replication units (folds x repeats, seeds averaged within a fold): Wilcoxon signed-rank or
+    the Nadeau-Bengio corrected resampled t-test (variance x (1/n + n_test/n_train), the k-fold ratio)."""
     correction: Literal["holm", "bonferroni", "fdr_bh", "none"] = "holm"
-    """Multiple-comparison correction over all arms of the study."""
+    """Multiple-comparison correction over all arms of the study (the headline: over its generators)."""
     alpha: float = Field(0.05, gt=0, lt=1)
-    """Significance level and 1 - confidence of the intervals."""
+    """Significance level and 1 - confidence of the intervals, used by the report, `xaug results` and the TUI."""
 
 
 JobKind = Literal["prepare_data", "train_generator", "sample", "image_quality", "train_classifier", "evaluate",
@@ -288,6 +298,14 @@ class SlurmConfig(Strict):
     extra_sbatch: dict[str, str | int | bool] = {}
     """More sbatch options by long name without dashes, e.g. {constraint: a100, mail-type: END}."""
 
+    @field_validator("local_kinds")
+    @classmethod
+    def _check_local(cls, value: list[str]) -> list[str]:
+        if "analyse" not in value:
+            raise ValueError("analyse must stay in local_kinds: it reads the whole study from the store, which only "
+                             "the engine's host opens")
+        return value
+
     @field_validator("extra_sbatch")
     @classmethod
     def _check_extra(cls, value: dict) -> dict:
@@ -310,8 +328,12 @@ class ResourcesConfig(Strict):
     """auto uses a GPU when one is free, else the CPU."""
     amp: bool = True
     """Mixed precision on GPU (bf16 where supported, else fp16)."""
-    generator_gpus: int = Field(1, ge=0)
-    """GPUs per generator training job."""
+    generator_gpus: int = Field(1, ge=0, le=64)
+    """GPUs per train_generator job, all on one machine (one node under Slurm). With N > 1, DDPM and the Stable
+    Diffusion family train one model on N processes with accelerate (DDP): a generator's batch_size is the global
+    batch, split evenly over the N GPUs (so it must be divisible by N), and the result does not depend on N.
+    The GAN trains on one GPU (it is given one). The scheduler waits for N GPUs to be free together, without
+    starving smaller jobs (engine/queue/policy.py)."""
     classifier_gpus: int = Field(1, ge=0)
     """GPUs per classifier training job."""
     num_workers: int = Field(0, ge=0)
@@ -342,9 +364,10 @@ class Recipe(Strict):
     amounts: list[int] = [0]
     """Synthetic images added per class; 0 is the real-only baseline and is always run."""
     duplicate_control: bool = True
-    """Also train a count-matched control with duplicated real images (standard augmentation) per amount."""
+    """Also train a count-matched control per amount: duplicated real images, under the classifier's augmentation."""
     seeds: list[int] = [0]
-    """Classifier training seeds; every arm runs on every fold x seed, which pairs them for the tests."""
+    """Classifier training seeds; every arm runs on every fold x seed. Seeds are averaged within a fold: they reduce
+    noise but are not replication units (use splits.repeats for more units)."""
     quality: QualityConfig = QualityConfig()
     """Image-quality metrics."""
     reader_study: ReaderStudyConfig = ReaderStudyConfig()

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from xaug.engine.cli import load_commands
 
 FAKES = Path(__file__).resolve().parent / "queue"
-KINDS = ("prepare_data", "train_classifier", "evaluate", "analyse", "train_generator", "sample", "image_quality")
+KINDS = ("prepare_data", "train_classifier", "evaluate", "train_generator", "sample", "image_quality")
+# The real analyse job runs (no torch): `xaug results` reads the analysis it stores.
 
 RECIPE = """\
 name: clitest
@@ -97,10 +98,11 @@ def test_run_executes_the_study_and_results_prints_per_class_table(cli, tmp_path
     data = json.loads(out.output)
     baseline = [r for r in data["classes"] if r["arm"] == "baseline"]
     assert [r["class_name"] for r in baseline] == ["healthy", "bacterial", "viral", "fungal", "covid19"]
+    assert data["unit"] == "n = 2 units; unit = fold (seeds averaged within a fold)"
     assert baseline[0]["n"] == 2 and baseline[0]["precision_mean"] == pytest.approx(0.505)
     assert baseline[0]["precision_sd"] == pytest.approx(0.00707, abs=1e-4)
     text = cli("results", "clitest").output
-    assert "healthy" in text and "±" in text
+    assert "healthy" in text and "±" in text and "unit = fold" in text
     again = cli("run", recipe)
     assert again.exit_code == 0 and "10 already done" in again.output
     key = status["jobs"][0]["key"]
@@ -109,7 +111,7 @@ def test_run_executes_the_study_and_results_prints_per_class_table(cli, tmp_path
 
 def test_run_reports_a_failed_job_and_exits_non_zero(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("XAUG_EXTRA_JOB_KINDS", ",".join(
-        f"{k}=xaug_fake_jobs" if k != "analyse" else "analyse=xaug_no_such_module" for k in KINDS))
+        [*(f"{k}=xaug_fake_jobs" for k in KINDS), "analyse=xaug_no_such_module"]))
     out = cli("run", _recipe(tmp_path, attempts=1), "--jobs", "2")
     text = "".join(out.output.split())
     assert out.exit_code == 1

@@ -57,7 +57,9 @@ def test_dag_shape_of_a_2x2x2_study(tmp_path):
         elif job.kind == "image_quality":
             assert kinds == ["prepare_data", "sample"]
         elif job.kind == "train_generator":
-            assert kinds == ["prepare_data"] and job.config["seed"] == 0 and job.gpus_needed == 2
+            # ddpm trains on 2 GPUs (accelerate DDP); the GAN on one.
+            gpus = 2 if job.config["generator"]["model"] == "ddpm" else 1
+            assert kinds == ["prepare_data"] and job.config["seed"] == 0 and job.gpus_needed == gpus
         elif job.kind == "analyse":
             assert Counter(kinds) == {"evaluate": 56, "image_quality": 4}
     arms_seen = Counter((j.config["arm"], j.config["generator"], j.config["amount"])
@@ -90,6 +92,31 @@ def test_adding_an_amount_keeps_generator_training(tmp_path):
     assert {j.config["n_per_class"] for j in more if j.kind == "sample"} == {300}
 
 
+def test_repeated_k_fold_plans_every_repeat_with_its_own_generators(tmp_path):
+    one = plan_study(_loaded(tmp_path))
+    two = plan_study(_loaded(tmp_path, splits={"folds": 2, "repeats": 2}))
+    counts_one, counts_two = Counter(j.kind for j in one), Counter(j.kind for j in two)
+    for kind in ("train_generator", "sample", "image_quality", "train_classifier", "evaluate"):
+        assert counts_two[kind] == 2 * counts_one[kind], kind
+    assert counts_two["prepare_data"] == counts_two["analyse"] == 1
+    prepare = next(j for j in two if j.kind == "prepare_data")
+    assert prepare.config["splits"]["repeats"] == 2
+    by_key = {j.key: j for j in two}
+    generators = [j for j in two if j.kind == "train_generator"]
+    assert sorted({(j.config["repeat"], j.config["fold"]) for j in generators}) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    for job in two:
+        if job.kind in ("train_generator", "sample", "image_quality", "train_classifier", "evaluate"):
+            assert "repeat" in job.config and f"repeat {job.config['repeat']} fold" in job.label
+        if job.kind == "train_classifier" and job.config["arm"] == "synthetic":
+            sample = next(by_key[d] for d in job.deps if by_key[d].kind == "sample")
+            assert (sample.config["repeat"], sample.config["fold"]) == (job.config["repeat"], job.config["fold"])
+    # one repeat: no `repeat` field anywhere, so keys stay what they were before repeated k-fold existed
+    assert not any("repeat" in j.config for j in one if j.kind != "prepare_data")
+    assert "repeats" not in next(j for j in one if j.kind == "prepare_data").config["splits"]
+    explicit = plan_study(_loaded(tmp_path, splits={"folds": 2, "repeats": 1}))
+    assert [j.key for j in explicit] == [j.key for j in one]
+
+
 def test_cpu_only_and_real_only_recipe(tmp_path):
     jobs = plan_study(_loaded(tmp_path, generators=[], duplicate_control=False, resources={"device": "cpu"},
                               splits={"folds": 3, "run_folds": [1]}))
@@ -104,7 +131,7 @@ def test_cpu_only_and_real_only_recipe(tmp_path):
 
 FOLDER_RECIPE = """\
 name: moved
-dataset: {{source: folder, path: {data}, image_size: 32}}
+dataset: {{source: folder, path: {data}, image_size: 32, one_patient_per_image: true}}
 splits: {{folds: 2}}
 generators: [{{name: g, model: gan}}]
 classifiers:

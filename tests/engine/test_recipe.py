@@ -153,3 +153,66 @@ def test_shipped_recipes_validate():
     assert any(p.name == "quickstart.yaml" for p in recipes)
     for path in recipes:
         load_recipe(path)
+
+
+def test_multi_gpu_generator_batch_must_split_over_its_gpus(tmp_path):
+    text = GOOD + "amounts: [0, 10]\ngenerators:\n  - name: d\n    model: ddpm\n    params: {batch_size: 6}\n" \
+                  "resources:\n  generator_gpus: 4\n"
+    message = _error(tmp_path, text)
+    assert "generators[0].params.batch_size" in message and "not split over resources.generator_gpus 4" in message
+    load_recipe(_write(tmp_path, text.replace("batch_size: 6", "batch_size: 8")))  # a multiple of 4 loads
+    load_recipe(_write(tmp_path, text.replace("model: ddpm", "model: gan")))  # the GAN uses one GPU
+
+
+def _png_folder(root, names=("healthy/a.png", "healthy/b.png", "viral/c.png")):
+    from PIL import Image
+
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("L", (8, 8), 128).save(root / name)
+    return root
+
+
+FOLDER = GOOD.replace("source: phantom", "source: folder\n  path: data")
+
+
+def test_folder_without_patient_ids_fails_the_leakage_guard(tmp_path):
+    _png_folder(tmp_path / "data")
+    message = _error(tmp_path, FOLDER)
+    assert "recipe.yaml:2: dataset.patient_pattern: not set, and" in message
+    assert str(tmp_path / "data" / "healthy" / "a.png") in message
+    assert "dataset.one_patient_per_image: true" in message and "training and the test split" in message
+    # an explicit statement, or a pattern, passes
+    load_recipe(_write(tmp_path, FOLDER.replace("path: data", "path: data\n  one_patient_per_image: true")))
+    load_recipe(_write(tmp_path, FOLDER.replace("path: data", "path: data\n  patient_pattern: '^(.)'")))
+
+
+def test_folder_of_dicom_files_is_left_to_the_loader(tmp_path):
+    """Only reading a DICOM file tells whether it has a PatientID: the recipe check lets such a folder pass."""
+    for name in ("healthy/a.dcm", "viral/b.dcm"):
+        (tmp_path / "data" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "data" / name).write_bytes(b"")
+    load_recipe(_write(tmp_path, FOLDER))
+
+
+def test_one_patient_per_image_only_where_it_means_something(tmp_path):
+    _png_folder(tmp_path / "data")
+    both = FOLDER.replace("path: data", "path: data\n  patient_pattern: '^(.)'\n  one_patient_per_image: true")
+    assert "dataset.one_patient_per_image: contradicts dataset.patient_pattern" in _error(tmp_path, both)
+    phantom = GOOD.replace("source: phantom", "source: phantom\n  one_patient_per_image: true")
+    assert "applies to source: folder only" in _error(tmp_path, phantom)
+
+
+def test_recipe_check_cli_prints_the_guard_and_exits_non_zero(tmp_path, monkeypatch, capsys):
+    from xaug.engine.cli import main
+
+    _png_folder(tmp_path / "data")
+    path = _write(tmp_path, FOLDER)
+    monkeypatch.setattr("sys.argv", ["xaug", "recipe", "check", str(path)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    guard = [line for line in err.splitlines() if "patient_pattern" in line]
+    assert len(guard) == 1 and guard[0].strip().startswith(f"{path}:2: dataset.patient_pattern: not set, and")
+    assert "Traceback" not in err

@@ -143,6 +143,20 @@ async def test_study_matrix_cycles_and_export(fake_store):
         assert "| ddpm | resnet18 |" in (exports / "demo-comparisons.md").read_text()
 
 
+async def test_study_screen_shows_the_unit_and_honours_the_stored_alpha(fake_store):
+    with sqlite3.connect(fake_store) as conn:  # the analysis was run at alpha 0.01: p_adj 0.04 is not significant
+        conn.execute("UPDATE analyses SET alpha = 0.01 WHERE study = 'demo'")
+    app = XaugApp(fake_store, poll_s=0.1)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("f3")
+        await settle(pilot)
+        screen = app.screen
+        title = str(screen.query_one("#study-title").render())
+        assert "n = 5 units; unit = fold (seeds averaged within a fold)" in title and "99% CI" in title
+        assert not screen.query_one("#matrix").get_row_at(0)[3].plain.endswith("*")
+
+
 async def test_gallery_real_and_synthetic(fake_store):
     app = XaugApp(fake_store, poll_s=0.1)
     async with app.run_test(size=(160, 45)) as pilot:

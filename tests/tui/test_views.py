@@ -15,7 +15,7 @@ def test_list_queue_filters_and_counts(fake_store):
     failed = views.list_queue(db, status="failed")
     assert [r["key"] for r in failed] == ["f" * 64] and failed[0]["studies"] == "demo"
     assert views.list_queue(db, study="other") == []
-    assert views.queue_counts(db) == {"queued": 1, "running": 1, "done": 8, "failed": 1, "cancelled": 1}
+    assert views.queue_counts(db) == {"queued": 1, "running": 1, "done": 8, "failed": 1, "cancelled": 1, "blocked": 0}
 
 
 def test_engine_liveness_and_reader(fake_store, tmp_path):
@@ -31,7 +31,8 @@ def test_study_queries(fake_store):
     db = open_store(fake_store)
     rows = views.comparison_rows(db, "demo", metric="accuracy", reference="baseline")
     assert [(r["generator"], r["amount"]) for r in rows] == [("ddpm", 100), ("ddpm", 500), ("gan", 100), ("gan", 500)]
-    assert views.class_f1_deltas(db, "demo")["ddpm"]["covid19"] == pytest.approx(0.04)
+    assert views.class_f1_deltas(db, "demo")["ddpm"]["covid19"]["mean"] == pytest.approx(0.04)  # stored headline
+    assert views.study_analysis_info(db, "demo")["unit"] == "n = 5 units; unit = fold (seeds averaged within a fold)"
     qvu = views.quality_vs_utility(db, "demo")
     assert [p["generator"] for p in qvu] == ["ddpm", "gan"] and qvu[0]["quality"] == 40.0
     assert views.dependency_of_kind(db, "e" * 64, "train_classifier") == "c" * 64

@@ -134,6 +134,19 @@ def build_store(db_path: Path, *, live: bool = True):
                                  mean=0.02 * ci - 0.01 * gi, sd=0.02, ci_low=None, ci_high=None, statistic=None,
                                  p_value=None, p_adjusted=None, test="corrected_t", correction="holm"))
     db["comparisons"].insert_all(rows)
+    # The stored analysis the analyse job writes: one summary row and the headline (means over amounts here).
+    db["analyses"].insert(dict(study=STUDY, n_units=5, repeats=1, test="corrected_t", correction="holm", alpha=0.05,
+                               unit="n = 5 units; unit = fold (seeds averaged within a fold)", test_train_ratio=0.25,
+                               amounts="100,500", note=""))
+    headline = {}
+    for r in rows:
+        key = (r["generator"], r["reference"], r["metric"], r["class_name"])
+        headline.setdefault(key, []).append(r["mean"])
+    db["headline"].insert_all(
+        dict(study=STUDY, generator=g, reference=ref, metric=m, class_name=c, n=5, mean=sum(v) / len(v), sd=0.01,
+             ci_low=None, ci_high=None, statistic=None, p_value=None, p_adjusted=None, test="corrected_t",
+             correction="holm", amounts="100,500")
+        for (g, ref, m, c), v in headline.items())
     db["correlations"].insert(dict(study=STUDY, quality_metric="fid", utility_metric="accuracy", method="spearman",
                                    n=2, r=-1.0, ci_low=None, ci_high=None, p_value=None))
     db["gpu_stats"].insert(dict(gpu=0, name="Fake GPU", utilization=87.0, memory_used_mb=20480,

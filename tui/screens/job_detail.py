@@ -37,6 +37,8 @@ def job_summary(job: dict) -> Text:
         text.append(f"  ETA {format_duration(job['eta_s'])}")
     if job.get("message"):
         text.append(f"  {job['message']}", style="italic")
+    if job.get("slurm_job_id"):
+        text.append(f"  Slurm job {job['slurm_job_id']} {job.get('slurm_state') or ''}".rstrip())
     if job.get("error"):
         text.append(f"\nerror: {job['error']}", style="bold red")
     return text

@@ -1,5 +1,8 @@
 """A study's results: generator x classifier x amount deltas versus the baseline (mean, CI, significance),
-per-class F1 deltas, and image quality versus utility with its correlation; export to CSV/Markdown/LaTeX."""
+per-class F1 deltas, and image quality versus utility with its correlation; export to CSV/Markdown/LaTeX.
+
+Everything shown is the study's stored analysis (written by its analyse job): this screen computes no statistic,
+and marks significance at the alpha the analysis used."""
 
 from __future__ import annotations
 
@@ -16,19 +19,21 @@ from xaug.store import views
 from xaug.tui.messages import StoreChanged
 
 UTILITY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
-ALPHA = 0.05
+DEFAULT_ALPHA = 0.05
+"""Used only before a study has a stored analysis (then there is nothing to mark)."""
 
 
-def delta_cell(row: dict | None, scale: float = 100.0) -> Text:
-    """`+1.23 [-0.40, 2.86] *` in percentage points; green/red when significant, a star for p_adjusted < ALPHA."""
+def delta_cell(row: dict | None, scale: float = 100.0, alpha: float = DEFAULT_ALPHA, ci: bool = True) -> Text:
+    """`+1.23 [-0.40, 2.86] *` in percentage points (without the CI when `ci` is False); green/red when
+    significant, a star for p_adjusted < alpha."""
     if row is None or row.get("mean") is None:
         return Text("-", style="dim", justify="center")
     mean = row["mean"] * scale
     text = f"{mean:+.2f}"
-    if row.get("ci_low") is not None and row.get("ci_high") is not None:
+    if ci and row.get("ci_low") is not None and row.get("ci_high") is not None:
         text += f" [{row['ci_low'] * scale:+.2f},{row['ci_high'] * scale:+.2f}]"
     p = row.get("p_adjusted") if row.get("p_adjusted") is not None else row.get("p_value")
-    significant = p is not None and p < ALPHA
+    significant = p is not None and p < alpha
     text += " *" if significant else "  "
     style = ("bold green" if mean > 0 else "bold red") if significant else ""
     return Text(text, style=style, justify="right")
@@ -71,6 +76,7 @@ class StudyScreen(Screen):
         self.metric = UTILITY_METRICS[0]
         self.reference = "baseline"
         self.data: dict = {}
+        self.alpha = DEFAULT_ALPHA
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -78,7 +84,7 @@ class StudyScreen(Screen):
         yield DataTable(id="matrix", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="study-lower"):
             with Vertical(id="class-deltas-box"):
-                yield Static("per-class F1 change, points (mean over classifiers x amounts)", classes="caption")
+                yield Static("per-class F1 change, points (over classifiers x common amounts)", classes="caption")
                 yield DataTable(id="class-deltas", cursor_type="none")
             with Vertical(id="qvu-box"):
                 yield PlotextPlot(id="qvu")
@@ -105,6 +111,7 @@ class StudyScreen(Screen):
         if study:
             db = views.open_reader(self.app.db_path)
             try:
+                data["info"] = views.study_analysis_info(db, study) or {}
                 data["choices"] = views.comparison_choices(db, study)
                 data["rows"] = views.comparison_rows(db, study, metric=metric, reference=reference)
                 data["deltas"] = views.class_f1_deltas(db, study, reference)
@@ -123,9 +130,13 @@ class StudyScreen(Screen):
             title.update("no study in the store yet: submit a recipe (n on the queue screen)")
             return
         self.sub_title = f"study {data['study']}"
+        info = data.get("info") or {}
+        self.alpha = info.get("alpha", DEFAULT_ALPHA)
+        unit = info.get("unit", "no stored analysis yet")
         title.update(Text.assemble(("study ", "dim"), (data["study"], "bold"), ("  metric ", "dim"),
                                    (data["metric"], "bold"), ("  vs ", "dim"), (data["reference"], "bold"),
-                                   ("   cells: change in points, [95% CI], * = significant after correction", "dim")))
+                                   (f"   cells: change in points, [{(1 - self.alpha) * 100:.0f}% CI], * = adjusted "
+                                    f"p < {self.alpha:g}\n", "dim"), (unit, "")))
         self._fill_matrix(data["rows"])
         self._fill_deltas(data["deltas"], data["classes"])
         self._fill_quality(data["qvu"], data["correlations"])
@@ -136,7 +147,7 @@ class StudyScreen(Screen):
         amounts, arms = matrix_rows(rows)
         table.add_columns("generator", "classifier", *[f"+{a}/class" for a in amounts])
         for generator, classifier, cells in arms:
-            table.add_row(generator, classifier, *[delta_cell(c) for c in cells])
+            table.add_row(generator, classifier, *[delta_cell(c, alpha=self.alpha) for c in cells])
         if not arms:
             table.add_row(Text("no comparisons yet (the analyse job has not run)", style="dim"), "")
 
@@ -146,7 +157,8 @@ class StudyScreen(Screen):
         names = classes or sorted({c for per in deltas.values() for c in per})
         table.add_columns("generator", *names)
         for generator, per in sorted(deltas.items()):
-            table.add_row(generator, *[delta_cell({"mean": per.get(c)}) if c in per else Text("-") for c in names])
+            table.add_row(generator, *[delta_cell(per.get(c), alpha=self.alpha, ci=False) if c in per else Text("-")
+                                       for c in names])
 
     def _fill_quality(self, points: list[dict], correlations: list[dict]) -> None:
         plot = self.query_one("#qvu", PlotextPlot)

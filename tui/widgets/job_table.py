@@ -13,7 +13,7 @@ COLUMNS = (("kind", "Kind"), ("study", "Study"), ("label", "Job"), ("status", "S
 WIDTHS = {"status": 20, "progress": 17, "eta": 7, "gpu": 5, "elapsed": 8, "priority": 4}
 """Fixed widths of the columns whose text changes in place (cells are updated without re-measuring a column)."""
 STATUS_STYLE = {"queued": "dim", "running": "bold cyan", "done": "green", "failed": "bold red",
-                "cancelled": "yellow"}
+                "cancelled": "yellow", "blocked": "magenta"}
 BAR_WIDTH = 12
 
 
@@ -61,8 +61,11 @@ def elapsed_s(row: dict) -> float | None:
 def job_cells(row: dict) -> tuple:
     """The displayed cells of one job row, in column order."""
     status = row["status"]
-    status_text = Text(status + (" (cancelling)" if row.get("cancel_requested") and status == "running" else ""),
-                       style=STATUS_STYLE.get(status, ""))
+    note = ""
+    if status == "running":  # cancelling, or where Slurm has the job (PENDING means it waits for a node)
+        note = " (cancelling)" if row.get("cancel_requested") else (
+            f" ({row['slurm_state'].lower()})" if row.get("slurm_state") else "")
+    status_text = Text(status + note, style=STATUS_STYLE.get(status, ""))
     eta = format_duration(row.get("eta_s")) if status == "running" else ""
     # Text everywhere: a plain str cell would be parsed as Rich markup (slower, and a '[' in a label breaks it).
     return (Text(row["kind"]), Text(row.get("studies") or ""), Text(row["label"]), status_text,
@@ -77,7 +80,7 @@ def row_signature(row: dict) -> tuple:
 
 
 _SIGNATURE = ("kind", "studies", "label", "status", "cancel_requested", "progress", "progress_total", "eta_s", "gpus",
-              "started_at", "ended_at", "priority")
+              "started_at", "ended_at", "priority", "slurm_state")
 
 
 class JobTable(DataTable):

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from xaug.store.jobs import mark_job_done, submit_study
+from xaug.store.jobs import claim_job, mark_job_done, submit_study
 from xaug.store.metrics import record_class_metrics, record_metrics, record_results
 from xaug.store.quality import record_quality
 from xaug.store.studies import record_split_members
@@ -60,8 +60,8 @@ def build_fake_study(db, name: str = "toy", seed: int = 0, analyse: bool = True)
     recipe = dict(name=name, dataset=dict(classes=CLASSES), analysis=dict(test="corrected_t", correction="holm",
                                                                             alpha=0.05))
     submit_study(db, name, None, "name: " + name, recipe, jobs)
-    for job in jobs:
-        mark_job_done(db, job.key)
+    while (job := claim_job(db, lambda row: [], host="test", log_path_for=lambda row: "")) is not None:
+        mark_job_done(db, job["key"])  # claimed first: only a running job can finish
     record_split_members(db, prep.key, [
         dict(fold=f, split=split, image_id=f"{f}-{split}-{i}", patient=f"p{i}", label="healthy")
         for f in FOLDS for split, n in (("train", 80), ("val", 20), ("test", 40)) for i in range(n)])

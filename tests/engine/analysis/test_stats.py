@@ -91,5 +91,5 @@ def test_units_are_described():
     from xaug.engine.analysis.stats import describe_units
 
     assert describe_units(3) == "n = 3 units; unit = fold (seeds averaged within a fold)"
-    assert describe_units(10, 2) == ("n = 10 units; unit = repeat x fold (2 repeats of k-fold) (seeds averaged "
-                                     "within a fold)")
+    assert describe_units(10, 2) == ("n = 10 units; unit = repeat x fold (seeds averaged within a fold; 2 repeats "
+                                     "of k-fold)")

@@ -29,8 +29,8 @@ class FakePrepared:
     classes: list[str]
     splits: dict
 
-    def split(self, fold: int, split: str):
-        assert fold == 0, "the fake holds fold 0 only"
+    def split(self, fold: int, split: str, repeat: int = 0):
+        assert fold == 0 and repeat == 0, "the fake holds fold 0 of one repetition only"
         return self.splits[split]
 
 

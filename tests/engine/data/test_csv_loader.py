@@ -23,7 +23,7 @@ def _cfg(table, **kw):
     return DatasetConfig(source="csv", path=str(table), csv=csv)
 
 
-ROWS = [("img/a.png", "NORMAL", "s1"), ("img/b.png", "PNEUMONIA_VIRAL", "s1"), ("img/c.png", "NORMAL", "s2"),
+ROWS = [("img/a.png", "NORMAL", "s1"), ("img/b.png", "PNEUMONIA_VIRAL", "s4"), ("img/c.png", "NORMAL", "s1"),
         ("img/d.png", "PNEUMONIA_BACT", "s3")]
 MAP = {"NORMAL": "healthy", "PNEUMONIA_VIRAL": "viral", "PNEUMONIA_BACT": "bacterial"}
 
@@ -33,7 +33,8 @@ def test_label_map_relative_paths_and_patients(tmp_path):
     assert result.classes == ["bacterial", "healthy", "viral"]
     by_source = {r.source: r for r in result.records}
     assert by_source[str(tmp_path / "img" / "b.png")].label == "viral"
-    assert by_source[str(tmp_path / "img" / "b.png")].patient_id == "s1"
+    assert by_source[str(tmp_path / "img" / "b.png")].patient_id == "s4"
+    assert by_source[str(tmp_path / "img" / "c.png")].patient_id == "s1"
     assert sorted(r.image_id for r in result.records) == ["bacterial/00000", "healthy/00000", "healthy/00001",
                                                           "viral/00000"]
 
@@ -60,3 +61,11 @@ def test_empty_cell_and_missing_file(tmp_path):
     table.write_text(table.read_text() + "img/a.png,,s9\n")
     with pytest.raises(DataError, match=r"row 7, column 'finding': empty value"):
         load_csv(skipping)
+
+
+def test_one_patient_under_two_classes_names_both_files(tmp_path):
+    rows = ROWS + [("img/e.png", "PNEUMONIA_BACT", "s1")]  # s1 is already healthy (a.png, c.png)
+    with pytest.raises(DataError, match=r"img/a\.png \(class 'healthy'\) and .*img/e\.png \(class 'bacterial'\)"
+                                        r" have the same patient id") as info:
+        load_csv(_cfg(_table(tmp_path, rows), label_map=MAP))
+    assert "s1" not in str(info.value).replace(str(tmp_path), "")  # the patient id itself is not printed

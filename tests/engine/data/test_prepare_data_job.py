@@ -57,7 +57,8 @@ def test_folder_job_records_skipped_images(tmp_path, rg1_uncompressed):
             write_png(root / name / f"{p}.png", 60 + 80 * c, seed=p)
     shutil.copy(rg1_uncompressed, root / "normal" / "chest.dcm")
     (root / "pneumonia" / "bad.png").write_bytes(b"not an image")
-    dataset = DatasetConfig(source="folder", path=str(root), image_size=32, on_unreadable="skip")
+    dataset = DatasetConfig(source="folder", path=str(root), image_size=32, on_unreadable="skip",
+                            one_patient_per_image=True)
     ctx = _context(tmp_path, dataset, SplitsConfig(folds=2))
     job_function("prepare_data")(ctx)
     skipped = load_skipped_images(ctx.db, ctx.key)
@@ -66,3 +67,24 @@ def test_folder_job_records_skipped_images(tmp_path, rg1_uncompressed):
     rows = load_split_members(ctx.db, ctx.key)
     assert len(rows) == 2 * 7 and "9RG1" not in {r["patient"] for r in rows}
     assert (ctx.work_dir / "images.npy").is_file() and (ctx.work_dir / "index.json").is_file()
+
+
+def test_repeated_k_fold_job_stores_every_repetition(tmp_path):
+    from xaug.store.analysis import load_split_sizes
+
+    dataset = DatasetConfig(image_size=32, phantom=PhantomConfig(scale=0.05, native_size=64))
+    ctx = _context(tmp_path, dataset, SplitsConfig(folds=3, repeats=2))
+    job_function("prepare_data")(ctx)
+    data = load_prepared(ctx.work_dir)
+    rows = load_split_members(ctx.db, ctx.key)
+    assert len(rows) == 2 * 3 * len(data.labels) and {r["repeat"] for r in rows} == {0, 1}
+    tests = {(repeat, fold): {r["image_id"] for r in rows
+                              if (r["repeat"], r["fold"], r["split"]) == (repeat, fold, "test")}
+             for repeat in (0, 1) for fold in range(3)}
+    assert tests[(0, 0)] != tests[(1, 0)]  # a fresh partition, not a copy
+    for repeat in (0, 1):  # the job's data hands each repetition's folds to the jobs that ask for them
+        _, labels = data.split(0, "test", repeat)
+        assert len(labels) == len(tests[(repeat, 0)])
+    sizes = load_split_sizes(ctx.db, "study")
+    assert set(sizes) == {(r, f) for r in (0, 1) for f in range(3)}
+    assert "3 folds x 2 repeats" in load_job(ctx.db, ctx.key)["message"]

@@ -78,8 +78,10 @@ def test_folder_with_corrupt_files_letterboxed(tmp_path, rg1_uncompressed):
     dicm = root / "b" / "broken.dcm"
     ds = pydicom.dcmread(rg1_uncompressed)
     ds.PixelData = ds.PixelData[:1000]  # the header reads, the pixels are cut short
+    ds.PatientID = "another"  # not chest.dcm's patient, who is in class a
     ds.save_as(dicm)
-    cfg = DatasetConfig(source="folder", path=str(root), image_size=32, on_unreadable="skip")
+    cfg = DatasetConfig(source="folder", path=str(root), image_size=32, on_unreadable="skip",
+                        one_patient_per_image=True)
     report = prepare_dataset(cfg, SplitsConfig(folds=2), tmp_path / "out")
     assert sorted(s for s, _ in report.skipped) == [str(dicm), str(root / "b" / "broken.png")]
     assert report.n_images == 9

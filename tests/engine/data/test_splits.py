@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xaug.engine.data.splits import SPLIT_NAMES, make_folds
+from xaug.engine.data.splits import SPLIT_NAMES, make_folds, make_repeated_folds, split_seed
 from xaug.engine.errors import DataError
 from xaug.engine.recipe.schema import SplitsConfig
 
 CLASSES = ["healthy", "bacterial", "viral", "fungal", "covid19"]
 
 
-def _dataset(seed: int = 0, mixed: bool = True):
-    """Patients with 1-4 images, imbalanced classes; some patients have images of two classes."""
+def _dataset(seed: int = 0, mixed: bool = False):
+    """Patients with 1-4 images, imbalanced classes; with `mixed`, some patients have images of two classes."""
     rng = np.random.default_rng(seed)
     patients, labels = [], []
     for p in range(300):
@@ -64,3 +64,36 @@ def test_too_few_patients_for_the_folds():
     labels = np.array([0, 0, 0, 0, 1, 1, 1])
     with pytest.raises(DataError, match=r"bacterial: 3.*Lower splits.folds"):
         make_folds(patients, labels, ["healthy", "bacterial"], SplitsConfig(folds=4))
+
+
+def test_repeated_k_fold_gives_fresh_valid_partitions():
+    patients, labels = _dataset(2)
+    cfg = SplitsConfig(folds=5, seed=4, repeats=3)
+    repeats = make_repeated_folds(patients, labels, CLASSES, cfg)
+    assert len(repeats) == 3 and all(len(folds) == 5 for folds in repeats)
+    # the first repetition is the plain k-fold split: a one-repeat study keeps its folds
+    first = make_folds(patients, labels, CLASSES, SplitsConfig(folds=5, seed=4))
+    assert all(np.array_equal(a.test, b.test) for a, b in zip(repeats[0], first))
+    test_fold = []
+    for folds in repeats:
+        # each repetition on its own: every patient tested exactly once, never in two splits of a fold
+        fold_of = {}
+        for k, fold in enumerate(folds):
+            for i in fold.test:
+                assert fold_of.setdefault(patients[i], k) == k
+            assert not {patients[i] for i in fold.train} & {patients[i] for i in fold.test}
+        assert set(fold_of) == set(patients)
+        test_fold.append(fold_of)
+    # fresh partitions: the patients sharing a test fold in repeat 0 are scattered in repeat 1 and 2
+    for other in test_fold[1:]:
+        together = [len({other[p] for p, k in test_fold[0].items() if k == fold}) for fold in range(5)]
+        assert min(together) == 5
+    assert len({split_seed(4, r) for r in range(3)}) == 3 and split_seed(4, 0) == 4
+    again = make_repeated_folds(patients, labels, CLASSES, cfg)  # deterministic
+    assert all(np.array_equal(a.test, b.test) for r in range(3) for a, b in zip(repeats[r], again[r]))
+
+
+def test_a_patient_under_two_classes_is_refused_not_reassigned():
+    patients, labels = _dataset(0, mixed=True)
+    with pytest.raises(DataError, match="more than one class"):
+        make_folds(patients, labels, CLASSES, SplitsConfig(folds=5))

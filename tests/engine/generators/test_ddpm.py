@@ -95,3 +95,35 @@ def test_bench_rows_compare_dpm_solver_with_ddpm_reference():
     assert [r["name"] for r in rows] == ["ddpm train 16px", "ddpm sample 16px (DPM-Solver++ 25 vs DDPM 50)"]
     assert all(r["xaug"] > 0 and r["reference"] > 0 for r in rows)
     assert rows[1]["ratio"] > 1.2  # 25 solver steps instead of 50 denoising steps
+
+
+# diffusers' examples/unconditional_image_generation/train_unconditional.py builds this UNet2DModel.
+DIFFUSERS_EXAMPLE = dict(
+    block_out_channels=(128, 128, 256, 256, 512, 512), layers_per_block=2,
+    down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"))
+
+
+def test_paper_recipe_ddpm_is_the_diffusers_example_unet_at_256px():
+    from xaug.engine.generators.ddpm import build_unet
+    from xaug.engine.recipe.loader import load_recipe
+
+    spec = next(g for g in load_recipe("recipes/paper.yaml").recipe.generators if g.model == "ddpm")
+    cfg = DdpmConfig.model_validate(spec.params)
+    assert cfg.resolution == 256
+    small = cfg.model_copy(update=dict(block_out_channels=(32,) * 6, resolution=64))  # same layout, cheap to build
+    unet = build_unet(small, 0)
+    assert unet.config["layers_per_block"] == DIFFUSERS_EXAMPLE["layers_per_block"]
+    for key in ("down_block_types", "up_block_types"):
+        assert tuple(unet.config[key]) == DIFFUSERS_EXAMPLE[key]
+    assert tuple(cfg.block_out_channels) == DIFFUSERS_EXAMPLE["block_out_channels"]
+
+
+def test_attention_defaults_to_the_lowest_resolution_level_and_checks_levels():
+    from xaug.engine.generators.ddpm import build_unet
+
+    unet = build_unet(DdpmConfig(resolution=16, block_out_channels=(32, 32, 32), norm_num_groups=8), 0)
+    assert unet.config["down_block_types"][-1] == "AttnDownBlock2D"
+    assert unet.config["up_block_types"][0] == "AttnUpBlock2D"
+    with pytest.raises(ValidationError, match="attention_levels"):
+        DdpmConfig(block_out_channels=(32, 32), attention_levels=(2,))

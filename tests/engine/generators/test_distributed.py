@@ -116,7 +116,7 @@ def test_two_processes_resume_onto_the_uninterrupted_run(tmp_path, two_process_r
     assert out.finished and rest.steps[0] == stopped.steps[-1] + 1 and rest.steps[-1] == params.steps
     _assert_same_losses(rest.losses, two.losses[-len(rest.losses):])
     _assert_same_state(_state(tmp_path / "b"), _state(work))
-    assert (launch_dir(tmp_path / "b") / "request.json").exists()
+    assert not launch_dir(tmp_path / "b").exists()  # request, images and events are gone with the run
 
 
 def test_batch_must_split_evenly_over_processes():

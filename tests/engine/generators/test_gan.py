@@ -113,3 +113,23 @@ def test_bench_generators_cli_prints_gan_ratios():
                                                   "--steps", "1", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "gan train 16px" in result.output and "gan sample 16px" in result.output and "x" in result.output
+
+
+def _halves(x):
+    """(left - right) and (top - bottom) mean brightness of each image."""
+    w = x.shape[-1] // 2
+    return (x[..., :w].mean(dim=(1, 2, 3)) - x[..., w:].mean(dim=(1, 2, 3)),
+            x[..., :w, :].mean(dim=(1, 2, 3)) - x[..., w:, :].mean(dim=(1, 2, 3)))
+
+
+def test_augment_keeps_anatomy_unless_the_recipe_opts_into_flips_and_quarter_turns():
+    torch.manual_seed(0)
+    x = -torch.ones(128, 1, 32, 32)
+    x[..., :16, :16] = 1.0  # bright top-left quadrant: left-right and top-bottom asymmetric
+    left, top = _halves(augment(x, 1.0))
+    assert (left > 0).all() and (top > 0).all()  # default: never mirrored, never turned by 90 degrees
+    left, _ = _halves(augment(x, 1.0, xflip=True))
+    assert 0.3 < (left < 0).float().mean() < 0.7  # about half mirrored
+    left, top = _halves(augment(x, 1.0, rotate90=True))
+    assert 0.5 < ((left < 0) | (top < 0)).float().mean() < 0.95  # about 3/4 turned
+    assert GanConfig().ada_xflip is False and GanConfig().ada_rotate90 is False

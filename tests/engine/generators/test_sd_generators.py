@@ -188,3 +188,36 @@ def test_lora_through_the_train_generator_and_sample_jobs(tiny_sd, tmp_path):
     job_function("sample")(ctx(sample, [train]))
     rows = load_artifacts(db, sample.key, kind="sample")
     assert len(rows) == 4 and {r["class_name"] for r in rows} == set(CLASSES)
+
+
+def test_lora_scale_zero_samples_the_base_model_and_one_the_adapter(tiny_sd, tmp_path):
+    from diffusers import StableDiffusionPipeline
+
+    gen, params = _params("lora", tiny_sd, lr=5e-2, rank=4, lora_scale=0.5)
+    done = gen.train(params, False, tiny_images(), tmp_path, RecordingHooks(), "cpu", 0)
+    assert json.loads((done.checkpoint / "manifest.json").read_text())["sampling"]["lora_scale"] == 0.5
+    prompt = json.loads((done.checkpoint / "manifest.json").read_text())["prompts"]["viral"]
+    base = StableDiffusionPipeline.from_pretrained(tiny_sd, safety_checker=None, requires_safety_checker=False)
+    base.scheduler = make_scheduler("dpmsolver++", base.scheduler.config)
+    base.set_progress_bar_config(disable=True)
+    base_images = to_grey_uint8(base(prompt, num_inference_steps=2, generator=torch.Generator().manual_seed(0),
+                                     height=32, width=32, output_type="np").images)
+
+    zero = gen.sample(done.checkpoint, "viral", 1, 0, "cpu", lora_scale=0.0)
+    half = gen.sample(done.checkpoint, "viral", 1, 0, "cpu")  # the recipe's 0.5, from the manifest
+    full = gen.sample(done.checkpoint, "viral", 1, 0, "cpu", lora_scale=1.0)
+    assert np.abs(zero.astype(int) - base_images.astype(int)).max() <= 1
+    assert np.abs(full.astype(int) - base_images.astype(int)).max() > 2
+    assert np.abs(half.astype(int) - full.astype(int)).max() > 0
+
+
+def test_dreambooth_paper_and_xaug_prompts():
+    """The paper's design trains and samples with the plain class prompt; xaug's puts an identifier in front."""
+    from xaug.engine.generators.dreambooth import DreamBoothConfig, DreamBoothMethod
+    from xaug.engine.generators.sd_common import PAPER_PROMPTS, Unit
+
+    unit, method = Unit("viral", ["viral"]), DreamBoothMethod()
+    paper = DreamBoothConfig(identifier="", prior_preservation=True)
+    xaug = DreamBoothConfig(identifier="sks", prior_preservation=True)
+    assert method.training_prompts(paper, unit) == {"viral": PAPER_PROMPTS["viral"]}
+    assert method.training_prompts(xaug, unit) == {"viral": "sks " + PAPER_PROMPTS["viral"]}

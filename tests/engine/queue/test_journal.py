@@ -52,7 +52,9 @@ def test_a_journaled_job_records_nothing_until_ingested_then_everything_once(qdb
     rows = _metric_rows(qdb, key)
     assert [(n, s) for n, s, _ in rows] == [("loss", s) for s in (1, 2, 3, 4)] + [("step_seen", s) for s in
                                                                                   (1, 2, 3, 4)]
-    assert ingest_journal(qdb, store_path, key).entries == 0
+    assert done.offset == (folder / JOURNAL).stat().st_size  # the next poll starts reading there
+    assert ingest_journal(qdb, store_path, key, done.offset).entries == 0
+    assert ingest_journal(qdb, store_path, key).entries == 0  # from the start (a restarted engine): nothing new
     assert _metric_rows(qdb, key) == rows and applied_seq(qdb, key) == entries[-1]["seq"]
 
 
@@ -117,6 +119,12 @@ def test_a_journal_may_not_write_another_jobs_rows(qdb, store_path, claimed):
     key, dep_key, _ = claimed
     change = {"op": "upsert", "table": "results", "key": {"job_key": dep_key, "name": "accuracy"},
               "row": {"job_key": dep_key, "name": "accuracy", "value": 1.0}}
-    with pytest.raises(ValueError, match="writes a row of"):
-        apply_changes(qdb, key, [change], 1)
-    assert qdb.execute("SELECT COUNT(*) FROM results").fetchone() == (0,)
+    ours = {"op": "upsert", "table": "results", "key": {"job_key": key, "name": "accuracy"},
+            "row": {"job_key": key, "name": "accuracy", "value": 0.5}}
+    engine_state = {"op": "upsert", "table": "engine", "key": {"id": 1}, "row": {"id": 1, "pid": 1}}
+    odd_column = {"op": "upsert", "table": "results", "key": {"job_key": key, "name": "x"},
+                  "row": {"job_key": key, "name": "x", "value] = 1; --": 0}}
+    rejected = apply_changes(qdb, key, [change, ours, engine_state, odd_column], 1)
+    assert rejected == [f"a row of job {dep_key[:12]} in 'results'", "table 'engine', which a job may not write",
+                        "unknown columns ['value] = 1; --'] in 'results'"]
+    assert qdb.execute("SELECT job_key, value FROM results").fetchall() == [(key, 0.5)]

@@ -68,6 +68,21 @@ def test_failure_is_retried_then_reported_with_its_error(store_path, qdb, fake_k
     assert q.load_job(qdb, broken.key)["status"] == "queued"
 
 
+def test_a_data_error_fails_at_once_while_a_killed_worker_is_retried(store_path, qdb, fake_kinds):
+    bad = fake("bad", data_error=True, max_attempts=3)
+    after = fake("after", [bad])
+    killed = fake("killed", kill_once=True, max_attempts=3)
+    submit(qdb, [bad, after, killed])
+    run_engine(store_path, cpu_slots=1)
+    row = q.load_job(qdb, bad.key)
+    assert (row["status"], row["attempts"]) == ("failed", 1)
+    assert row["error"] == "DataError: bad.png is not an image"
+    assert q.load_job(qdb, after.key)["status"] == "blocked"
+    row = q.load_job(qdb, killed.key)
+    assert (row["status"], row["attempts"]) == ("done", 1)
+    assert open(row["log_path"]).read().count(" start fake ") == 2  # killed once, then run again
+
+
 def test_cancel_of_a_running_job_checkpoints_and_stops_it(store_path, qdb, fake_kinds):
     slow = fake("slow", steps=200, sleep=0.05)
     submit(qdb, [slow])

@@ -133,3 +133,36 @@ def test_scheduler_does_not_import_torch_or_textual():
             " print(sorted(m for m in ('torch', 'textual', 'timm') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_an_engine_whose_store_fails_stops_its_workers_and_says_why(store_path, qdb, fake_kinds):
+    import psutil
+    from xaug.engine.errors import StoreError
+
+    slow = fake("slow", steps=400, sleep=0.05)
+    submit(qdb, [slow])
+    engine = Engine(store_path, cpu_slots=1, gpus=[], poll_s=0.05, grace_s=5)
+    workers = []
+
+    def store_turns_read_only(engine):  # SQLite acts out a store made read-only under the engine
+        if engine.handles and not workers:
+            workers.extend(handle.pid for handle in engine.handles.values())
+            engine.db.execute("PRAGMA query_only = 1")
+
+    with pytest.raises(StoreError, match="is read-only"):
+        engine.run(until=lambda: q.study_finished(qdb, "s"), on_step=store_turns_read_only)
+
+    def alive(pid):
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    assert workers and not any(alive(pid) for pid in workers)
+    # Whether or not its worker could still record the stop, the next engine finds the job queued to resume.
+    again = Engine(store_path, cpu_slots=1, gpus=[], poll_s=0.05, grace_s=5)
+    again.start()
+    try:
+        assert q.load_job(qdb, slow.key)["status"] == "queued" and q.load_engine(qdb)["pid"] == os.getpid()
+    finally:
+        again.shutdown()

@@ -19,6 +19,7 @@ def test_submit_reuses_done_jobs_and_adds_only_new_ones(qdb):
     b = fake("b", [a])
     counts = submit(qdb, [a, b])
     assert counts == {"jobs": 2, "new": 2, "reused": 0, "requeued": 0, "pending": 0}
+    assert _claim(qdb)["key"] == a.key
     q.mark_job_done(qdb, a.key)
     c = fake("c", [a])
     counts = submit(qdb, [a, b, c])
@@ -91,12 +92,81 @@ def test_failure_requeues_until_max_attempts_then_blocks_dependents(qdb):
     assert row["attempts"] == 2 and row["error"] == "ValueError: y"
     blocked = q.list_jobs(qdb, study="s", status="blocked")
     assert [r["key"] for r in blocked] == [b.key] and blocked[0]["blocked_by"] == a.key
+    assert q.load_job(qdb, b.key)["status"] == "blocked"  # stored, not only computed for display
     assert q.study_finished(qdb, "s")
     assert q.study_counts(qdb, "s")["blocked"] == 1
     assert q.retry_job(qdb, a.key)
     assert q.load_job(qdb, a.key)["attempts"] == 0
+    assert q.load_job(qdb, b.key)["status"] == "queued"
     assert not q.study_finished(qdb, "s")
     assert not q.retry_job(qdb, b.key)  # queued, nothing to retry
+
+
+def test_blocking_reaches_every_level_downstream_and_cancel_blocks_too(qdb):
+    a = fake("a")
+    b = fake("b", [a])
+    c = fake("c", [b])
+    other = fake("other")
+    submit(qdb, [a, b, c, other])
+    assert q.cancel_job(qdb, a.key) == "cancelled"
+    assert [q.load_job(qdb, j.key)["status"] for j in (b, c, other)] == ["blocked", "blocked", "queued"]
+    assert _claim(qdb)["key"] == other.key and _claim(qdb) is None  # blocked jobs are never claimed
+    assert q.cancel_job(qdb, c.key) == "cancelled"  # a blocked job can be cancelled
+    submit(qdb, [a, b, c, other])  # submitting again queues cancelled jobs and unblocks their dependents
+    assert [q.load_job(qdb, j.key)["status"] for j in (a, b, c)] == ["queued", "queued", "queued"]
+
+
+def test_failure_that_retrying_cannot_heal_fails_at_the_first_attempt(qdb):
+    a = fake("a", max_attempts=3)
+    submit(qdb, [a])
+    _claim(qdb)
+    assert q.mark_job_failed(qdb, a.key, "DataError: x.png is not an image", 1, retryable=False) == "failed"
+    row = q.load_job(qdb, a.key)
+    assert row["attempts"] == 1 and row["error"] == "DataError: x.png is not an image"
+
+
+def test_finishing_a_job_that_is_not_running_changes_nothing(qdb):
+    a = fake("a")
+    submit(qdb, [a])
+    assert q.mark_job_done(qdb, a.key) == "queued"
+    assert q.mark_job_failed(qdb, a.key, "late report", 1) == "queued"
+    assert q.load_job(qdb, a.key)["attempts"] == 0
+
+
+def test_state_machine_allows_only_its_transitions():
+    from xaug.store import job_states as states
+
+    assert states.transition("queued", "claim") == "running"
+    assert states.transition("blocked", "unblock") == "queued"
+    with pytest.raises(states.TransitionError, match="a done job cannot 'claim'"):
+        states.transition("done", "claim")
+    with pytest.raises(states.TransitionError, match="unknown queue event"):
+        states.transition("queued", "explode")
+    assert {target for _, target in states.TRANSITIONS.values()} <= set(states.STATUSES)
+    assert states.after_failure(cancel_requested=False, attempts=1, max_attempts=3, retryable=True) == "retry_later"
+    assert states.after_failure(cancel_requested=False, attempts=1, max_attempts=3, retryable=False) == "fail"
+    assert states.after_failure(cancel_requested=False, attempts=3, max_attempts=3, retryable=True) == "fail"
+    assert states.after_failure(cancel_requested=True, attempts=1, max_attempts=3, retryable=True) == "stop_cancelled"
+
+
+def test_migration_blocks_dependents_of_jobs_that_failed_before_it(tmp_path):
+    import sqlite3
+
+    import sqlite_utils
+    from xaug.store import open_store
+    from xaug.store.migrations import migrations
+
+    old = sqlite_utils.Database(sqlite3.connect(tmp_path / "old.db"))
+    migrations.apply(old, stop_before="m005_queue_blocked_status")
+    a, b = fake("a"), fake("b", [fake("a")])
+    submit(old, [a, b])
+    old.execute("UPDATE jobs SET status = 'failed' WHERE key = ?", [a.key])
+    old.conn.commit()
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint"):
+        old.execute("UPDATE jobs SET status = 'blocked' WHERE key = ?", [b.key])
+    old.conn.close()
+    db = open_store(tmp_path / "old.db")
+    assert q.load_job(db, b.key)["status"] == "blocked"
 
 
 def test_interrupt_does_not_count_an_attempt(qdb):

@@ -1,7 +1,8 @@
 """Tiny fake job kinds for the engine's tests: count steps, checkpoint to JSON, record metrics, sleep, resume.
 
 Config keys: steps (default 3), sleep (seconds per step), fail (always raise), fail_once (raise on the first
-attempt only), ignore_stop (never check for stop requests).
+attempt only), data_error (raise a DataError), kill_once (SIGKILL its own worker on the first attempt),
+ignore_stop (never check for stop requests).
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ def run(ctx) -> None:
         fh.write(f"{cfg.get('name', ctx.key[:8])}\n")
     if cfg.get("fail"):
         raise RuntimeError(f"fake failure in {cfg.get('name')}")
+    if cfg.get("data_error"):
+        from xaug.engine.errors import DataError
+
+        raise DataError(f"{cfg.get('name')}.png is not an image")
+    if cfg.get("kill_once") and not (work / "killed_once").exists():
+        (work / "killed_once").write_text("1")
+        os.kill(os.getpid(), 9)
     if cfg.get("fail_once") and not (work / "failed_once").exists():
         (work / "failed_once").write_text("1")
         raise ValueError("fails the first time")
