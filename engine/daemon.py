@@ -2,7 +2,8 @@
 
 Example: xaug-engine --store runs/study.db --cpu-slots 2
 On a Slurm login node: xaug-engine --store /shared/runs/study.db --executor slurm --max-jobs 200
-SIGTERM (systemctl stop, kill) checkpoints the running jobs, requeues them and exits with status 0.
+SIGTERM (systemctl stop, kill) checkpoints the running jobs, requeues them and exits with status 0; with
+--executor slurm it leaves the Slurm jobs running, and the next xaug-engine on the store watches them again.
 """
 
 from __future__ import annotations

@@ -165,8 +165,12 @@ def run(
         display.update(db, force=True)
     elapsed = time.monotonic() - started
     if engine is not None and engine.stopping and not study_finished(db, name):
-        console.print("[yellow]interrupted:[/] running jobs checkpointed and are queued; run the same command "
-                      "again to resume")
+        if engine.left_running:
+            console.print(f"[yellow]interrupted:[/] {len(engine.left_running)} Slurm job(s) run on (`xaug cancel` "
+                          "stops them); run the same command again to watch them and resume the rest")
+        else:
+            console.print("[yellow]interrupted:[/] running jobs checkpointed and are queued; run the same command "
+                          "again to resume")
         raise typer.Exit(130)
     _print_summary(db, name, elapsed)
 

@@ -1,6 +1,7 @@
 """The engine: one per store. It takes the store's engine lock, recovers jobs left running by a dead engine or
 worker, then loops: claim runnable jobs that fit the free GPUs (or CPU slots), start a worker for each, watch
-them, heartbeat, and record GPU load. SIGTERM (or SIGINT) checkpoints every running job, requeues it and exits.
+them, heartbeat, and record GPU load. SIGTERM (or SIGINT) checkpoints every running job, requeues it and exits;
+jobs an executor keeps running without the engine (Slurm's) are left running, and the next engine adopts them.
 
 This module never imports torch: it decides *when and where* jobs run; the worker imports the job's code.
 """
@@ -117,6 +118,8 @@ class Engine:
         self._last_gpu_stats = 0.0
         self.started = False
         self.recovered: list[str] = []
+        self.left_running: list[str] = []
+        """Keys of the jobs that `shutdown` left running on Slurm (the next engine adopts them)."""
         self.reservation = GpuReservation(reserve_after_s)
         """Which waiting multi-GPU job the freed GPUs are kept for (policy.py: no starvation, backfill)."""
 
@@ -186,7 +189,7 @@ class Engine:
             pass
 
     def request_stop(self) -> None:
-        """Ask the loop to stop: running jobs checkpoint and are requeued, then `run` returns."""
+        """Ask the loop to stop: running jobs checkpoint and are requeued (Slurm's run on), then `run` returns."""
         self._stop.set()
 
     @property
@@ -231,9 +234,13 @@ class Engine:
             signal.signal(signum, handler)
 
     def shutdown(self) -> None:
-        """Ask every worker to checkpoint (SIGTERM), wait up to grace_s, kill the rest, requeue, drop the lock."""
+        """Ask every worker to checkpoint (SIGTERM), wait up to grace_s, kill the rest, requeue, drop the lock.
+
+        Jobs that the executor keeps running without an engine (on Slurm) are left running instead: they stay
+        `running` in the store and the next engine adopts them (`recover`)."""
         if self.db is None:
             return
+        self._leave_running()
         for handle in self.handles.values():
             self.executor.terminate(handle)
         deadline = time.monotonic() + self.grace_s
@@ -253,6 +260,20 @@ class Engine:
         except StoreError as exc:  # the lock stays, but its pid is gone: clients see this engine as not running
             log.error("could not release the engine lock: %s", exc)
         self._close_store()
+
+    def _leave_running(self) -> None:
+        """Stop watching the jobs the executor keeps running while no engine runs (`keeps_running`); what they
+        journal meanwhile is applied by the engine that adopts them."""
+        keeps_running = getattr(self.executor, "keeps_running", None)
+        if keeps_running is None:
+            return
+        left = [key for key, handle in self.handles.items() if keeps_running(handle)]
+        for key in left:
+            del self.handles[key]
+        self.left_running = left
+        if left:
+            log.info("left %d job(s) running on %s; the next engine on this store watches them again", len(left),
+                     type(self.executor).__name__)
 
     def _close_store(self) -> None:
         self.db.conn.close()
@@ -293,6 +314,12 @@ class Engine:
         return self.cpu_slots - sum(1 for handle in self.handles.values() if not handle.gpu_ids)
 
     def _fits(self, job: dict) -> list[int] | None:
+        """The GPU ids to start `job` on ([] for a CPU slot), or None: it must wait.
+
+        An executor that allocates GPUs itself (Slurm: `--gpus-per-node`) gets every job in a slot, whatever this
+        machine's GPUs: the local GPU check and the reservation policy are for local workers only."""
+        if getattr(self.executor, "allocates_gpus", False):
+            return [] if self.free_cpu_slots() > 0 else None
         need = min(int(job["gpus_needed"] or 0), len(self.gpus))
         if need == 0:
             return [] if self.free_cpu_slots() > 0 else None

@@ -2,8 +2,9 @@
 this machine, forked from a pre-imported fork server (or, with `start="exec"`, as a fresh
 `python -m xaug.engine.queue.worker`); `slurm.SlurmExecutor` submits it to a Slurm cluster. An executor may also
 have `flush()` (submit what `start` queued, called after each dispatch), `refresh_states()` (called with the
-engine's heartbeat) and `adopt(job)` (a handle for a job left running by a previous engine whose worker still
-runs, or None)."""
+engine's heartbeat), `adopt(job)` (a handle for a job left running by a previous engine whose worker still
+runs, or None), `keeps_running(handle)` (True: a stopping engine leaves that job running for the next engine to
+adopt) and `allocates_gpus = True` (it finds GPUs itself: the engine skips its own GPU check)."""
 
 from __future__ import annotations
 

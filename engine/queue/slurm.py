@@ -15,6 +15,10 @@ folder (`journal.py`) and this executor, on the engine's host, applies it to the
 - A job that ends without a journaled outcome (killed, node failure, preempted, time limit) is handled as a dead
   local worker is: it goes back to xaug's queue and its next run resumes from its checkpoint. Slurm's own
   requeue is off (`--no-requeue`), so a job never runs twice at once.
+- GPUs: Slurm allocates them (`gpus_needed`, or the kind's `gpus`, as `--gpus-per-node`: N GPUs on one node), so
+  the engine neither checks this machine's GPUs nor reserves them for Slurm jobs (`allocates_gpus`).
+- Engine restarts: Slurm jobs outlive the engine. One that stops (SIGTERM) leaves them running (`keeps_running`)
+  and the next engine adopts them (`adopt`); only jobs run here (`local_kinds`) checkpoint and are requeued.
 """
 
 from __future__ import annotations
@@ -66,6 +70,9 @@ class SlurmHandle:
 
 class SlurmExecutor:
     """Submits each job to Slurm with submitit and watches it with `squeue`; see the module docstring."""
+
+    allocates_gpus = True
+    """Slurm finds each job's GPUs: the engine gives every job a slot of `max_jobs`, whatever GPUs it has."""
 
     def __init__(self, store_path: str | Path, *, local: LocalExecutor | None = None) -> None:
         self.store_path = Path(store_path).resolve()
@@ -155,6 +162,11 @@ class SlurmExecutor:
         return SlurmHandle(key=job["key"], kind=job["kind"], log_path=Path(job["log_path"] or ""),
                            journal=journal_dir(self.store_path, job["key"]), params={},
                            slurm_job_id=job["slurm_job_id"], state=job.get("slurm_state"))
+
+    def keeps_running(self, handle: SlurmHandle | LocalHandle) -> bool:
+        """Whether this job runs on without the engine (one submitted to Slurm that has not ended): a stopping
+        engine leaves it running and the next one adopts it."""
+        return isinstance(handle, SlurmHandle) and handle.slurm_job_id is not None and handle.exit_code is None
 
     def refresh_states(self) -> None:
         """Record the final Slurm state of jobs that already reported their outcome (COMPLETED, CANCELLED)."""

@@ -42,7 +42,7 @@ class FakePrepared:
     images: dict
     classes: list
 
-    def split(self, fold, name):
+    def split(self, fold, name, repeat=0):
         return self.images[name]
 
 

@@ -200,6 +200,70 @@ def test_a_restarted_engine_watches_its_slurm_jobs_again_instead_of_running_them
                        [job.key]).fetchone() == (40, 40)
 
 
+def test_a_stopped_engine_leaves_its_slurm_jobs_running_and_the_next_one_adopts_them(slurm, qdb, store_path,
+                                                                                        fake_kinds, tmp_path):
+    """`xaug-engine --executor slurm` gets SIGTERM while a job runs on Slurm: it exits at once (no grace wait),
+    the Slurm job runs on and stays `running` in the store; the next engine adopts it: one Slurm job, one start,
+    no attempt, every metric row once (a local engine would have checkpointed and requeued it instead)."""
+    import signal
+    import sys
+
+    from xaug.store.jobs import load_engine, load_job, submit_study
+
+    job = fake("outlives-stop", steps=25, sleep=0.2)
+    submit_study(qdb, "s", None, "name: s", {"name": "s", **SLURM_SETTINGS}, [job])
+    log = (tmp_path / "engine.log").open("w")
+    engine = subprocess.Popen([sys.executable, "-m", "xaug.engine.daemon", "--store", str(store_path), "--executor",
+                               "slurm", "--max-jobs", "8", "--poll", "0.2", "--grace", "60"],
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait(lambda: (load_job(qdb, job.key)["progress"] or 0) >= 3, 60, "the job to reach step 3 on Slurm")
+        slurm_id = load_job(qdb, job.key)["slurm_job_id"]
+        stopped_at = time.monotonic()
+        engine.send_signal(signal.SIGTERM)
+        assert engine.wait(timeout=30) == 0
+    finally:
+        if engine.poll() is None:
+            engine.kill()
+    assert time.monotonic() - stopped_at < 15  # it did not wait out --grace for a job it leaves running
+    assert "left 1 job(s) running" in (tmp_path / "engine.log").read_text()
+    row = load_job(qdb, job.key)
+    assert (row["status"], row["slurm_job_id"], row["attempts"]) == ("running", slurm_id, 0)
+    assert _squeue_state(slurm_id) == "RUNNING" and load_engine(qdb) is None  # the lock was released
+    journal = store_path.parent / "q-artifacts" / "journal" / job.key[:16] / "journal.jsonl"
+    at_stop = len(journal.read_text().splitlines())
+    _wait(lambda: len(journal.read_text().splitlines()) >= at_stop + 2, 30, "the job to journal on without an engine")
+    run = _EngineThread(store_path)
+    assert job.key in run.engine.handles and run.engine.recovered == []
+    run.join()
+    row = run.job(job.key)
+    assert (row["status"], row["slurm_job_id"], row["attempts"]) == ("done", slurm_id, 0)
+    starts = (store_path.parent / "q-artifacts" / "jobs" / "fake" / job.key[:16] / "starts.txt").read_text().split()
+    assert starts == ["0"]
+    assert qdb.execute("SELECT COUNT(*), COUNT(DISTINCT name || '/' || step) FROM metrics WHERE job_key = ?",
+                       [job.key]).fetchone() == (50, 50)
+
+
+def test_gpu_jobs_of_an_engine_without_gpus_get_their_gpus_from_slurm(slurm, qdb, store_path, fake_kinds):
+    """The engine's machine has no GPU; Slurm's node has two (slurm-up.sh's stand-ins). A 2-GPU job is submitted
+    with --gpus-per-node=2 and runs; one asking for 3 is refused by Slurm, and fails with Slurm's reason."""
+    from xaug.store.jobs import submit_study
+
+    wide, too_wide = fake("wide", gpus=2, steps=2), fake("too-wide", gpus=3, max_attempts=1)
+    submit_study(qdb, "s", None, "name: s", {"name": "s", **SLURM_SETTINGS}, [wide, too_wide])
+    run = _EngineThread(store_path)
+    assert run.engine.gpus == []
+    run.join(timeout=60)
+    row = run.job(wide.key)
+    assert row["status"] == "done" and row["gpus"] == ""  # no local GPU claimed
+    fields = dict(item.split("=", 1) for item in subprocess.run(
+        ["scontrol", "show", "job", "-o", row["slurm_job_id"]], capture_output=True, text=True).stdout.split()
+        if "=" in item)
+    assert fields["TresPerNode"] == "gres:gpu:2" and fields["NumNodes"] == "1"
+    refused = run.job(too_wide.key)
+    assert refused["status"] == "failed" and "node configuration is not available" in refused["error"]
+
+
 MICRO_RECIPE = """
 name: micro
 dataset:
