@@ -199,7 +199,7 @@ def _near_copies(ctx: JobContext, class_name: str, features: str, fake: np.ndarr
                  fake_f: torch.Tensor, train_f: torch.Tensor, held_f: torch.Tensor | None, threshold: Threshold,
                  quality: QualityConfig) -> list[QualityValue]:
     """The near-copy rate and NN-distance ratio of one class in one space, noting where the threshold came from."""
-    source = (f"threshold: {quality.memorisation_quantile:g}th percentile of {threshold.n_heldout} held-out "
+    source = (f"threshold: percentile {quality.memorisation_quantile:g} of {threshold.n_heldout} held-out "
               f"(validation) images of {'this class' if threshold.source == 'class' else 'all classes'}")
     result = check_memorisation(fake_f, train_f, held_f, n_closest=PAIRS_PER_CLASS,
                                 threshold=NO_THRESHOLD if threshold.value is None else threshold.value)

@@ -207,7 +207,7 @@ class QualityConfig(Strict):
         if self.memorisation_min_heldout * self.memorisation_quantile < 100:
             raise ValueError(
                 f"memorisation_min_heldout {self.memorisation_min_heldout} is too small for the "
-                f"{self.memorisation_quantile:g}th percentile: use at least {math.ceil(100 / self.memorisation_quantile)}")
+                f"percentile {self.memorisation_quantile:g}: use at least {math.ceil(100 / self.memorisation_quantile)}")
         return self
 
 
