@@ -1,6 +1,6 @@
 """The quickstart recipe stays a complete study (baseline, both generators, duplicate control, image quality,
-analysis) while keeping the work that makes it quick: three folds, two classifiers, 32 px generators whose
-samplers are the ones that stay stable after a few hundred steps."""
+analysis) while keeping the work that makes it quick: three folds, two classifiers, small generators (a 32 px
+DDPM, a 64 px GAN) whose samplers are the ones that stay stable after a short training."""
 
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ def test_quickstart_generators_are_small_and_sample_what_image_quality_scores():
     assert {g.model for g in recipe.generators} == {"gan", "ddpm"}
     for gen in recipe.generators:
         params = get_generator(gen.model).config_class(**gen.params)
-        assert params.resolution == 32 and params.steps <= 400
+        # The GAN needs 64 px for rib-like texture; it stays cheap with few channels and batches of 2.
+        assert params.resolution == (64 if gen.model == "gan" else 32)
+        assert params.steps * params.batch_size <= 6400
         # The sample job makes max(amounts) images per class; image_quality reads n_per_class of them.
         assert recipe.quality.n_per_class <= max(recipe.amounts_for(gen))
     ddpm = get_generator("ddpm").config_class(**next(g.params for g in recipe.generators if g.model == "ddpm"))
