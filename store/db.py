@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,7 +58,15 @@ def open_store(db_path: str | Path, *, migrate: bool = True) -> sqlite_utils.Dat
             raise StoreError(f"cannot create the store at {path}: {exc.strerror}; pass a --store in a folder "
                              "you can write to") from exc
     try:
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        return _retry_while_busy(lambda: _connect(path, migrate, migrations))
+    except sqlite3.Error as exc:
+        raise store_error(exc, path) from exc
+
+
+def _connect(path: Path, migrate: bool, migrations) -> sqlite_utils.Database:
+    """One attempt at opening the store: pragmas (WAL, busy timeout), then pending migrations."""
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -65,9 +74,26 @@ def open_store(db_path: str | Path, *, migrate: bool = True) -> sqlite_utils.Dat
         db = sqlite_utils.Database(conn)
         if migrate and migrations.pending(db):
             _migrate(db, migrations)
-    except sqlite3.Error as exc:
-        raise store_error(exc, path) from exc
+    except BaseException:
+        conn.close()
+        raise
     return db
+
+
+def _retry_while_busy(attempt, pause_s: float = 0.05):
+    """Run `attempt` again while SQLite answers busy, for up to the busy timeout. Switching a new file to WAL and
+    the first read of its schema can fail busy at once, without SQLite's busy handler (another process is creating
+    the same store at that moment); a retry then finds the store ready."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return attempt()
+        except sqlite3.OperationalError as exc:
+            code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+            busy = code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() >= deadline:
+                raise
+            time.sleep(pause_s)
 
 
 def _migrate(db: sqlite_utils.Database, migrations) -> None:
