@@ -33,7 +33,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from xaug.engine.errors import XaugError
+from xaug.store.errors import XaugError
 
 CHECKPOINTS = "checkpoints"
 """The usual name of a checkpoint root inside a job's work folder (per trained unit for generators)."""

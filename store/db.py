@@ -12,7 +12,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from xaug.engine.errors import StoreError
+from xaug.store.errors import StoreError
 
 BUSY_TIMEOUT_MS = 30_000
 

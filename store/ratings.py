@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite_utils
 
-from xaug.engine.errors import StoreError
+from xaug.store.errors import StoreError
 from xaug.store.db import now
 
 REAL_SOURCE = "real"

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 import sqlite_utils
 
 from xaug.store.db import now
+from xaug.store.errors import StoreError
 
 
 def store_salt(db: sqlite_utils.Database) -> bytes:
@@ -44,6 +45,16 @@ def load_study(db: sqlite_utils.Database, name: str) -> dict | None:
         return None
     row = rows[0]
     row["recipe"] = json.loads(row["recipe_json"])
+    return row
+
+
+def require_study(db: sqlite_utils.Database, name: str) -> dict:
+    """Like `load_study`, but a missing study is a StoreError that names the studies the store does have."""
+    row = load_study(db, name)
+    if row is None:
+        known = ", ".join(s["name"] for s in list_studies(db)) or "none yet"
+        raise StoreError(f"there is no study '{name}' in this store (studies there: {known}); "
+                         "`xaug submit RECIPE` adds one")
     return row
 
 

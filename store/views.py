@@ -12,7 +12,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from xaug.engine.errors import StoreError
+from xaug.store.errors import StoreError
 from xaug.store.db import BUSY_TIMEOUT_MS, artifact_root
 from xaug.store.job_states import STATUSES
 

@@ -1,8 +1,12 @@
-"""Architecture rules as tests: import-linter's contracts (.importlinter) and "only the store writes SQL"."""
+"""Architecture rules as tests: import-linter's contracts (.importlinter), "only the store writes SQL", and what
+importing or loading a recipe pulls in, checked in a fresh interpreter."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from importlinter.cli import lint_imports
 
 ROOT = Path(__file__).parents[1]
@@ -38,8 +42,36 @@ def test_the_sql_rule_can_fail(tmp_path):
 
 
 def test_a_broken_contract_is_reported(tmp_path):
+    """The contracts can fail: a contract the code does not keep (the engine imports the store) is reported."""
     config = tmp_path / ".importlinter"
     config.write_text("[importlinter]\nroot_packages =\n    xaug.store\n    xaug.engine\n\n"
-                      "[importlinter:contract:x]\nname = store without engine errors\ntype = forbidden\n"
-                      "source_modules =\n    xaug.store\nforbidden_modules =\n    xaug.engine.errors\n")
+                      "[importlinter:contract:x]\nname = engine without the store\ntype = forbidden\n"
+                      "source_modules =\n    xaug.engine\nforbidden_modules =\n    xaug.store\n")
     assert lint_imports(config_filename=str(config), no_cache=True) != 0
+
+
+MODEL_LIBRARIES = ("torch", "torchvision", "timm", "diffusers", "transformers", "torchmetrics", "textual")
+
+
+def _modules_loaded_by(code: str) -> list[str]:
+    """The model libraries (and textual) in sys.modules after running `code` in a fresh interpreter."""
+    probe = f"{code}\nimport sys\nprint(','.join(m for m in {MODEL_LIBRARIES!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    return [m for m in result.stdout.strip().split(",") if m]
+
+
+def test_importing_the_recipe_loader_imports_no_model_library():
+    assert _modules_loaded_by("import xaug.engine.recipe, xaug.engine.recipe.checks, xaug.engine.cli.runner") == []
+
+
+def test_the_import_probe_can_fail():
+    assert _modules_loaded_by("import xaug.engine.generators.gan") != []
+
+
+@pytest.mark.xfail(strict=True, reason="loading validates generator params with config classes that live in the "
+                   "torch modules (gan.py, ddpm.py, sd_common.py) and classifier names with timm.list_models(); "
+                   "it passes once configs sit in torch-free modules and the timm check runs at check/submit time")
+def test_loading_a_recipe_imports_no_model_library():
+    assert _modules_loaded_by("from xaug.engine.recipe import load_recipe\n"
+                              "load_recipe('recipes/quickstart.yaml')") == []

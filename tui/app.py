@@ -89,7 +89,7 @@ class XaugApp(App):
 def main(argv: list[str] | None = None) -> None:
     """Entry point: `xaug-tui [--store DB]`."""
     from xaug.engine.cli import default_store
-    from xaug.engine.errors import XaugError
+    from xaug.store.errors import XaugError
 
     parser = argparse.ArgumentParser(prog="xaug-tui", description="Watch and inspect xaug studies in the terminal.",
                                      epilog="example: xaug-tui --store runs/paper.db")

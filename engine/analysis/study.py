@@ -16,13 +16,12 @@ from xaug.engine.analysis.compare import (DUPLICATE, arm_summaries, common_amoun
                                           family_size, generator_effects, resampling_ratio)
 from xaug.engine.analysis.correlate import quality_by_generator, quality_utility_correlations, ratings_by_generator
 from xaug.engine.analysis.stats import describe_correction, describe_units
-from xaug.engine.errors import StoreError
 from xaug.engine.recipe.schema import AnalysisConfig
 from xaug.store.analysis import (load_analysis, load_arm_summaries, load_comparisons, load_correlations,
                                  load_headline, load_split_sizes, load_study_evaluations, load_study_ratings,
                                  record_analysis, record_comparisons, record_correlations)
 from xaug.store.quality import load_study_quality
-from xaug.store.studies import load_study
+from xaug.store.studies import require_study
 
 UTILITY = "delta_accuracy"
 """Utility of a generator: its headline change in accuracy vs the baseline (classifiers and common amounts)."""
@@ -62,11 +61,7 @@ class StudyAnalysis:
 
 def study_settings(db: sqlite_utils.Database, study: str) -> tuple[AnalysisConfig, list[str]]:
     """The analysis settings and class names of a stored study (defaults where the recipe has none)."""
-    row = load_study(db, study)
-    if row is None:
-        raise StoreError(f"there is no study '{study}' in this store; `xaug results` lists the studies, "
-                         "`xaug submit RECIPE` adds one")
-    recipe = row["recipe"]
+    recipe = require_study(db, study)["recipe"]
     analysis = AnalysisConfig(**recipe.get("analysis", {}))
     classes = (recipe.get("dataset") or {}).get("classes") or []
     return analysis, list(classes)

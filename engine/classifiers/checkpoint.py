@@ -19,7 +19,7 @@ from safetensors import safe_open
 from torch import nn
 
 from xaug.engine import checkpoint as ckpt
-from xaug.engine.errors import StoreError
+from xaug.store.errors import StoreError
 
 BEST = "best.safetensors"
 LAST = "last"

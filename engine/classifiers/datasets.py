@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from xaug.engine.classifiers.inputs import resize_images
-from xaug.engine.errors import DataError
+from xaug.store.errors import DataError
 
 ARMS = ("baseline", "synthetic", "duplicate")
 

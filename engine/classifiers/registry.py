@@ -14,7 +14,7 @@ import timm
 from torch import nn
 
 from xaug.engine.classifiers.augment import preset_model_kwargs
-from xaug.engine.errors import WeightsError
+from xaug.store.errors import WeightsError
 from xaug.engine.generators.registry import suggest
 from xaug.engine.recipe.schema import ClassifierSpec
 

@@ -24,7 +24,7 @@ from xaug.engine.classifiers.augment import augment_batch, make_augmentation
 from xaug.engine.classifiers.batches import BatchPlan, step_budget, steps_per_epoch, validation_interval
 from xaug.engine.classifiers.inputs import normalise, to_unit
 from xaug.engine.classifiers.registry import create_classifier, input_stats
-from xaug.engine.errors import DataError
+from xaug.store.errors import DataError
 from xaug.engine.recipe.schema import ClassifierSpec
 
 

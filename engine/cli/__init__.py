@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 
 import typer
-from rich.console import Console
-
-from xaug.engine.errors import XaugError
 
 app = typer.Typer(
     name="xaug",
@@ -33,8 +29,6 @@ _COMMAND_MODULES = [
     "xaug.engine.cli.bench_cmds",
 ]
 
-err_console = Console(stderr=True, soft_wrap=True)
-
 DEFAULT_STORE = "xaug.db"
 
 
@@ -50,28 +44,9 @@ def load_commands() -> typer.Typer:
     return app
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Entry point of `xaug`: a user error is printed once, without a traceback, and exits with status 2."""
+    from xaug.engine.cli.runner import run_cli
+
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    load_commands()
-    from xaug.store.db import store_errors
-
-    try:
-        with store_errors():  # a store that fails after it was opened (disk full, made read-only) is one line too
-            app(standalone_mode=False)
-    except XaugError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
-        sys.exit(2)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    run_cli(load_commands(), "xaug", argv)

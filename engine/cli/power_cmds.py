@@ -12,7 +12,7 @@ from rich.table import Table
 
 from xaug.engine.cli import app
 from xaug.engine.cli.queue_cmds import JsonOption, StoreOption, open_existing_store
-from xaug.engine.errors import StoreError
+from xaug.store.errors import StoreError
 
 console = Console()
 POWER_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
@@ -42,9 +42,10 @@ def power(
     from xaug.engine.analysis.study import load_study_analysis
 
     if metric not in POWER_METRICS:
-        raise StoreError(f"--metric {metric!r} is not in the headline; choose one of {', '.join(POWER_METRICS)}")
+        raise typer.BadParameter(f"{metric!r} is not in the headline; choose one of {', '.join(POWER_METRICS)}",
+                                 param_hint="--metric")
     if not 0 < target < 1 or (alpha is not None and not 0 < alpha < 1) or effect <= 0:
-        raise StoreError("--effect must be > 0, and --power and --alpha between 0 and 1")
+        raise typer.BadParameter("--effect must be > 0, and --power and --alpha between 0 and 1")
     result = load_study_analysis(open_existing_store(store), study)
     rows = [r for r in result.headline if r["metric"] == metric and r["reference"] == reference
             and r["class_name"] == "" and r["sd"] is not None]

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from xaug.engine.cli import app, bench_app, default_store
-from xaug.engine.errors import EngineError
+from xaug.store.errors import EngineError, StoreError
 
 console = Console()
 
@@ -30,7 +30,8 @@ def open_existing_store(store: str | None):
     store = store or default_store()
     path = ensure_own_store(store)
     if not path.exists():
-        raise EngineError(f"no store at {path}: submit a recipe first (xaug submit RECIPE --store {store})")
+        raise StoreError(f"no store at {path}: submit a recipe first (xaug submit RECIPE --store {store}), "
+                         "or pass --store PATH or set XAUG_STORE")
     return open_store(path)
 
 

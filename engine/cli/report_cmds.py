@@ -9,8 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from xaug.engine.cli import app, default_store
-from xaug.engine.errors import StoreError
+from xaug.engine.cli import app
 
 console = Console()
 
@@ -28,12 +27,9 @@ def report(
     Example: xaug report quickstart --out reports/quickstart
     """
     from xaug.engine.analysis.report import build_report
-    from xaug.store import open_store
+    from xaug.engine.cli.queue_cmds import open_existing_store
 
-    path = Path(store or default_store())
-    if not path.exists():
-        raise StoreError(f"no store at {path}; pass --store PATH or set XAUG_STORE")
-    db = open_store(path)
+    db = open_existing_store(store)
     out_dir = out or Path("reports") / study
     result = build_report(db, study, out_dir)
     ci = f"{(1 - result.alpha) * 100:.0f}% CI"

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from xaug.engine.cli import app, default_store
-from xaug.engine.errors import EngineError
+from xaug.store.errors import EngineError
 
 console = Console()
 
@@ -219,14 +219,10 @@ def results(
     """
     from xaug.engine.cli.queue_cmds import open_existing_store
     from xaug.store.results import class_metric_table, results_unit, score_table
-    from xaug.store.studies import load_study
+    from xaug.store.studies import require_study
 
     db = open_existing_store(store)
-    if load_study(db, study) is None:
-        from xaug.store.studies import list_studies
-
-        known = ", ".join(s["name"] for s in list_studies(db)) or "none"
-        raise EngineError(f"no study '{study}' in {store or default_store()}; studies there: {known}")
+    require_study(db, study)
     rows = class_metric_table(db, study)
     scores = score_table(db, study)
     unit = results_unit(db, study)

@@ -16,7 +16,7 @@ from xaug.engine.data.records import (
     number_records,
     order_classes,
 )
-from xaug.engine.errors import DataError
+from xaug.store.errors import DataError
 from xaug.engine.recipe.schema import DatasetConfig
 
 

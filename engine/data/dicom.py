@@ -14,7 +14,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-from xaug.engine.errors import DataError
+from xaug.store.errors import DataError
 
 # Errors that mean "this file cannot be decoded", as opposed to a bug in xaug.
 _DECODE_ERRORS = (InvalidDicomError, OSError, ValueError, TypeError, AttributeError, KeyError, IndexError,

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from xaug.engine.errors import DataError
+from xaug.store.errors import DataError
 from xaug.engine.recipe.schema import DatasetConfig
 
 HASH = "blake2b"

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from xaug.engine.data.dicom import is_dicom_file, read_dicom
-from xaug.engine.errors import DataError
+from xaug.store.errors import DataError
 
 PIXEL_SUFFIXES = (".png", ".jpg", ".jpeg")
 DICOM_SUFFIXES = (".dcm", ".dicom")

@@ -25,7 +25,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from xaug.engine.data.records import RecordSet, number_records, order_classes
-from xaug.engine.errors import DataError
+from xaug.store.errors import DataError
 from xaug.engine.recipe.schema import CLASS_NAMES_PAPER, PhantomConfig
 
 PAPER_COUNTS = {"healthy": 673, "bacterial": 100, "viral": 74, "fungal": 125, "covid19": 110}

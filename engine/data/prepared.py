@@ -29,7 +29,7 @@ from xaug.engine.data.images import fit_square
 from xaug.engine.data.records import handle_unreadable
 from xaug.engine.data.sources import load_records, record_decoder
 from xaug.engine.data.splits import SPLIT_NAMES, Fold, make_repeated_folds
-from xaug.engine.errors import DataError
+from xaug.store.errors import DataError
 from xaug.engine.recipe.schema import DatasetConfig, SplitsConfig
 
 INDEX_FORMAT = 2

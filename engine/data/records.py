@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from xaug.engine.errors import DataError
+from xaug.store.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xaug.engine.errors import DataError
+from xaug.store.errors import DataError
 from xaug.engine.recipe.schema import SplitsConfig
 
 SPLIT_NAMES = ("train", "val", "test")

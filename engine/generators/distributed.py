@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xaug.engine.errors import DataError
+from xaug.store.errors import DataError
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
 
 POLL_S = 0.2

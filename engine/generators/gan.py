@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from xaug.engine import checkpoint as ckpt
-from xaug.engine.errors import DataError
+from xaug.store.errors import DataError
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
 from xaug.engine.generators.registry import register_generator
 from xaug.engine.generators.samples import resize_images, to_model_range, to_uint8, train_each_unit

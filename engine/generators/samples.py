@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xaug.engine.errors import DataError
+from xaug.store.errors import DataError
 
 
 def sample_path(work_dir: Path, class_name: str, index: int) -> Path:

@@ -13,7 +13,7 @@ from xaug.engine.classifiers.checkpoint import BEST, load_weights, read_meta
 from xaug.engine.classifiers.datasets import load_splits
 from xaug.engine.classifiers.registry import create_classifier
 from xaug.engine.classifiers.train import predict_probs
-from xaug.engine.errors import StoreError
+from xaug.store.errors import StoreError
 from xaug.engine.jobs.context import JobContext
 from xaug.engine.jobs.train_classifier import classifier_spec
 from xaug.engine.metrics.classification import classification_metrics

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xaug.engine.errors import DataError
+from xaug.store.errors import DataError
 from xaug.engine.jobs.context import JobContext
 from xaug.engine.metrics.features import FeatureSpace, classifier_space, inception_space, pixel_space
 from xaug.engine.metrics.memorisation import (Threshold, check_memorisation, near_copy_threshold,

@@ -17,7 +17,7 @@ import time
 import numpy as np
 from pydantic import ValidationError
 
-from xaug.engine.errors import DataError, RecipeError
+from xaug.store.errors import DataError, RecipeError
 from xaug.engine.generators import distributed
 from xaug.engine.generators.base import TrainImages
 from xaug.engine.generators.registry import get_generator

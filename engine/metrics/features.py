@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from xaug.engine.errors import WeightsError
+from xaug.store.errors import WeightsError
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 """torch-fidelity's Inception-v3 weights, as torch.hub caches them under <hub dir>/checkpoints/."""

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psutil
-from xaug.engine.errors import EngineError, StoreError
+from xaug.store.errors import EngineError, StoreError
 from xaug.engine.queue.executor import Executor, LocalExecutor
 from xaug.engine.queue.gpus import detect_gpus, read_gpu_stats
 from xaug.engine.queue.policy import GpuReservation

@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xaug.engine.errors import EngineError
+from xaug.store.errors import EngineError
 from xaug.engine.queue.executor import LocalExecutor, LocalHandle
 from xaug.engine.queue.journal import OUTCOME_EXIT, ingest_journal, journal_dir, request_stop, write_snapshot
 from xaug.store import artifact_root, open_store

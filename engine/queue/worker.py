@@ -2,7 +2,7 @@
 
 It builds the job's `JobContext`, calls the job kind's `run(ctx)` and records the outcome: done; failed (the last
 line of the traceback as the job's error, the whole traceback in the log; retried only when the failure may heal,
-see `xaug.engine.errors.is_permanent`); or, when the job checkpointed and
+see `xaug.store.errors.is_permanent`); or, when the job checkpointed and
 raised `JobInterrupted` (SIGTERM from the engine, or a cancel request), queued again to resume later without
 counting an attempt, or cancelled if a cancel was requested.
 
@@ -47,7 +47,7 @@ def run_job(store: Path, key: str, journal: Path | None = None) -> int:
     With `journal` (a remote worker) the job never opens the store: it reads the snapshot the engine wrote,
     records into a private copy, and its changes and outcome go to the journal file for the engine to apply.
     """
-    from xaug.engine.errors import is_permanent
+    from xaug.store.errors import is_permanent
     from xaug.engine.jobs import job_function
     from xaug.engine.jobs.context import JobContext, JobInterrupted
     from xaug.store.jobs import load_job, load_job_deps, set_job_pid

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from xaug.engine.errors import RecipeError
+from xaug.store.errors import RecipeError
 from xaug.engine.recipe.schema import Recipe
 
 Loc = tuple[str | int, ...]
@@ -104,8 +104,10 @@ def parse_recipe(text: str, path: Path | None = None) -> LoadedRecipe:
     if problems:
         located = [Problem(p.loc, p.message, _line_of(root, p.loc)) for p in problems]
         located.sort(key=lambda p: (p.line or 0))
-        count = f"{len(located)} problem{'s' if len(located) > 1 else ''}"
-        raise RecipeError(f"{filename}: {count}:\n" + "\n".join("  " + p.render(filename) for p in located))
+        if len(located) == 1:  # one problem, one line
+            raise RecipeError(located[0].render(filename))
+        raise RecipeError(f"{filename}: {len(located)} problems:\n" + "\n".join("  " + p.render(filename)
+                                                                               for p in located))
     return loaded
 
 

@@ -73,7 +73,7 @@ def test_plan_submit_status_and_queue_commands(cli, tmp_path):
     assert json.loads(cli("status", "--json").output)["paused"] is True
     assert cli("resume").exit_code == 0
     assert json.loads(cli("plan", recipe, "--json").output)["kinds"]["evaluate"]["queued"] == 2
-    from xaug.engine.errors import EngineError
+    from xaug.store.errors import EngineError
 
     with pytest.raises(EngineError, match="has not started yet"):
         cli("logs", status["jobs"][1]["key"][:10])
@@ -81,7 +81,7 @@ def test_plan_submit_status_and_queue_commands(cli, tmp_path):
 
 def test_unknown_key_is_a_clean_error(cli, tmp_path):
     cli("submit", _recipe(tmp_path))
-    from xaug.engine.errors import EngineError
+    from xaug.store.errors import EngineError
 
     with pytest.raises(EngineError, match="no job key starts with 'zzzz'"):
         cli("cancel", "zzzz")

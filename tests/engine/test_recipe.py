@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from xaug.engine.errors import RecipeError
+from xaug.store.errors import RecipeError
 from xaug.engine.recipe import load_recipe, parse_recipe, recipe_json_schema
 
 GOOD = """\

@@ -6,7 +6,7 @@ import stat
 import numpy as np
 import pytest
 
-from xaug.engine.errors import StoreError
+from xaug.store.errors import StoreError
 from xaug.store import artifact_root, data_version, open_store
 from xaug.store.artifacts import load_artifacts, record_artifact
 from xaug.store.metrics import (

@@ -17,7 +17,7 @@ import sys
 import threading
 
 import pytest
-from xaug.engine.errors import StoreError
+from xaug.store.errors import StoreError
 from xaug.store import open_store
 
 RECIPE = """\
@@ -48,7 +48,7 @@ def _xaug(*args: str, monkeypatch=None, capsys=None) -> tuple[int, str, str]:
 
 def _one_clean_line(err: str) -> str:
     text = " ".join(err.split())
-    assert "Traceback" not in err and text.startswith("error:"), err
+    assert "Traceback" not in err and text.startswith("xaug: error:"), err
     return text
 
 

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from xaug.engine.errors import StoreError
+from xaug.store.errors import StoreError
 from xaug.store import open_store, views
 from xaug.store.ratings import load_ratings, rated_images, rating_summary, record_rating
 

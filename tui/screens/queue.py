@@ -10,7 +10,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from xaug.engine.errors import XaugError
+from xaug.store.errors import XaugError
 from xaug.store import views
 from xaug.tui import commands
 from xaug.tui.messages import ElapsedTicked, StoreChanged

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from xaug.engine.analysis.report import build_report
 from xaug.engine.cli import load_commands
-from xaug.engine.errors import StoreError
+from xaug.store.errors import StoreError
 from xaug.store import open_store
 
 TABLES = ("comparisons", "comparisons_long", "generator_effects", "baseline", "class_f1", "quality",

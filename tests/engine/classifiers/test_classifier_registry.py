@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from xaug.engine.classifiers.registry import check_model_name, create_classifier, input_stats
-from xaug.engine.errors import WeightsError
+from xaug.store.errors import WeightsError
 from xaug.engine.recipe.schema import ClassifierSpec
 
 

@@ -9,7 +9,7 @@ from xaug.engine.classifiers import train as train_mod
 from xaug.engine.checkpoint import load_checkpoint
 from xaug.engine.classifiers.checkpoint import BEST, LAST, read_meta
 from xaug.engine.classifiers.train import TrainCallbacks, TrainData, train_classifier
-from xaug.engine.errors import DataError
+from xaug.store.errors import DataError
 
 from classifier_helpers import CLASSES, make_images
 

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import write_png
 from xaug.engine.data.csvtable import load_csv
-from xaug.engine.errors import DataError
+from xaug.store.errors import DataError
 from xaug.engine.recipe.schema import CsvConfig, DatasetConfig
 
 

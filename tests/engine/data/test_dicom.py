@@ -8,7 +8,7 @@ import pydicom
 
 from xaug.engine.data.dicom import dicom_patient_id, read_dicom
 from xaug.engine.data.images import fit_square, read_image
-from xaug.engine.errors import DataError
+from xaug.store.errors import DataError
 
 
 @pytest.fixture(scope="module")

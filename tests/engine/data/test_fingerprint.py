@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from xaug.engine.data.fingerprint import (HashCache, InputFingerprints, dataset_fingerprint, file_digest,
                                           fingerprint_inputs, path_fingerprint)
-from xaug.engine.errors import DataError
+from xaug.store.errors import DataError
 from xaug.engine.recipe import parse_recipe
 from xaug.engine.recipe.schema import DatasetConfig
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import write_png
 from xaug.engine.data.folder import load_folder
-from xaug.engine.errors import DataError
+from xaug.store.errors import DataError
 from xaug.engine.recipe.schema import DatasetConfig
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from xaug.engine.data.images import fit_square, read_image
-from xaug.engine.errors import DataError
+from xaug.store.errors import DataError
 
 
 def test_sixteen_bit_png_is_scaled_to_its_range(tmp_path):

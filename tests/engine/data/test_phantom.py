@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xaug.engine.data.phantom import phantom_class_counts, phantom_records, preview_grid, render_phantom, render_source
-from xaug.engine.errors import DataError
+from xaug.store.errors import DataError
 from xaug.engine.recipe.schema import CLASS_NAMES_PAPER, PhantomConfig
 
 

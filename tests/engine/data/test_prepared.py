@@ -13,7 +13,7 @@ import pytest
 from conftest import write_png
 from xaug.engine.data.prepared import load_prepared, prepare_dataset
 from xaug.engine.data.sources import image_sources
-from xaug.engine.errors import DataError
+from xaug.store.errors import DataError
 from xaug.engine.recipe.schema import DatasetConfig, PhantomConfig, SplitsConfig
 
 PHANTOM = DatasetConfig(source="phantom", image_size=64, phantom=PhantomConfig(scale=0.25))

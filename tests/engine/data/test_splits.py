@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xaug.engine.data.splits import SPLIT_NAMES, make_folds, make_repeated_folds, split_seed
-from xaug.engine.errors import DataError
+from xaug.store.errors import DataError
 from xaug.engine.recipe.schema import SplitsConfig
 
 CLASSES = ["healthy", "bacterial", "viral", "fungal", "covid19"]

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from xaug.engine.checkpoint import load_checkpoint
-from xaug.engine.errors import DataError
+from xaug.store.errors import DataError
 from xaug.engine.generators.base import TrainImages
 from xaug.engine.generators.ddpm import DdpmConfig
 from xaug.engine.generators.distributed import launch_dir, per_process_batch, train_in_processes

@@ -9,7 +9,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from xaug.engine.errors import WeightsError
+from xaug.store.errors import WeightsError
 from xaug.engine.generators import sd_common
 from xaug.engine.generators.registry import get_generator
 

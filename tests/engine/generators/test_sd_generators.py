@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from tiny_sd import CLASSES, RecordingHooks, tiny_images, tiny_sd_dir
 
 from xaug.engine.checkpoint import load_checkpoint
-from xaug.engine.errors import WeightsError
+from xaug.store.errors import WeightsError
 from xaug.engine.generators.registry import get_generator
 from xaug.engine.generators.sd_common import load_pipeline, make_scheduler, to_grey_uint8
 

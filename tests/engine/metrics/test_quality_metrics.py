@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from xaug.engine.errors import WeightsError
+from xaug.store.errors import WeightsError
 from xaug.engine.metrics import quality as q
 from xaug.engine.metrics.features import (ClassifierFeatures, FeatureSpace, PixelFeatures, inception_space,
                                           inception_weights_path, pixel_space)

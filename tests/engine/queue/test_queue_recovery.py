@@ -11,7 +11,7 @@ import time
 
 import pytest
 from queue_helpers import fake, run_engine, submit
-from xaug.engine.errors import EngineError
+from xaug.store.errors import EngineError
 from xaug.engine.queue.engine import Engine
 from xaug.store import artifact_root
 from xaug.store import jobs as q
@@ -137,7 +137,7 @@ def test_scheduler_does_not_import_torch_or_textual():
 
 def test_an_engine_whose_store_fails_stops_its_workers_and_says_why(store_path, qdb, fake_kinds):
     import psutil
-    from xaug.engine.errors import StoreError
+    from xaug.store.errors import StoreError
 
     slow = fake("slow", steps=400, sleep=0.05)
     submit(qdb, [slow])

@@ -198,7 +198,7 @@ def test_engine_lock_refuses_live_holder_and_takes_over_dead_one(qdb):
 
 
 def test_store_and_logs_are_private(store_path, monkeypatch):
-    from xaug.engine.errors import EngineError
+    from xaug.store.errors import EngineError
     from xaug.engine.queue.engine import ensure_own_store, logs_dir
 
     assert stat.S_IMODE(os.stat(store_path).st_mode) == 0o600

@@ -30,7 +30,7 @@ def run(ctx) -> None:
     if cfg.get("fail"):
         raise RuntimeError(f"fake failure in {cfg.get('name')}")
     if cfg.get("data_error"):
-        from xaug.engine.errors import DataError
+        from xaug.store.errors import DataError
 
         raise DataError(f"{cfg.get('name')}.png is not an image")
     if cfg.get("kill_once") and not (work / "killed_once").exists():

@@ -1,4 +1,8 @@
-"""Named errors that the CLI and TUI show to a user once, cleanly, without a traceback."""
+"""The one error hierarchy: every problem a user can fix is an `XaugError` subclass that the CLI and TUI show
+once, cleanly, without a traceback.
+
+It lives at the bottom of the store, the lowest layer, so that the store, the engine and the TUI all reach it
+without an import cycle; it imports nothing from xaug."""
 
 
 class XaugError(Exception):
