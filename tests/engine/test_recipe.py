@@ -214,5 +214,5 @@ def test_recipe_check_cli_prints_the_guard_and_exits_non_zero(tmp_path, monkeypa
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     guard = [line for line in err.splitlines() if "patient_pattern" in line]
-    assert len(guard) == 1 and guard[0].strip().startswith(f"{path}:2: dataset.patient_pattern: not set, and")
+    assert len(guard) == 1 and guard[0].startswith(f"xaug: error: {path}:2: dataset.patient_pattern: not set, and")
     assert "Traceback" not in err
