@@ -17,6 +17,10 @@ from xaug.store.errors import StoreError
 BUSY_TIMEOUT_MS = 30_000
 
 
+MIGRATIONS_TABLE = "_sqlite_migrations"
+"""Where sqlite-utils' Migrations records the applied migrations: a file with tables but not this one is not ours."""
+
+
 def now() -> str:
     """The current UTC time as an ISO-8601 string, the one timestamp format in the store."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
@@ -68,6 +72,8 @@ def _connect(path: Path, migrate: bool, migrations) -> sqlite_utils.Database:
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if migrate:
+            _refuse_another_tools_database(conn, path)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
@@ -78,6 +84,17 @@ def _connect(path: Path, migrate: bool, migrations) -> sqlite_utils.Database:
         conn.close()
         raise
     return db
+
+
+def _refuse_another_tools_database(conn: sqlite3.Connection, path: Path) -> None:
+    """A StoreError, before anything is written, for an SQLite file that holds tables but no xaug migrations: it
+    belongs to another tool, and turning it into a store (WAL, xaug's tables) would change someone else's file."""
+    tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                             "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+    if tables and MIGRATIONS_TABLE not in tables:
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise StoreError(f"{path} is not an xaug store: it is an SQLite database with other tables ({shown}); "
+                         "pass the right --store, or a new file name; it was left unchanged")
 
 
 def _retry_while_busy(attempt, pause_s: float = 0.05):
