@@ -15,14 +15,16 @@ from xaug.engine.errors import DataError
 
 def sample_path(work_dir: Path, class_name: str, index: int) -> Path:
     """Where sample `index` of a class is written inside a sample job's folder."""
-    return Path(work_dir) / "samples" / class_name / f"{index:05d}.png"
+    from xaug.store.artifacts import artifact_path
+
+    return artifact_path(work_dir, "samples", class_name, f"{index:05d}.png")
 
 
 def load_samples(db, artifact_root: Path, sample_job_key: str, class_name: str, n: int | None = None) -> np.ndarray:
     """The first `n` (default all) samples of a class from a sample job, as uint8 [n, H, W] in index order."""
     from PIL import Image
 
-    from xaug.store.artifacts import load_artifacts
+    from xaug.store.artifacts import artifact_path, load_artifacts
 
     rows = load_artifacts(db, sample_job_key, kind="sample", class_name=class_name)
     rows.sort(key=lambda r: Path(r["path"]).name)
@@ -35,7 +37,7 @@ def load_samples(db, artifact_root: Path, sample_job_key: str, class_name: str, 
         rows = rows[:n]
     images = []
     for row in rows:
-        path = Path(artifact_root) / row["path"]
+        path = artifact_path(artifact_root, row["path"])
         try:
             with Image.open(path) as img:
                 images.append(np.asarray(img.convert("L"), dtype=np.uint8))
@@ -70,6 +72,7 @@ def train_each_unit(model: str, params, per_class: bool, data, work_dir: Path, t
     """
     from xaug.engine import checkpoint as ckpt
     from xaug.engine.generators.base import TrainOutcome
+    from xaug.store.artifacts import artifact_path
 
     work_dir = Path(work_dir)
     units = training_units(per_class, data)
@@ -83,7 +86,7 @@ def train_each_unit(model: str, params, per_class: bool, data, work_dir: Path, t
     for index, (unit, images, labels) in enumerate(units):
         offset = index * params.steps
         classes = data.classes if not per_class else [unit]
-        step = train_unit(params, classes, images, labels, work_dir / unit, index, offset, total)
+        step = train_unit(params, classes, images, labels, artifact_path(work_dir, unit), index, offset, total)
         if step < params.steps:
             return TrainOutcome(checkpoint=work_dir, finished=False, step=offset + step)
     return TrainOutcome(checkpoint=work_dir, finished=True, step=total)

@@ -18,7 +18,7 @@ def run(ctx: JobContext) -> None:
     """Prepare the dataset into ctx.work_dir and record split members and skipped images in the store."""
     dataset = DatasetConfig.model_validate(ctx.config["dataset"])
     splits = SplitsConfig.model_validate(ctx.config["splits"])
-    salt = store_salt(ctx.db)
+    salt = store_salt(ctx.db_path)
 
     def decoding(done: float, total: float) -> None:
         ctx.progress(done, total, "decoding images")

@@ -36,7 +36,7 @@ def test_phantom_job_records_pseudonymised_split_members(tmp_path):
     rows = load_split_members(ctx.db, ctx.key)
     assert len(rows) == 3 * len(data.labels)
     raw_ids = {f"{name}-{p:04d}" for name in data.classes for p in range(40)}
-    salt = store_salt(ctx.db)
+    salt = store_salt(ctx.db_path)
     assert {r["patient"] for r in rows} <= {pseudonymise(salt, pid) for pid in raw_ids}
     for row in rows:
         assert row["patient"] not in raw_ids and not any(pid in row["image_id"] for pid in raw_ids)
@@ -62,7 +62,8 @@ def test_folder_job_records_skipped_images(tmp_path, rg1_uncompressed):
     ctx = _context(tmp_path, dataset, SplitsConfig(folds=2))
     job_function("prepare_data")(ctx)
     skipped = load_skipped_images(ctx.db, ctx.key)
-    assert [r["source"] for r in skipped] == [str(root / "pneumonia" / "bad.png")]
+    salt = store_salt(ctx.db_path)  # the file's relative path, hashed under the store's key
+    assert [r["source"] for r in skipped] == [f"pneumonia/file-{pseudonymise(salt, 'pneumonia/bad.png')}.png"]
     assert "not a readable PNG/JPEG" in skipped[0]["reason"]
     rows = load_split_members(ctx.db, ctx.key)
     assert len(rows) == 2 * 7 and "9RG1" not in {r["patient"] for r in rows}
