@@ -39,6 +39,7 @@ def load_folder(cfg: DatasetConfig) -> RecordSet:
     items: list[tuple[str, str, str]] = []
     skipped: list[tuple[str, str]] = []
     for class_dir in class_dirs:
+        found = len(items)
         for path in class_images(class_dir):
             try:
                 patient = _patient_of(path, pattern)
@@ -50,6 +51,9 @@ def load_folder(cfg: DatasetConfig) -> RecordSet:
                     raise DataError(_no_patient_id(path))
                 patient = f"{class_dir.name}/{path.relative_to(class_dir).with_suffix('')}"
             items.append((patient, class_dir.name, str(path)))
+        if len(items) == found:  # dropping the class would quietly change the study's classes
+            raise DataError(f"{class_dir}: the folder of class '{class_dir.name}' holds no readable PNG, JPEG or "
+                            "DICOM file; add its images, or move the folder out of the dataset")
     if not items:
         raise DataError(f"{root}: no PNG, JPEG or DICOM files found in the class sub-folders")
     check_one_class_per_patient(items)
