@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from sqlite_utils.migrations import Migrations
 
@@ -334,11 +334,15 @@ def m005_queue_blocked_status(db):
 def m006_safety_pseudonym_key_file(db):
     """The pseudonym key leaves the database for a 0600 key file beside it (studies.py), and stored strings that
     may name patient files go: skipped images' absolute paths become keyed hashes (their reason is kept), and the
-    error of a prepare_data job that names a file of its dataset is replaced by a note to run it again."""
+    error of a prepare_data job that names a file of its dataset is replaced by a note to run it again. Files
+    already in the artifact folder become 0600, its folders 0700, as new ones are (db.py)."""
+    from xaug.store.db import artifact_root
     from xaug.store.studies import key_path, pseudonymise, write_key_file
 
-    row = db.execute("SELECT value FROM meta WHERE key = 'patient_salt'").fetchone()
     database = next((r[2] for r in db.execute("PRAGMA database_list").fetchall() if r[1] == "main"), "")
+    if database:
+        _make_private(artifact_root(database))
+    row = db.execute("SELECT value FROM meta WHERE key = 'patient_salt'").fetchone()
     if row is None or not database:
         return  # a new store, or an in-memory one (a remote worker's scratch copy): nothing to move
     key_file = key_path(database)
@@ -361,3 +365,12 @@ def m006_safety_pseudonym_key_file(db):
                        ["the error named files of the dataset and was removed (migration m006); run the job again "
                         "(xaug retry) to see it with paths made private", job_key])
     db.execute("DELETE FROM meta WHERE key = 'patient_salt'")
+
+
+def _make_private(folder: Path) -> None:
+    """chmod 0700 every folder and 0600 every file below `folder` (those this user may change)."""
+    for path in [folder, *folder.rglob("*")] if folder.is_dir() else []:
+        try:
+            path.chmod(0o700 if path.is_dir() else 0o600)
+        except OSError:
+            pass  # another user's file in a shared folder: theirs to protect

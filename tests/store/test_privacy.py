@@ -80,6 +80,11 @@ def test_the_key_comes_from_the_environment_when_set(tmp_path, monkeypatch):
 def test_migration_moves_the_key_out_and_hashes_stored_paths(tmp_path):
     db_path = tmp_path / "old.db"
     open_store(db_path).conn.close()
+    old_sample = artifact_root(db_path) / "jobs" / "sample" / "k" / "00000.png"
+    old_sample.parent.mkdir(parents=True)
+    old_sample.write_bytes(b"png")
+    old_sample.chmod(0o644)
+    old_sample.parent.chmod(0o755)
     with sqlite3.connect(db_path) as conn:  # as a store before m006 left it
         conn.execute("INSERT INTO meta (key, value) VALUES ('patient_salt', ?)", ("ab" * 16,))
         conn.execute("INSERT INTO skipped_images VALUES ('k', '/data/viral/PAT0007_1.dcm', 'unreadable')")
@@ -91,3 +96,5 @@ def test_migration_moves_the_key_out_and_hashes_stored_paths(tmp_path):
     (row,) = db.query("SELECT source, reason FROM skipped_images")
     expected = pseudonymise(bytes.fromhex("ab" * 16), "/data/viral/PAT0007_1.dcm")
     assert row == {"source": f"file-{expected}.dcm", "reason": "unreadable"}
+    assert stat.S_IMODE(old_sample.stat().st_mode) == 0o600
+    assert stat.S_IMODE(old_sample.parent.stat().st_mode) == 0o700
