@@ -115,6 +115,11 @@ def prepare_dataset(dataset_cfg: DatasetConfig, splits_cfg: SplitsConfig, out_di
         return _prepare(dataset_cfg, splits_cfg, Path(out_dir), pseudonymise, private, progress)
     except DataError as exc:
         raise DataError(private.scrub(str(exc))) from None  # the raw message names files: not even in the log
+    except OSError as exc:  # e.g. a dataset file this user may not read
+        where = str(exc.filename or "")
+        if not where or private.scrub(where) == where:
+            raise  # not a dataset file (the artifact folder, say): a failure the engine may retry
+        raise DataError(f"{private.scrub(where)}: cannot read it ({exc.strerror})") from None
 
 
 def _prepare(dataset_cfg: DatasetConfig, splits_cfg: SplitsConfig, out: Path, pseudonymise,

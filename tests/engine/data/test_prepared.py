@@ -104,3 +104,22 @@ def test_folder_with_corrupt_files_letterboxed(tmp_path, rg1_uncompressed):
 def test_load_prepared_needs_a_prepared_folder(tmp_path):
     with pytest.raises(DataError, match="run prepare_data first"):
         load_prepared(tmp_path)
+
+
+def test_a_dataset_file_that_cannot_be_opened_is_named_privately(tmp_path, monkeypatch):
+    import xaug.engine.data.prepared as prepared
+
+    root = tmp_path / "data"
+    for c, name in enumerate(["a", "b"]):
+        for p in range(3):
+            write_png(root / name / f"PAT{c}{p}_0.png", 90, seed=p)
+    cfg = DatasetConfig(source="folder", path=str(root), image_size=16, patient_pattern=r"^(PAT\d+)_")
+
+    def decoder(_cfg):
+        def decode(record):  # as open() fails on a file this user may not read (root reads every file)
+            raise PermissionError(13, "Permission denied", record.source)
+        return decode
+
+    monkeypatch.setattr(prepared, "record_decoder", decoder)
+    with pytest.raises(DataError, match=r"^a/PAT00-pseudonym_0\.png: cannot read it \(Permission denied\)$"):
+        prepare_dataset(cfg, SplitsConfig(folds=2), tmp_path / "out", pseudonymise=lambda pid: f"{pid}-pseudonym")
