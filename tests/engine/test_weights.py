@@ -145,5 +145,5 @@ def test_recipe_check_lists_classes_and_fails_on_an_empty_one(tmp_path):
     done = subprocess.run([str(xaug), "recipe", "check", str(recipe)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        f"error: {tmp_path / 'data' / 'fungal'}: the folder of class 'fungal' holds no readable PNG, JPEG or DICOM "
-        "file; add its images, or move the folder out of the dataset"]
+        f"error: {tmp_path / 'data' / 'fungal'}: the folder of class 'fungal' holds no PNG, JPEG or DICOM file; add "
+        "its images, or move the folder out of the dataset"]
