@@ -68,7 +68,8 @@ def write_key_file(path: Path, key_hex: str) -> None:
 
 
 def pseudonymise(salt: bytes, patient_id: str) -> str:
-    """A stable, salted pseudonym for a patient identifier (HMAC-SHA256, 16 hex chars); the id itself is never stored."""
+    """A stable, keyed pseudonym for a patient identifier (HMAC-SHA256, 16 hex chars); the id itself is never
+    stored."""
     return hmac.new(salt, patient_id.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
 
 

@@ -64,7 +64,8 @@ class DreamBoothMethod(SdMethod):
         if not params.prior_preservation:
             return None
         prompt = params.prior_prompt or prompt_for(unit.classes[0], params)
-        images = _class_images(parts, prompt, params, artifact_path(work_dir, "class_images", unit.name), device, seed)
+        folder = artifact_path(work_dir, "class_images", unit.name)
+        images = _class_images(parts, prompt, params, folder, device, seed)
         return PriorSet(images=images, prompt=prompt,
                         weight=params.prior_loss_weight)
 

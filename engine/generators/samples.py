@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from xaug.engine.errors import DataError
+from xaug.store.artifacts import artifact_path
 
 
 def sample_path(work_dir: Path, class_name: str, index: int) -> Path:
     """Where sample `index` of a class is written inside a sample job's folder."""
-    from xaug.store.artifacts import artifact_path
-
     return artifact_path(work_dir, "samples", class_name, f"{index:05d}.png")
 
 
@@ -24,7 +23,7 @@ def load_samples(db, artifact_root: Path, sample_job_key: str, class_name: str, 
     """The first `n` (default all) samples of a class from a sample job, as uint8 [n, H, W] in index order."""
     from PIL import Image
 
-    from xaug.store.artifacts import artifact_path, load_artifacts
+    from xaug.store.artifacts import load_artifacts
 
     rows = load_artifacts(db, sample_job_key, kind="sample", class_name=class_name)
     rows.sort(key=lambda r: Path(r["path"]).name)
@@ -72,7 +71,6 @@ def train_each_unit(model: str, params, per_class: bool, data, work_dir: Path, t
     """
     from xaug.engine import checkpoint as ckpt
     from xaug.engine.generators.base import TrainOutcome
-    from xaug.store.artifacts import artifact_path
 
     work_dir = Path(work_dir)
     units = training_units(per_class, data)

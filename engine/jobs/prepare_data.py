@@ -3,7 +3,8 @@ split (`splits.repeats`), record who is in which split.
 
 Config: `dataset` (DatasetConfig dump, `path` absolute) and `splits` (SplitsConfig dump). Writes `images.npy`
 and `index.json` into the job's folder (see xaug.engine.data.prepared), `split_members` rows (repeat, fold, split)
-with salted patient pseudonyms, and a `skipped_images` row for each file skipped under `on_unreadable: skip`.
+with keyed patient pseudonyms (the key: store/studies.py), and a `skipped_images` row for each file skipped under
+`on_unreadable: skip` (its path made private, engine/data/pseudonyms.py).
 """
 
 from __future__ import annotations

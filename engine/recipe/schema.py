@@ -60,7 +60,8 @@ class DatasetConfig(Strict):
     path: str | None = None
     """Folder (source: folder) or CSV file (source: csv), relative to the recipe file."""
     classes: list[SafeName] | None = None
-    """Class names in order (letters, digits, '_', '.', '-'); defaults to the phantom's five or the sorted class folders / mapped labels."""
+    """Class names in order (letters, digits, '_', '.', '-'); defaults to the phantom's five or the sorted class
+    folders / mapped labels."""
     image_size: int = Field(224, ge=16, le=2048)
     """Side in pixels that images are resized to (and cached at)."""
     patient_pattern: str | None = None
