@@ -10,7 +10,6 @@ connection, as in tests/store/test_store_faults.py.
 from __future__ import annotations
 
 import hashlib
-import shutil
 import sqlite3
 import textwrap
 from collections.abc import Callable
@@ -49,7 +48,8 @@ CSV = FOLDER.replace("source: folder, path: data", "source: csv, path: data/labe
 SD = GOOD.replace("amounts: [0]", """\
 amounts: [0, 10]
 generators:
-  - {name: sd, model: sd_finetune, params: {base_model: /nonexistent/stable-diffusion}}""")
+  - {name: sd, model: sd_finetune, params: {base_model: /nonexistent/stable-diffusion}}
+quality: {features: pixels}""")
 
 PRETRAINED = GOOD.replace("{model: resnet10t, epochs: 1}", "{model: resnet10t, epochs: 1, pretrained: true}")
 
@@ -231,19 +231,10 @@ CASES: dict[str, Case] = {
     "engine-bad-executor": Case(_args("--store", "STORE", "--executor", "cloud"), "cloud", program="xaug-engine"),
 }
 
-# Cases that depend on work still to land (colleague `safety`, issue 15 items 1 and 3): reason each.
-_WEIGHTS = "weights and base models are resolved at check/submit time: issue 15 item 3 (colleague safety)"
-_RECORDS = "submit does not read the dataset's records (files, labels, patients) before queueing yet"
+# Cases that do not end at the command line yet, each with the reason (strict: a fix makes the test fail).
 PENDING = {
-    "missing-base-model": _WEIGHTS,
-    "missing-pretrained-weights-offline": _WEIGHTS,
-    "missing-pretrained-weights-online": _WEIGHTS,
-    "empty-class-folder": "an empty class is refused at check time: issue 15 item 3 (colleague safety)",
-    "csv-path-traversal-label": "class names are checked against a safe pattern: issue 15 item 1 (colleague safety)",
-    "truncated-png": "images are decoded by the prepare_data job only; submit does not open them",
-    **{name: _RECORDS for name in ("one-patient-class", "patient-in-two-classes", "file-name-without-patient-id",
-                                   "zero-byte-dicom", "garbage-dicom", "csv-missing-column", "csv-unknown-label",
-                                   "csv-missing-file")},
+    "truncated-png": "pixels are decoded by the prepare_data job only: submit reads file names, labels, patient ids "
+                     "and DICOM headers, not PNG data, so a truncated PNG fails prepare_data (once, one line)",
 }
 
 
@@ -261,6 +252,14 @@ def good_store(tmp_path_factory) -> Path:
         main(["submit", str(_recipe(folder, GOOD)), "--store", str(store)])
     assert exit_info.value.code == 0
     return store
+
+
+def _copy_store(source: Path, target: Path) -> None:
+    """A consistent copy of a store in WAL mode (SQLite's backup API: the file alone may lack recent pages)."""
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    src.backup(dst)
+    src.close()
+    dst.close()
 
 
 def _fingerprint(store: Path) -> str:
@@ -302,7 +301,7 @@ def test_bad_input_is_one_clear_line_and_leaves_the_store_alone(case, good_store
     from xaug.engine.cli import main as xaug_main
     from xaug.engine.daemon import main as engine_main
 
-    shutil.copy(good_store, tmp_path / "xaug.db")
+    _copy_store(good_store, tmp_path / "xaug.db")
     for name, value in case.env.items():
         if value is None:
             monkeypatch.delenv(name, raising=False)

@@ -23,6 +23,25 @@ def load_records(cfg: DatasetConfig) -> RecordSet:
     return load_csv(cfg)
 
 
+def check_dataset(loaded) -> RecordSet:
+    """The records of a recipe's dataset, with its folds made once as a trial, without decoding a pixel.
+
+    Every data problem a user can fix before anything is queued (a missing file or column, an unknown or unsafe
+    label, a patient in two classes, a class with fewer patients than folds, an unreadable DICOM header) is a
+    DataError here, at `xaug recipe check` and at submit, instead of a failed prepare_data job later.
+    """
+    from xaug.engine.data.splits import make_repeated_folds
+
+    dataset = loaded.recipe.dataset
+    if dataset.path is not None:
+        dataset = dataset.model_copy(update={"path": str(loaded.resolve(dataset.path))})
+    record_set = load_records(dataset)
+    classes = record_set.classes
+    make_repeated_folds([r.patient_id for r in record_set.records],
+                        [classes.index(r.label) for r in record_set.records], classes, loaded.recipe.splits)
+    return record_set
+
+
 def record_decoder(cfg: DatasetConfig) -> Callable[[ImageRecord], np.ndarray]:
     """A function that decodes one record of this dataset to a 2-D uint8 image (DataError if it cannot)."""
     if cfg.source == "phantom":
