@@ -47,11 +47,13 @@ def _study_jobs_of_kind(db: sqlite_utils.Database, study: str, kind: str, status
     return [(key, json.loads(cfg)) for key, cfg in db.execute(sql + " ORDER BY j.key", params).fetchall()]
 
 
-def load_study_evaluations(db: sqlite_utils.Database, study: str) -> list[dict]:
-    """Every finished `evaluate` job of a study: classifier, repeat, fold, seed, arm, generator, amount, `results`
-    (accuracy, balanced_accuracy, macro_f1, ...), per-class `f1`, per-class `class_metrics` (precision, recall,
-    f1, support) and `n_test` (sum of class supports)."""
-    jobs = _study_jobs_of_kind(db, study, "evaluate")
+def load_study_evaluations(db: sqlite_utils.Database, study: str, test_set: str = "test") -> list[dict]:
+    """Every finished `evaluate` job of a study on one test set ('test': the folds' test splits, which the study's
+    statistics use; 'external': dataset.external_test): classifier, repeat, fold, seed, arm, generator, amount,
+    `results` (accuracy, balanced_accuracy, macro_f1, ...), per-class `f1`, per-class `class_metrics` (precision,
+    recall, f1, support), `n_test` (sum of class supports) and `test_set`."""
+    jobs = [(key, cfg) for key, cfg in _study_jobs_of_kind(db, study, "evaluate")
+            if cfg.get("test_set", "test") == test_set]
     results: dict[str, dict] = defaultdict(dict)
     class_f1: dict[str, dict] = defaultdict(dict)
     class_metrics: dict[str, dict] = defaultdict(dict)
@@ -73,7 +75,7 @@ def load_study_evaluations(db: sqlite_utils.Database, study: str) -> list[dict]:
              fold=int(cfg.get("fold", 0)), seed=int(cfg.get("seed", 0)), arm=cfg.get("arm"),
              generator=generator_name(cfg.get("generator")), amount=int(cfg.get("amount") or 0),
              results=results.get(key, {}), f1=class_f1.get(key, {}), class_metrics=class_metrics.get(key, {}),
-             n_test=support.get(key, 0))
+             n_test=support.get(key, 0), test_set=test_set)
         for key, cfg in jobs
     ]
 

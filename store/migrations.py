@@ -325,3 +325,26 @@ def m005_queue_blocked_status(db):
     if "'blocked'" not in sql:
         raise RuntimeError(f"migration m005: the jobs table's status CHECK was not found in: {sql}")
     refresh_blocked(db)
+
+
+@migrations()
+def m006_data_subsample_external(db):
+    """dataset.subsample's draw per class (subsample_draws) and the members of the external test set
+    (external_members, patients as salted pseudonyms), both written by prepare_data."""
+    db.execute("""CREATE TABLE subsample_draws (
+        job_key TEXT NOT NULL,
+        class_name TEXT NOT NULL,
+        target INTEGER NOT NULL,
+        available_images INTEGER NOT NULL,
+        available_patients INTEGER NOT NULL,
+        selected_images INTEGER NOT NULL,
+        selected_patients INTEGER NOT NULL,
+        PRIMARY KEY (job_key, class_name)
+    )""")
+    db.execute("""CREATE TABLE external_members (
+        job_key TEXT NOT NULL,
+        image_id TEXT NOT NULL,
+        patient TEXT NOT NULL,
+        label TEXT NOT NULL,
+        PRIMARY KEY (job_key, image_id)
+    )""")
