@@ -33,9 +33,9 @@ def inspect(
         dataset = dataset.model_copy(update={"path": str(loaded.resolve(dataset.path))})
     seen = inspect_dataset(dataset, max_headers=headers)
     console.print(_classes_table(seen, dataset.source))
-    console.print(_skips_table(seen))
+    console.print(_skips_table(seen, _image_folder(dataset)))
     histogram = ", ".join(f"{bin_}: {n}" for bin_, n in seen.images_per_patient.items() if n)
-    console.print(f"[bold]patients by images per patient[/]  {histogram}")
+    console.print(f"[bold]patients by images per patient[/] (before any subsample)  {histogram}")
     sizes = ", ".join(f"{size} {mode} ({n})" for size, mode, n in seen.geometries[:8])
     more = f" and {len(seen.geometries) - 8} more" if len(seen.geometries) > 8 else ""
     console.print(f"[bold]image sizes and modes[/] ({seen.sampled} headers read)  {sizes}{more}")
@@ -68,13 +68,31 @@ def _classes_table(seen, source: str) -> Table:
     return table
 
 
-def _skips_table(seen) -> Table:
+def _image_folder(dataset) -> Path | None:
+    """The folder that image paths are shown relative to: the CSV's image root, or the dataset folder."""
+    from xaug.engine.data.csvtable import image_root
+
+    if dataset.path is None:
+        return None
+    return image_root(Path(dataset.path), dataset.csv) if dataset.source == "csv" else Path(dataset.path)
+
+
+def _short(source: str, folder: Path | None) -> str:
+    """A source path relative to the image folder when it lies below it."""
+    try:
+        return Path(source).relative_to(folder).as_posix() if folder is not None else source
+    except ValueError:
+        return source
+
+
+def _skips_table(seen, folder: Path | None) -> Table:
     table = Table(title="skipped rows and files", box=None, header_style="bold")
     table.add_column("rule")
     table.add_column("count", justify="right")
     table.add_column("first examples")
     for skip in seen.skips:
-        examples = "\n".join(f"{Path(source).name}: {reason}" for source, reason in skip.examples)
+        examples = "\n".join(f"{_short(source, folder)}: {reason.removeprefix(skip.rule + ': ')}"
+                             for source, reason in skip.examples)
         table.add_row(skip.rule, str(skip.count), examples)
     if not seen.skips:
         table.add_row("-", "0", "nothing skipped")

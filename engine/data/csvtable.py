@@ -34,6 +34,7 @@ def load_csv(cfg: DatasetConfig) -> RecordSet:
     known = known_classes(cfg)
     items: list[tuple[str, str, str]] = []
     skipped: list[tuple[str, str]] = []
+    rows: dict[str, str] = {}  # source -> 'meta.csv, row 7'
     for line, row in csv_rows(table, cfg.csv):
         where = f"{table.name}, row {line}"
         path = _cell(table, line, row, cfg.csv.path_column)
@@ -47,12 +48,31 @@ def load_csv(cfg: DatasetConfig) -> RecordSet:
             handle_unreadable(str(file), f"file not found (listed in {where})", cfg.on_unreadable, skipped)
             continue
         items.append((patient, label, str(file)))
+        rows[str(file)] = where
+    if cfg.csv.on_mixed_patient == "skip":
+        items = _without_mixed_patients(items, rows, skipped)
     if not items:
         raise DataError(f"{table}: no readable image rows ({len(skipped)} rows skipped; `xaug data inspect RECIPE`"
                         " lists them by rule)")
     check_one_class_per_patient(items)
     classes = order_classes({label for _, label, _ in items}, cfg.classes, str(table))
     return RecordSet(number_records(items), classes, skipped)
+
+
+def _without_mixed_patients(items: list[tuple[str, str, str]], rows: dict[str, str],
+                            skipped: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """The items of patients with one class; every image of a patient with several is added to `skipped`."""
+    classes: dict[str, set[str]] = {}
+    for patient, label, _ in items:
+        classes.setdefault(patient, set()).add(label)
+    kept = []
+    for patient, label, source in items:
+        if len(classes[patient]) == 1:
+            kept.append((patient, label, source))
+        else:  # the patient id is not written: it may be identifying
+            detail = f"the patient has images of classes {', '.join(sorted(classes[patient]))}"
+            skipped.append((source, Skip("on_mixed_patient", detail).reason(rows[source])))
+    return kept
 
 
 def csv_classes(cfg: DatasetConfig, table: Path) -> list[str]:

@@ -20,7 +20,7 @@ from xaug.engine.errors import DataError
 from xaug.engine.recipe.schema import CsvConfig, DatasetConfig
 
 SKIP_RULES = ("where", "where_not", "on_missing_label", "on_other_label", "multiple_findings", "uncertain", "blank",
-              "on_unreadable")
+              "on_unreadable", "on_mixed_patient")
 """Rules that can skip a row or a file, in the order `xaug data inspect` lists them."""
 
 _POSITIVE, _NEGATIVE, _UNCERTAIN = ("1", "1.0"), ("0", "0.0"), ("-1", "-1.0")
@@ -137,7 +137,7 @@ def _chosen_finding(findings: list[str], csv: CsvConfig, where: str) -> str | Sk
         chosen = next((f for f in csv.priority if f in findings), None)
         if chosen is None:
             if csv.on_other_label == "skip":
-                return Skip("on_other_label", f"none of {'|'.join(findings)} is in priority")
+                return Skip("on_other_label", f"findings {'|'.join(findings)}, none of them in priority")
             raise DataError(f"{where}: findings {'|'.join(findings)} include none of dataset.csv.priority {csv.priority};"
                             " add one, or set dataset.csv.on_other_label: skip")
         return chosen

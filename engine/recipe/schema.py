@@ -87,6 +87,10 @@ class CsvConfig(Strict):
     """A label that is not one of the study's classes (dataset.classes, else the label_map's values when it is
     set): stop with an error naming the file and row, or skip the row and count it (e.g. to keep 2 of NIH's 14
     findings)."""
+    on_mixed_patient: Literal["error", "skip"] = "error"
+    """A patient whose kept images have different classes (follow-up images in NIH or CheXpert): stop with an error
+    naming two of the files, or skip every image of that patient and count them. Patient-level folds need one
+    class per patient, and xaug never re-labels an image to get it."""
     findings_column: FindingsColumn | None = None
     """Multi-label layout: one column lists every finding of an image (see multiple_findings)."""
     finding_columns: FindingColumns | None = None
