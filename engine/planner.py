@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from xaug.engine.data.csvtable import csv_classes
+from xaug.engine.data.csvtable import load_csv
 from xaug.engine.data.splits import EXTERNAL
 from xaug.engine.generators.registry import get_generator
 from xaug.engine.jobs import JOB_VERSIONS
@@ -309,7 +309,8 @@ def study_classes(loaded) -> list[str]:
     path = Path(loaded.resolve(dataset.path))
     if dataset.source == "folder":
         return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    return csv_classes(dataset, path)
+    # The loader itself (rules, label layouts, mixed patients, missing files): planned classes are loaded classes.
+    return load_csv(dataset.model_copy(update={"path": str(path)})).classes
 
 
 def summarise_plan(jobs: list[PlannedJob]) -> dict[str, int]:

@@ -330,7 +330,11 @@ def m005_queue_blocked_status(db):
 @migrations()
 def m006_data_subsample_external(db):
     """dataset.subsample's draw per class (subsample_draws) and the members of the external test set
-    (external_members, patients as salted pseudonyms), both written by prepare_data."""
+    (external_members, patients as salted pseudonyms), both written by prepare_data; arm_summaries gain `test_set`
+    ('test': the folds' test splits; 'external': dataset.external_test), part of their primary key."""
+    db["arm_summaries"].add_column("test_set", str, not_null_default="test")
+    db["arm_summaries"].transform(pk=("study", "classifier", "arm", "generator", "amount", "metric", "class_name",
+                                      "test_set"))
     db.execute("""CREATE TABLE subsample_draws (
         job_key TEXT NOT NULL,
         class_name TEXT NOT NULL,

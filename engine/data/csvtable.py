@@ -75,14 +75,6 @@ def _without_mixed_patients(items: list[tuple[str, str, str]], rows: dict[str, s
     return kept
 
 
-def csv_classes(cfg: DatasetConfig, table: Path) -> list[str]:
-    """The sorted class names of the rows the rules keep, without looking at image files (for planning)."""
-    known = known_classes(cfg)
-    labels = {row_filter(row, cfg.csv) or row_class(row, cfg, known, f"{table}, row {line}")
-              for line, row in csv_rows(table, cfg.csv)}
-    return sorted(label for label in labels if not isinstance(label, Skip))
-
-
 def image_root(table: Path, columns: CsvConfig) -> Path:
     """The folder image paths are relative to: dataset.csv.image_root against the CSV's folder, or that folder."""
     if columns.image_root is None:

@@ -141,6 +141,22 @@ def test_nih_other_findings_are_an_error_unless_skipped(tmp_path):
         load_csv(nih_cfg(table, on_other_label="error"))
 
 
+def test_nih_follow_ups_of_two_classes_are_an_error_or_skipped_as_a_patient(tmp_path):
+    rows = nih_rows()
+    rows[8]["Patient ID"] = rows[7]["Patient ID"]  # one patient: 'No Finding' at row 9, 'Pneumonia' at row 10
+    table = write_table(tmp_path, NIH_HEADER, rows)
+    with pytest.raises(DataError, match=r"00000007_000\.png \(class 'healthy'\) and .*00000008_000\.png \(class"
+                                        r" 'pneumonia'\) have the same patient id.*on_mixed_patient: skip"):
+        load_csv(nih_cfg(table))
+    result = load_csv(nih_cfg(table, on_mixed_patient="skip"))
+    assert Counter(r.label for r in result.records) == {"healthy": 1, "pneumonia": 1}
+    mixed = [(Path(s).name, r) for s, r in result.skipped if skip_rule(r) == "on_mixed_patient"]
+    assert mixed == [("00000007_000.png", "on_mixed_patient: the patient has images of classes healthy, pneumonia"
+                                          " (metadata.csv, row 9)"),
+                     ("00000008_000.png", "on_mixed_patient: the patient has images of classes healthy, pneumonia"
+                                          " (metadata.csv, row 10)")]
+
+
 # --- CheXpert: one column per finding, 1 / 0 / -1 / blank --------------------------------------------------------
 
 CHEX_HEADER = ["Path", "Patient", "Frontal/Lateral", "No Finding", "Pneumonia", "Edema"]
