@@ -37,12 +37,12 @@ def load_csv(cfg: DatasetConfig) -> RecordSet:
     rows: dict[str, str] = {}  # source -> 'meta.csv, row 7'
     for line, row in csv_rows(table, cfg.csv):
         where = f"{table.name}, row {line}"
-        path = _cell(table, line, row, cfg.csv.path_column)
-        file = Path(path) if Path(path).is_absolute() else root / path
         label = row_filter(row, cfg.csv) or row_class(row, cfg, known, f"{table}, row {line}")
-        if isinstance(label, Skip):
-            skipped.append((str(file), label.reason(where)))
+        if isinstance(label, Skip):  # a skipped row may lack any cell; its source is its file, if it names one
+            named = (row.get(cfg.csv.path_column) or "").strip()
+            skipped.append((str(image_path(root, named)) if named else where, label.reason(where)))
             continue
+        file = image_path(root, _cell(table, line, row, cfg.csv.path_column))
         patient = _cell(table, line, row, cfg.csv.patient_column)
         if not file.is_file():
             handle_unreadable(str(file), f"file not found (listed in {where})", cfg.on_unreadable, skipped)
@@ -57,6 +57,11 @@ def load_csv(cfg: DatasetConfig) -> RecordSet:
     check_one_class_per_patient(items)
     classes = order_classes({label for _, label, _ in items}, cfg.classes, str(table))
     return RecordSet(number_records(items), classes, skipped)
+
+
+def image_path(root: Path, path: str) -> Path:
+    """An image path from the table: absolute as it is, else below the image root."""
+    return Path(path) if Path(path).is_absolute() else root / path
 
 
 def _without_mixed_patients(items: list[tuple[str, str, str]], rows: dict[str, str],

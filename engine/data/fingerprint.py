@@ -134,12 +134,12 @@ def dataset_fingerprint(cfg: DatasetConfig, path: Path, cache: HashCache) -> str
     if cfg.source == "csv":
         if not path.is_file():
             raise DataError(f"{path}: dataset CSV file not found (dataset.path, source: csv); fix the path")
-        from xaug.engine.data.csvtable import image_root
+        from xaug.engine.data.csvtable import image_path, image_root
 
         entries = [_entry(path.name, path, cache)]
         root = image_root(path, cfg.csv)
         for named in _csv_named_files(path, cfg.csv.path_column):
-            file = Path(named) if Path(named).is_absolute() else root / named
+            file = image_path(root, named)
             entries.append(_entry(_relative_name(file, path.parent), file, cache))
         return _combine(entries)
     raise ValueError(f"dataset source {cfg.source!r} has no files to fingerprint")
