@@ -19,7 +19,7 @@ from xaug.engine.recipe.schema import CsvConfig, DatasetConfig, FindingColumns, 
 def write_table(folder: Path, header: list[str], rows: list[dict], image_dir: str = "images") -> Path:
     """A metadata CSV in `folder` naming files below `folder/image_dir` (written, except names with 'missing')."""
     for i, row in enumerate(rows):
-        if "missing" not in row[header[0]]:
+        if row[header[0]] and "missing" not in row[header[0]]:
             write_png(folder / image_dir / row[header[0]], 40 + i, seed=i)
     table = folder / "metadata.csv"
     with table.open("w", newline="") as handle:
@@ -68,6 +68,19 @@ def test_image_root_filters_and_skipped_label_rows_are_counted(tmp_path):
     assert reasons[str(tmp_path / "images" / "c03.png")] == "on_missing_label: no label in finding (metadata.csv, row 5)"
     assert reasons[str(tmp_path / "images" / "c07.png")].startswith("where: view is 'L', not one of ['PA', 'AP']")
     assert Counter(r.label for r in result.records) == {"covid19": 3, "healthy": 5}
+
+
+def test_a_row_a_filter_skips_needs_no_path(tmp_path):
+    rows = covid_rows()
+    rows[7]["filename"] = ""  # a lateral view without a file: filtered out before its cells are read
+    result = load_csv(covid_cfg(write_table(tmp_path, COVID_HEADER, rows), where={"view": ["PA", "AP"]},
+                                on_missing_label="skip"))
+    assert ("metadata.csv, row 9", "where: view is 'L', not one of ['PA', 'AP'] (metadata.csv, row 9)") in \
+        result.skipped
+    rows[8]["filename"] = ""  # a kept row without a path is an error
+    with pytest.raises(DataError, match=r"row 10, column 'filename': empty value"):
+        load_csv(covid_cfg(write_table(tmp_path, COVID_HEADER, rows), where={"view": ["PA", "AP"]},
+                           on_missing_label="skip"))
 
 
 def test_missing_label_is_an_error_by_default_naming_file_row_and_column(tmp_path):
