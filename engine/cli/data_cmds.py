@@ -19,10 +19,12 @@ def inspect(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
     headers: Annotated[int, typer.Option("--headers", min=1, help="Image headers to read for sizes and modes.")] = 200,
 ) -> None:
-    """Show the classes (images, patients), the rows each rule skipped with the first examples, images per
-    patient, the subsample's draw, and image sizes and modes, exactly as prepare_data will load them.
+    """Show what the loader sees in a recipe's dataset, before anything runs.
 
-    Example: xaug data inspect recipes/nih.yaml --headers 500
+    Classes with image and patient counts (and the subsample's draw), the rows each rule skipped with the first
+    examples, images per patient, and image sizes and modes, exactly as prepare_data will load them.
+
+    Example: xaug data inspect my-study.yaml --headers 500
     """
     from xaug.engine.data.inspect import inspect_dataset
     from xaug.engine.recipe import load_recipe
@@ -38,7 +40,8 @@ def inspect(
     console.print(f"[bold]patients by images per patient[/] (before any subsample)  {histogram}")
     sizes = ", ".join(f"{size} {mode} ({n})" for size, mode, n in seen.geometries[:8])
     more = f" and {len(seen.geometries) - 8} more" if len(seen.geometries) > 8 else ""
-    console.print(f"[bold]image sizes and modes[/] ({seen.sampled} headers read)  {sizes}{more}")
+    read = f" ({seen.sampled} headers read)" if seen.sampled else ""
+    console.print(f"[bold]image sizes and modes[/]{read}  {sizes}{more}")
     for problem in seen.problems:
         console.print(f"[bold red]problem:[/] {problem}", highlight=False)
 
