@@ -273,6 +273,11 @@ def test_new_dataset_options_change_keys_only_when_used(tmp_path):
     reseeded = plan_study(_loaded(tmp_path, generators=[], amounts=[0],
                                   dataset={"subsample": {"fraction": 0.5, "seed": 1}}))
     assert reseeded[0].key != subsampled[0].key
+    options = [{"csv": {"where": {"view": ["PA"]}}}, {"csv": {"image_root": "images"}},
+               {"csv": {"on_missing_label": "skip"}}, {"csv": {"findings_column": {"column": "Finding Labels"}}},
+               {"csv": {"finding_columns": {"columns": ["a", "b"], "uncertain": "positive"}}}]
+    keys = {plan_study(_loaded(tmp_path, generators=[], amounts=[0], dataset=d))[0].key for d in options}
+    assert len(keys) == len(options) and prepare.key not in keys
 
 
 def test_external_test_set_adds_one_evaluate_job_per_trained_classifier(tmp_path):
