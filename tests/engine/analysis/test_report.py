@@ -1,6 +1,7 @@
 """`xaug report`: the tables and figures exist and hold the expected rows."""
 
 import csv
+import json
 
 import pytest
 from fake_study import AMOUNTS, CLASSES, CLASSIFIERS, GENERATORS, build_fake_study
@@ -218,3 +219,8 @@ def test_external_test_set_is_reported_apart_and_leaves_the_statistics_alone(tmp
     fold_baseline = by_arm[(CLASSIFIERS[0], "baseline", "", 0, "accuracy", "")]
     assert baseline["accuracy"].startswith(f"{fold_baseline['mean'] - EXTERNAL_DROP:.3f} (")
     assert baseline["n"] == "3" and baseline["unit"]
+    results = CliRunner().invoke(load_commands(), ["results", "toy", "--store", str(tmp_path / "external.db"),
+                                                   "--test-set", "external", "--json"])
+    scores = json.loads(results.output)["scores"]
+    first = next(r for r in scores if r["arm"] == "baseline" and r["classifier"] == CLASSIFIERS[0])
+    assert first["accuracy_mean"] == pytest.approx(fold_baseline["mean"] - EXTERNAL_DROP)
