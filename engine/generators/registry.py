@@ -4,6 +4,9 @@ Each generator module registers itself with `@register_generator`, and an entry 
 `xaug.generators` names that module (engine/plugins.py): xaug declares its own generators in pyproject.toml, and a
 sixth one is one file in any installed package that declares it the same way. A module is imported on first use
 of its name, so that loading a recipe stays cheap.
+
+A generator's params model may define `recipe_problems(resolve, classes, per_class)`, yielding (params key,
+message) for what the recipe check can see is wrong (e.g. a missing folder), so that it fails before queueing.
 """
 
 from __future__ import annotations
@@ -16,6 +19,11 @@ from pydantic import BaseModel
 
 from xaug.engine.generators.base import GeneratorImpl
 from xaug.engine.plugins import GENERATORS, NOT_INSTALLED, plugin_entry_points, provider
+
+
+PATH_PARAMS = ("base_model", "pipeline", "lora")
+"""Generator params that name a local file or folder, relative to the recipe file (when something is there; else,
+e.g., a Hugging Face repo id): the planner writes them as absolute paths, and job keys hash what lies there."""
 
 
 @dataclass(frozen=True)
