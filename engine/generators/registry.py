@@ -67,7 +67,11 @@ def get_generator(name: str) -> GeneratorEntry:
     raises KeyError listing the known ones."""
     point = plugin_entry_points(GENERATORS).get(name)
     if name not in _REGISTRY and point is not None:
-        point.load()
+        try:
+            point.load()
+        except Exception as exc:  # a plugin's own bug or missing dependency: say which package, and what
+            raise KeyError(f"generator '{name}' could not be imported from its entry point {provider(point)}: "
+                           f"{type(exc).__name__}: {exc}") from exc
         if name not in _REGISTRY:
             raise KeyError(f"generator entry point {provider(point)} registered no generator named '{name}': "
                            f"decorate its class with @register_generator('{name}', ParamsModel)")

@@ -85,11 +85,16 @@ def test_a_plugin_generator_in_its_own_package_runs_in_a_study(tmp_path, monkeyp
     db.conn.close()
 
 
-def test_an_entry_point_that_registers_no_generator_or_a_misspelt_name_is_a_clear_error(install_plugin):
+def test_a_plugin_that_registers_nothing_or_fails_to_import_or_a_misspelt_name_is_a_clear_error(install_plugin):
     install_plugin("xaug_ghost", {"xaug.generators": {"ghost": "xaug_flat_generator"}}, [FLAT])
     with pytest.raises(KeyError, match=r"'ghost = xaug_flat_generator' \(package xaug_ghost\) registered no "
                                        r"generator named 'ghost'"):
         get_generator("ghost")
+    install_plugin("xaug_broken", {"xaug.generators": {"broken": "xaug_no_such_module"}})
+    with pytest.raises(RecipeError, match=r"generators\[0\]\.model: generator 'broken' could not be imported from "
+                                          r"its entry point 'broken = xaug_no_such_module' \(package xaug_broken\): "
+                                          r"ModuleNotFoundError"):
+        parse_recipe(RECIPE.replace("model: flat", "model: broken"))
     install_plugin("xaug_flat", {"xaug.generators": {"flat": "xaug_flat_generator"}}, [FLAT])
     with pytest.raises(RecipeError, match=r"generators\[0\]\.model: unknown generator 'flta'\. Did you mean 'flat'"):
         parse_recipe(RECIPE.replace("model: flat", "model: flta"))

@@ -13,6 +13,8 @@ from PIL import Image
 from tiny_sd import tiny_sd_dir
 
 from xaug.engine.errors import RecipeError
+from xaug.engine.generators.base import TrainImages
+from xaug.engine.generators.pretrained_pipeline import PretrainedPipelineParams
 from xaug.engine.generators.registry import get_generator
 from xaug.engine.jobs import job_function
 from xaug.engine.jobs.context import JobContext
@@ -126,7 +128,7 @@ def test_per_class_ddpm_pipelines_are_recorded_and_sampled_by_the_real_jobs(tmp_
         # Batches of 2: the job's PNGs are exactly what the generator gives for each batch's seed.
         first = impl.sample(root / checkpoint["path"], name, 2, batch_seed(4, class_index, 0), "cpu")
         np.testing.assert_array_equal(images[:2], first)
-    assert not np.array_equal(_pngs(db, root, run["sample"].key, "healthy"), _pngs(db, root, run["sample"].key, "viral"))
+    assert not np.array_equal(*(_pngs(db, root, run["sample"].key, name) for name in CLASSES))
 
     # Image i comes from seed + i: the same seed gives the same images whatever the count; another seed others.
     again = impl.sample(root / checkpoint["path"], "healthy", 3, 11, "cpu")
@@ -148,9 +150,6 @@ def test_stable_diffusion_with_lora_samples_each_class_with_its_prompt(tmp_path,
 
     def sample(**changes):
         impl = get_generator("pretrained_pipeline").factory()
-        from xaug.engine.generators.pretrained_pipeline import PretrainedPipelineParams
-        from xaug.engine.generators.base import TrainImages
-
         work = tmp_path / "direct" / json.dumps(changes, sort_keys=True).replace("/", "_")
         data = TrainImages(np.zeros((2, 8, 8), np.uint8), np.array([0, 1]), list(CLASSES))
         impl.train(PretrainedPipelineParams(**{**params, "resolution": None, **changes}), False, data, work, None,
@@ -202,3 +201,28 @@ def test_an_unconditional_pipeline_for_several_classes_or_with_lora_fails_at_rec
         load_recipe(_recipe(tmp_path, False, {"pipeline": "models/ddpm/healthy"}))
     with pytest.raises(RecipeError, match=r"params\.lora: LoRA weights apply to text-conditioned"):
         load_recipe(_recipe(tmp_path, True, {"pipeline": "models/ddpm", "lora": str(sd_with_lora[1])}))
+
+
+def test_a_study_with_a_pretrained_pipeline_runs_end_to_end(tmp_path, ddpm_root, monkeypatch):
+    """Image quality and the classifier arms read its samples as they read a trained generator's."""
+    from typer.testing import CliRunner
+
+    from xaug.engine.cli import load_commands
+    from xaug.store.jobs import list_jobs
+    from xaug.store.quality import load_quality
+
+    shutil.copytree(ddpm_root, tmp_path / "models" / "ddpm")
+    recipe = _recipe(tmp_path, True, {"pipeline": "models/ddpm", "inference_steps": 2, "sample_batch_size": 4})
+    recipe.write_text(recipe.read_text().replace("[{model: resnet10t}]", "[{model: test_resnet, epochs: 1}]")
+                      + "quality: {features: pixels, n_per_class: 3, min_images: 2, kid_subset_size: 2}\n")
+    monkeypatch.setenv("XAUG_STORE", str(tmp_path / "study.db"))
+    out = CliRunner().invoke(load_commands(), ["run", str(recipe)], catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    db = open_store(tmp_path / "study.db")
+    jobs = list_jobs(db, study="pretrained")
+    assert {j["status"] for j in jobs} == {"done"}
+    sample = next(j for j in jobs if j["kind"] == "sample")
+    synthetic = [j for j in jobs if j["kind"] == "train_classifier" and sample["key"] in load_job_deps(db, j["key"])]
+    assert len(synthetic) == 1 and "mine +3" in synthetic[0]["label"]
+    quality = next(j for j in jobs if j["kind"] == "image_quality")
+    assert {row["class_name"] for row in load_quality(db, quality["key"])} >= {"healthy", "viral"}
