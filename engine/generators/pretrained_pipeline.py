@@ -30,7 +30,7 @@ from xaug.engine.errors import WeightsError
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
 from xaug.engine.generators.registry import register_generator
 from xaug.engine.generators.samples import resize_images
-from xaug.engine.generators.sd_common import GENERIC_PROMPT, SCHEDULERS, prompt_for
+from xaug.engine.generators.sd_common import GENERIC_PROMPT, prompt_for
 
 MANIFEST = "generator.json"
 PIPELINE_INDEX = "model_index.json"
@@ -92,7 +92,11 @@ class PretrainedPipelineParams(BaseModel):
                 if any(folder.glob(f"*/{PIPELINE_INDEX}")) else ""
             yield ("pipeline",), f"{folder} is not a diffusers pipeline folder: it has no {PIPELINE_INDEX}{hint}"
         else:
-            unconditional = [f for f in folders if not _describe(f)["text_conditioned"]]
+            try:
+                unconditional = [f for f in folders if not _describe(f)["text_conditioned"]]
+            except WeightsError as exc:
+                yield ("pipeline",), str(exc)
+                return
             if unconditional and not per_class and len(classes or []) > 1:
                 yield ("pipeline",), (f"{folder} is an unconditional pipeline, which cannot tell classes apart: "
                                       "give one per class (per_class: true, a folder of one pipeline folder per "
@@ -168,9 +172,12 @@ def _describe(folder: Path) -> dict:
     """The pipeline class and components of a pipeline folder, from its model_index.json."""
     index = folder / PIPELINE_INDEX
     if not index.is_file():
-        raise WeightsError(f"pipeline: {folder} is not a diffusers pipeline folder (no {PIPELINE_INDEX}); save "
+        raise WeightsError(f"{folder} is not a diffusers pipeline folder (no {PIPELINE_INDEX}); save "
                            "one with pipe.save_pretrained(folder)")
-    config = json.loads(index.read_text())
+    try:
+        config = json.loads(index.read_text())
+    except ValueError as exc:
+        raise WeightsError(f"{index} is not valid JSON ({exc}); save the pipeline again") from None
     components = sorted(k for k, v in config.items() if not k.startswith("_") and isinstance(v, list) and v[0])
     return {"class": config.get("_class_name"), "diffusers_version": config.get("_diffusers_version"),
             "components": components, "text_conditioned": "text_encoder" in components}

@@ -160,6 +160,8 @@ def test_stable_diffusion_with_lora_samples_each_class_with_its_prompt(tmp_path,
     assert with_lora.shape == (2, 32, 32)
     assert not np.array_equal(with_lora, without)  # the adapters change the images
     np.testing.assert_array_equal(sample(lora_scale=0.0), without)  # scale 0 is the pipeline without them
+    np.testing.assert_array_equal(sample(lora=str(lora / "pytorch_lora_weights.safetensors")), with_lora)
+    assert not np.array_equal(sample(scheduler="ddim"), with_lora)  # another sampler, configured like the saved one
 
 
 def test_missing_or_mismatched_folders_fail_at_recipe_check_naming_the_field(tmp_path, ddpm_root):
@@ -201,6 +203,9 @@ def test_an_unconditional_pipeline_for_several_classes_or_with_lora_fails_at_rec
         load_recipe(_recipe(tmp_path, False, {"pipeline": "models/ddpm/healthy"}))
     with pytest.raises(RecipeError, match=r"params\.lora: LoRA weights apply to text-conditioned"):
         load_recipe(_recipe(tmp_path, True, {"pipeline": "models/ddpm", "lora": str(sd_with_lora[1])}))
+    (tmp_path / "models" / "ddpm" / "viral" / "model_index.json").write_text("{not json")
+    with pytest.raises(RecipeError, match=r"params\.pipeline: .*viral/model_index\.json is not valid JSON"):
+        load_recipe(_recipe(tmp_path, True, {"pipeline": "models/ddpm"}))
 
 
 def test_a_study_with_a_pretrained_pipeline_runs_end_to_end(tmp_path, ddpm_root, monkeypatch):
