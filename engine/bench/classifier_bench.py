@@ -1,0 +1,262 @@
+"""Speed of classifier training on one GPU, and how many short classifier runs an hour one GPU serves with 1 or k
+jobs side by side.
+
+Training arms, measured in one process on the same random images with the classifier job's own batch path and
+step (`engine/classifiers/train.py`):
+- reference: the timm/diffusers example-script defaults: fp32, contiguous tensors, torch's default Adam, no compile;
+- xaug: what the train_classifier job does (bf16 autocast on a GPU);
+- tuned: xaug plus channels-last tensors and fused Adam (and torch.compile with `compile`), measured as candidates.
+Each timed step is split into waiting for the batch (index, gather, copy to the device, augment, normalise) and
+computing the step, so a data path that starves the GPU shows as a large wait share; on a GPU, nvidia-ml-py (when
+installed) samples its utilisation meanwhile.
+
+Runs per hour: k processes each run one short real `train_classifier` (validation and checkpoints included) at
+the same time on one device, released together; k runs over the wall time from the first start to the last end,
+against one process alone.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from xaug.engine.bench.measure import WARMUP_STEPS, PeakMemory, row, sync
+
+CLASSES = ["healthy", "bacterial", "viral", "covid19", "fungal"]
+
+
+@dataclass(frozen=True)
+class Arm:
+    """Training settings of one arm."""
+
+    name: str
+    amp: bool
+    channels_last: bool = False
+    fused: bool = False
+    compile: bool = False
+
+
+REFERENCE = Arm("reference", amp=False)
+XAUG = Arm("xaug", amp=True)
+TUNED = Arm("+channels_last +fused Adam", amp=True, channels_last=True, fused=True)
+
+
+def classifier_spec(model: str, image_size: int, batch_size: int = 8, epochs: int = 1):
+    """The spec measured: the paper's settings (Adam 1e-4, batch 8), random weights (no download)."""
+    from xaug.engine.recipe.schema import ClassifierSpec
+
+    return ClassifierSpec(model=model, pretrained=False, image_size=image_size, batch_size=batch_size,
+                          epochs=epochs)
+
+
+def random_images(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n grey uint8 images [n,size,size] and labels over the five classes."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, size, size), dtype=np.uint8), rng.integers(0, len(CLASSES), n)
+
+
+class _UtilisationSampler:
+    """Mean GPU utilisation (%) over a `with` block, from nvidia-ml-py every 0.2 s; nan when it cannot be read."""
+
+    def __init__(self, device: str) -> None:
+        self.on = device.startswith("cuda")
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> "_UtilisationSampler":
+        if self.on:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.on:
+            self._stop.set()
+            self._thread.join()
+
+    @property
+    def mean(self) -> float:
+        """The mean of the samples, or nan."""
+        return float(np.mean(self.samples)) if self.samples else float("nan")
+
+    def _sample(self) -> None:
+        from xaug.engine.queue.gpus import read_gpu_stats
+
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0] or "0"
+        while not self._stop.wait(0.2):
+            stats = {s["gpu"]: s["utilization"] for s in read_gpu_stats()}
+            index = int(visible) if visible.isdigit() else 0
+            if index in stats:
+                self.samples.append(stats[index])
+
+
+def train_arm(spec, arm: Arm, images: np.ndarray, labels: np.ndarray, device: str, budget_s: float,
+              max_steps: int = 200) -> dict:
+    """Train `spec` with `arm`'s settings for about `budget_s` seconds: steps/s, the share of time spent waiting
+    for batches, mean GPU utilisation and peak memory."""
+    import torch
+
+    from xaug.engine.classifiers.augment import make_augmentation
+    from xaug.engine.classifiers.batches import BatchPlan
+    from xaug.engine.classifiers.registry import create_classifier, input_stats
+    from xaug.engine.classifiers.train import autocast_dtype, make_optimizer, train_step, training_batch
+
+    cuda = device.startswith("cuda")
+    with PeakMemory(device) as peak:
+        torch.manual_seed(0)
+        model = create_classifier(spec, len(CLASSES)).to(device)
+        mean, std = input_stats(model, spec.in_chans)
+        layout = torch.channels_last if arm.channels_last else torch.contiguous_format
+        model = model.to(memory_format=layout)
+        optimizer = (torch.optim.Adam(model.parameters(), lr=spec.lr, fused=True) if arm.fused and cuda
+                     else make_optimizer(spec, model))
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10**6)
+        dtype = autocast_dtype(device, arm.amp)
+        scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+        step_model = torch.compile(model) if arm.compile else model
+        pool, targets = torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
+        plan = BatchPlan.for_run(spec, len(images), 0, seed=0)
+        augmentation = make_augmentation(spec.augment)
+        model.train()
+        waited = computed = 0.0
+        steps, start = 0, time.perf_counter()
+        with _UtilisationSampler(device) as utilisation:
+            while steps <= WARMUP_STEPS or (steps < WARMUP_STEPS + max_steps
+                                            and time.perf_counter() - start < budget_s):
+                t0 = time.perf_counter()
+                index = plan.indices(steps)
+                x = training_batch(pool[index], augmentation, spec.in_chans, mean, std, device)
+                x, y = x.contiguous(memory_format=layout), targets[index].to(device)
+                sync(device)
+                t1 = time.perf_counter()
+                train_step(step_model, optimizer, scheduler, scaler, x, y, dtype, None)  # its loss.item() syncs
+                t2 = time.perf_counter()
+                steps += 1
+                if steps > WARMUP_STEPS:
+                    waited, computed = waited + t1 - t0, computed + t2 - t1
+                else:  # warm-up (allocation, autotuning, compilation) is not the steady state: the budget starts now
+                    utilisation.samples.clear()
+                    start = time.perf_counter()
+    timed = steps - WARMUP_STEPS
+    infer = _inference_rate(model, images, spec, mean, std, device, arm.amp)
+    return {"steps_per_s": timed / (waited + computed), "wait_share": waited / (waited + computed),
+            "utilisation": utilisation.mean, "peak_gib": peak.gib, "memory_metric": peak.metric,
+            "infer_images_per_s": infer, "steps": timed}
+
+
+def _inference_rate(model, images: np.ndarray, spec, mean, std, device: str, amp: bool) -> float:
+    """Images/s of the evaluate job's prediction path (eval mode, batches of 64)."""
+    from xaug.engine.classifiers.train import predict_probs
+
+    predict_probs(model, images[:8], spec.in_chans, mean, std, device, amp)  # warm-up
+    sync(device)
+    start = time.perf_counter()
+    predict_probs(model, images, spec.in_chans, mean, std, device, amp)
+    sync(device)
+    return len(images) / (time.perf_counter() - start)
+
+
+def classifier_rows(model: str, image_size: int, device: str, budget_s: float, n_images: int = 256,
+                    compile: bool = False) -> list[dict]:
+    """Rows of one classifier: training steps/s, inference images/s, peak memory, data wait share (and GPU
+    utilisation on a GPU), xaug vs reference; then the tuned candidates vs reference."""
+    spec = classifier_spec(model, image_size)
+    images, labels = random_images(n_images, image_size)
+    arms = [REFERENCE, XAUG, TUNED] + ([Arm("+channels_last +fused +compile", True, True, True, True)]
+                                       if compile else [])
+    per_arm = budget_s / len(arms)
+    result = {arm.name: train_arm(spec, arm, images, labels, device, per_arm) for arm in arms}
+    ref, mine = result[REFERENCE.name], result[XAUG.name]
+    name = f"{model} {image_size}px b{spec.batch_size}"
+    rows = [row(f"{name} train", "it/s", mine["steps_per_s"], ref["steps_per_s"]),
+            row(f"{name} train", mine["memory_metric"], mine["peak_gib"], ref["peak_gib"]),
+            row(f"{name} inference", "images/s", mine["infer_images_per_s"], ref["infer_images_per_s"]),
+            row(f"{name} train: waiting for batches", "% of step", 100 * mine["wait_share"], 100 * ref["wait_share"])]
+    if device.startswith("cuda"):
+        rows.append(row(f"{name} train: GPU utilisation", "%", mine["utilisation"], ref["utilisation"]))
+    for arm in arms[2:]:
+        rows.append(row(f"{name} train {arm.name}", "it/s", result[arm.name]["steps_per_s"], ref["steps_per_s"]))
+    return rows
+
+
+# --- runs per hour with k jobs side by side ----------------------------------------------------------------------
+
+def one_run(config: dict) -> dict:
+    """One real train_classifier run: its start and end (epoch seconds) and peak reserved GPU memory."""
+    import torch
+
+    from xaug.engine.classifiers.train import TrainData, train_classifier
+
+    spec = classifier_spec(config["model"], config["image_size"], epochs=config["epochs"])
+    images, labels = random_images(config["n_images"], config["image_size"], seed=config["seed"])
+    val = max(8, len(images) // 8)
+    data = TrainData(images[val:], labels[val:], images[:val], labels[:val])
+    with tempfile.TemporaryDirectory(prefix="xaug-run-") as work:
+        start = time.time()
+        train_classifier(spec, CLASSES, data, Path(work), seed=config["seed"], device=config["device"], amp=True)
+        sync(config["device"])
+        end = time.time()
+    peak = torch.cuda.max_memory_reserved() / 2**30 if config["device"].startswith("cuda") else float("nan")
+    return {"start": start, "end": end, "peak_reserved_gib": peak}
+
+
+def _child(config: dict, barrier, results) -> None:
+    """A job of `_side_by_side`: wait until all k are ready, run, report."""
+    import torch
+
+    if not config["device"].startswith("cuda"):
+        torch.set_num_threads(1)  # k CPU jobs share the cores as the engine's CPU slots would
+    barrier.wait()
+    results.put(one_run(config))
+
+
+def _side_by_side(config: dict, k: int, timeout_s: float) -> list[dict]:
+    """Run k `one_run`s at once in processes of their own, released together; their results.
+
+    The processes fork from a multiprocessing fork server that imported the classifier code once and never touched
+    CUDA (the engine's own workers start the same way), so each starts in a moment and may use the GPU."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__, "xaug.engine.classifiers.train"])
+    barrier, results = context.Barrier(k + 1), context.Queue()
+    processes = [context.Process(target=_child, args=({**config, "seed": i}, barrier, results), daemon=True)
+                 for i in range(k)]
+    for process in processes:
+        process.start()
+    try:
+        barrier.wait(timeout=timeout_s)
+        out = [results.get(timeout=timeout_s) for _ in processes]
+    except Exception as exc:
+        codes = [process.exitcode for process in processes]
+        raise RuntimeError(f"a benchmark run did not finish in {timeout_s:.0f} s (exit codes {codes})") from exc
+    finally:
+        for process in processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+    return out
+
+
+def runs_per_hour(model: str, image_size: int, device: str, k: int, n_images: int, epochs: int,
+                  timeout_s: float = 300.0) -> list[dict]:
+    """Classifier runs per hour on one device with k jobs side by side vs one alone, and the peak memory of one."""
+    config = {"model": model, "image_size": image_size, "device": device, "n_images": n_images, "epochs": epochs}
+    rates, peaks = {}, {}
+    for jobs in (1, k):
+        results = _side_by_side(config, jobs, timeout_s)
+        wall = max(r["end"] for r in results) - min(r["start"] for r in results)
+        rates[jobs] = jobs * 3600.0 / wall
+        peaks[jobs] = max(r["peak_reserved_gib"] for r in results)
+    name = f"{model} {image_size}px runs ({n_images} images x {epochs} epochs)"
+    rows = [row(f"{name}: {k} jobs per {'GPU' if device.startswith('cuda') else 'CPU'} vs 1", "runs/hour",
+                rates[k], rates[1])]
+    if device.startswith("cuda"):
+        rows.append(row(f"{name}: one job's peak reserved", "GiB", peaks[k], peaks[1]))
+    return rows
