@@ -165,7 +165,8 @@ def _inference_rate(model, images: np.ndarray, spec, mean, std, device: str, amp
 def classifier_rows(model: str, image_size: int, device: str, budget_s: float, n_images: int = 256,
                     compile: bool = False) -> list[dict]:
     """Rows of one classifier: training steps/s, inference images/s, peak memory, data wait share (and GPU
-    utilisation on a GPU), xaug vs reference; then the tuned candidates vs reference."""
+    utilisation on a GPU when nvidia-ml-py is installed), xaug vs reference; then the tuned candidates vs
+    reference."""
     spec = classifier_spec(model, image_size)
     images, labels = random_images(n_images, image_size)
     arms = [REFERENCE, XAUG, TUNED] + ([Arm("+channels_last +fused +compile", True, True, True, True)]
@@ -178,7 +179,7 @@ def classifier_rows(model: str, image_size: int, device: str, budget_s: float, n
             row(f"{name} train", mine["memory_metric"], mine["peak_gib"], ref["peak_gib"]),
             row(f"{name} inference", "images/s", mine["infer_images_per_s"], ref["infer_images_per_s"]),
             row(f"{name} train: waiting for batches", "% of step", 100 * mine["wait_share"], 100 * ref["wait_share"])]
-    if device.startswith("cuda"):
+    if np.isfinite(mine["utilisation"]) and np.isfinite(ref["utilisation"]):  # on a GPU, with nvidia-ml-py
         rows.append(row(f"{name} train: GPU utilisation", "%", mine["utilisation"], ref["utilisation"]))
     for arm in arms[2:]:
         rows.append(row(f"{name} train {arm.name}", "it/s", result[arm.name]["steps_per_s"], ref["steps_per_s"]))

@@ -45,17 +45,26 @@ def bench_gpu(
     from xaug.engine.bench.generators_bench import device_name
     from xaug.engine.bench.gpu_bench import SECTION_NAMES, gpu_bench
 
+    where = device_name("cpu" if smoke else "auto")
+
+    def save(result) -> None:
+        if json_out is not None:
+            json_out.write_text(json.dumps({"device": where, "smoke": smoke, "rows": result.rows,
+                                            "seconds": result.seconds, "skipped": result.skipped,
+                                            "failed": result.failed}, indent=1))
+
     result = gpu_bench(smoke=smoke, sections=tuple(section or SECTION_NAMES), jobs_per_gpu=jobs_per_gpu,
-                       compile=compile, max_minutes=max_minutes)
-    where = device_name(result.device)
+                       compile=compile, max_minutes=max_minutes, on_section=save)
+    save(result)
     print_rows(f"xaug bench gpu{' --smoke' if smoke else ''} on {where}: xaug settings vs example-script settings",
                result.rows)
     timings = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result.seconds.items())
     skipped = f"; skipped for time: {', '.join(result.skipped)}" if result.skipped else ""
     typer.echo(f"sections: {timings}{skipped}")
-    if json_out is not None:
-        json_out.write_text(json.dumps({"device": where, "smoke": smoke, "rows": result.rows,
-                                        "seconds": result.seconds, "skipped": result.skipped}, indent=1))
+    for name, error in result.failed.items():
+        typer.echo(f"section {name} failed: {error}", err=True)
+    if result.failed:
+        raise typer.Exit(1)
 
 
 @bench_app.command("generators")
