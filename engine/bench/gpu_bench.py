@@ -106,7 +106,11 @@ def gpu_bench(smoke: bool = False, sections: tuple[str, ...] = SECTION_NAMES, jo
 def _run_section(name: str, size: dict, device: str, compile: bool, budget_s: float) -> list[dict]:
     """The rows of one section."""
     if name == "sd":
+        from diffusers.utils import logging as diffusers_logging
+
         from xaug.engine.bench.sd_bench import sd_rows
+
+        diffusers_logging.disable_progress_bar()  # one bar per pipeline load would break up the table's output
 
         return sd_rows(device, size["resolution"], arch=size["arch"], steps=size["steps"], methods=("sd_finetune",),
                        n_images=size["n_images"], memory=True)
