@@ -153,7 +153,8 @@ class Engine:
                 f"runs on {self.store_path}; submit to it with `xaug submit`, watch with `xaug status`, or stop it "
                 "(kill -TERM its pid) before starting a new one")
         self.gpus = list(self._gpu_override) if self._gpu_override is not None else [g["gpu"] for g in detect_gpus()]
-        memory = self._gpu_memory_override if self._gpu_memory_override is not None else detect_gpu_memory()
+        memory = self._gpu_memory_override if self._gpu_memory_override is not None else \
+            (detect_gpu_memory() if self.gpus else {})
         self.gpu_memory = {g: float(mb) for g, mb in memory.items() if g in self.gpus}
         if self.executor is None:
             threads = max(1, (os.cpu_count() or 1) // self.cpu_slots)
@@ -312,10 +313,6 @@ class Engine:
                 q.record_gpu_stats(self.db, stats)
         if not self._stop.is_set():
             self.dispatch()
-
-    def free_gpus(self) -> list[int]:
-        """GPUs not used by a running worker."""
-        return [slot.gpu for slot in self.gpu_slots() if slot.idle]
 
     def gpu_slots(self) -> list[GpuSlot]:
         """Each GPU with the number of jobs running on it and the memory they were placed with (policy.py)."""

@@ -343,9 +343,10 @@ class ResourcesConfig(Strict):
     gpu_memory_gb: dict[GpuJobKind, Annotated[float, Field(gt=0)] | Literal["measured"]] = {}
     """GPU memory per job of a kind (e.g. `{train_classifier: 6, evaluate: 3}`), so the local scheduler may run
     several jobs on one GPU while their memory adds up to no more than the GPU's (a 224-px classifier at batch 8
-    uses a small part of an 80 GB GPU). A number is the whole worker process's use in GB (CUDA context included);
-    `measured` uses the peak measured on earlier done jobs of the same kind and model spec (each job of a new spec
-    runs alone until one has finished). Kinds not listed take their GPUs whole."""
+    uses a small part of an 80 GB GPU). A number is the whole worker process's use in GB on each of its GPUs (CUDA
+    context included); `measured` uses the peak measured on earlier done jobs of the same kind and model spec (each
+    job of a new spec runs alone until one has finished). Kinds not listed take their GPUs whole. The local executor
+    only: under Slurm, Slurm places jobs."""
     max_attempts: int = Field(3, ge=1)
     """How often a failing job is tried before it is marked failed."""
     executor: Literal["local", "slurm"] = "local"
