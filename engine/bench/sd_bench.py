@@ -148,9 +148,11 @@ def _train_rate(model: str, params: dict, data, work: Path, device: str, warmup:
 
 def sd_rows(device: str, resolution: int | None = None, arch: str | None = None, steps: int = 8,
             methods: tuple[str, ...] = ("sd_finetune", "dreambooth", "lora"), n_images: int = 4,
-            base_model: Path | None = None, memory: bool = False) -> list[dict]:
+            base_model: Path | None = None, memory: bool = False,
+            candidates: dict[str, dict] | None = None) -> list[dict]:
     """Fine-tune it/s (and peak memory on GPU, or everywhere with `memory`) and sampling images/s, xaug's settings
-    vs the example defaults.
+    vs the example defaults; each of `candidates` (name -> overrides of xaug's settings) adds an it/s row against
+    the same reference.
 
     Defaults: on CUDA the SD v1.4 architecture at 512 px; on the CPU the tiny model at 32 px; a random-weight
     model is built in a temporary folder unless `base_model` (a diffusers folder) is given.
@@ -179,6 +181,10 @@ def sd_rows(device: str, resolution: int | None = None, arch: str | None = None,
             rows.append(row(f"{model} train {resolution}px", "it/s", mine, ref))
             if cuda or memory:
                 rows.append(row(f"{model} train {resolution}px", mem_x.metric, mem_x.gib, mem_r.gib))
+            for name, overrides in (candidates or {}).items():
+                rate, _, _ = _train_rate(model, {**common, **overrides}, data, Path(tmp) / f"{model}-{name}", device,
+                                         warmup)
+                rows.append(row(f"{model} train {resolution}px {name}", "it/s", rate, ref))
             if model == "sd_finetune":
                 checkpoint = ckpt
         if checkpoint is not None:

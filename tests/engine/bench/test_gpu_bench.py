@@ -13,7 +13,8 @@ from xaug.engine.cli import load_commands
 # Every row of a smoke run, in order: (name, metric). A GPU run names the same rows at full size, with peak GiB
 # instead of peak RSS GiB, plus GPU utilisation and peak reserved memory rows.
 SMOKE_ROWS = [
-    ("sd_finetune train 32px", "it/s"), ("sd_finetune train 32px", "peak RSS GiB"), ("sd sampling 32px", "images/s"),
+    ("sd_finetune train 32px", "it/s"), ("sd_finetune train 32px", "peak RSS GiB"),
+    ("sd_finetune train 32px without gradient checkpointing", "it/s"), ("sd sampling 32px", "images/s"),
     *[(f"{model} 32px b8 {what}", metric) for model in ("test_resnet", "test_convnext")
       for what, metric in (("train", "it/s"), ("train", "peak RSS GiB"), ("inference", "images/s"),
                            ("train: waiting for batches", "% of step"), ("train +channels_last +fused Adam", "it/s"))],
