@@ -220,12 +220,14 @@ def _child(config: dict, barrier, results) -> None:
 def _side_by_side(config: dict, k: int, timeout_s: float) -> list[dict]:
     """Run k `one_run`s at once in processes of their own, released together; their results.
 
-    The processes fork from a multiprocessing fork server that imported the classifier code once and never touched
-    CUDA (the engine's own workers start the same way), so each starts in a moment and may use the GPU."""
+    The processes fork from the engine workers' fork server (one per process; `queue/forkserver.py`), which imported
+    the job kinds' code once and never touched CUDA, so each starts in a moment and may use the GPU."""
     import multiprocessing
 
+    from xaug.engine.queue.forkserver import PRELOAD
+
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__, "xaug.engine.classifiers.train"])
+    context.set_forkserver_preload(PRELOAD)  # the engine's: whichever starts the server first, it preloads the same
     barrier, results = context.Barrier(k + 1), context.Queue()
     processes = [context.Process(target=_child, args=({**config, "seed": i}, barrier, results), daemon=True)
                  for i in range(k)]
