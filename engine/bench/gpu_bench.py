@@ -13,11 +13,14 @@ budget no longer fits in `max_minutes` is skipped and named):
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from xaug.engine.errors import BenchError
+
+log = logging.getLogger("xaug.bench")
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ def gpu_bench(smoke: bool = False, sections: tuple[str, ...] = SECTION_NAMES, jo
             result.rows += _run_section(section.name, size, device, compile, section.budget_s)
         except Exception as exc:  # noqa: BLE001 - reported with the table; the remaining sections still run
             result.failed[section.name] = f"{type(exc).__name__}: {exc}"
+            log.exception("section %s failed", section.name)  # the traceback, for the one run a GPU session gets
             if device == "cuda":
                 torch.cuda.empty_cache()
         result.seconds[section.name] = round(time.monotonic() - start, 1)
