@@ -6,7 +6,7 @@ budget no longer fits in `max_minutes` is skipped and named):
 - sd: Stable Diffusion 1.5's UNet + VAE + CLIP text encoder (configs written in code, random weights) fine-tuned at
   512 px through xaug's own training loop (`sd_bench.sd_rows`), and sampled;
 - classifier: resnet50 and convnext_small at 224 px, batch 8 (timm, pretrained=False; `classifier_bench`);
-- packing: classifier runs per hour with k jobs side by side on the GPU vs one;
+- packing: classifier runs per hour with k jobs side by side on the GPU vs one (`packing_bench`);
 - ddpm: the diffusers example U-Net at 256 px; gan: the StyleGAN2-ADA-style GAN at 256 px (`generators_bench`).
 `smoke=True` runs the same code at tiny sizes on the CPU (the test suite's format check).
 """
@@ -138,7 +138,7 @@ def _run_section(name: str, size: dict, device: str, compile: bool, budget_s: fl
         return [r for model, px in size["models"]
                 for r in classifier_rows(model, px, device, per_model if device == "cuda" else 1.0,
                                          n_images=size["n_images"], compile=compile)]
-    from xaug.engine.bench.classifier_bench import runs_per_hour
+    from xaug.engine.bench.packing_bench import runs_per_hour
 
     return runs_per_hour(size["model"], size["image_size"], device, size["k"], size["n_images"], size["epochs"])
 

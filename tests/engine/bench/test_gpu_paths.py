@@ -38,7 +38,7 @@ def test_the_tuned_classifier_arm_trains_in_bf16_channels_last_with_fused_adam()
 
 
 def test_jobs_side_by_side_use_the_gpu_from_forked_processes():
-    from xaug.engine.bench.classifier_bench import runs_per_hour
+    from xaug.engine.bench.packing_bench import runs_per_hour
 
     rows = runs_per_hour("test_resnet", 32, "cuda", k=2, n_images=40, epochs=1, timeout_s=120)
     assert [r["metric"] for r in rows] == ["runs/hour", "GiB"]
