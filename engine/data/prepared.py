@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from xaug.engine.data.images import fit_square
+from xaug.engine.data.pseudonyms import PrivatePaths
 from xaug.engine.data.records import handle_unreadable
 from xaug.engine.data.sources import load_records, record_decoder
 from xaug.engine.data.splits import SPLIT_NAMES, Fold, make_repeated_folds
@@ -105,11 +106,26 @@ def prepare_dataset(dataset_cfg: DatasetConfig, splits_cfg: SplitsConfig, out_di
                     progress: Callable[[float, float], None] | None = None) -> PrepareReport:
     """Decode and letterbox every image once into `out_dir`, make the folds, and write images.npy + index.json.
 
-    `pseudonymise` maps a raw patient id to the pseudonym written to index.json (the store's salted HMAC);
-    without it a random salt is used. `progress(done, total)` is called while decoding.
+    `pseudonymise` maps a raw patient id to the pseudonym written to index.json (the store's keyed HMAC);
+    without it a random key is used. `progress(done, total)` is called while decoding. Paths of skipped files and
+    of files named in a DataError are made private (engine/data/pseudonyms.py): both end up in the store.
     """
+    private = PrivatePaths(dataset_cfg, pseudonymise or _random_pseudonymiser())
+    try:
+        return _prepare(dataset_cfg, splits_cfg, Path(out_dir), pseudonymise, private, progress)
+    except DataError as exc:
+        raise DataError(private.scrub(str(exc))) from None  # the raw message names files: not even in the log
+    except OSError as exc:  # e.g. a dataset file this user may not read
+        where = str(exc.filename or "")
+        if not where or private.scrub(where) == where:
+            raise  # not a dataset file (the artifact folder, say): a failure the engine may retry
+        raise DataError(f"{private.scrub(where)}: cannot read it ({exc.strerror})") from None
+
+
+def _prepare(dataset_cfg: DatasetConfig, splits_cfg: SplitsConfig, out: Path, pseudonymise,
+             private: PrivatePaths, progress) -> PrepareReport:
+    """prepare_dataset's work, with raw paths in its errors."""
     start = time.monotonic()
-    out = Path(out_dir)
     configs = {"dataset": dataset_cfg.model_dump(mode="json"), "splits": splits_cfg.model_dump(mode="json")}
     reused = _reusable_index(out, configs, pseudonymise)
     if reused is not None:
@@ -123,14 +139,14 @@ def prepare_dataset(dataset_cfg: DatasetConfig, splits_cfg: SplitsConfig, out_di
     classes = record_set.classes
     labels = np.array([classes.index(r.label) for r in kept], dtype=np.int64)
     repeats = make_repeated_folds([r.patient_id for r in kept], labels, classes, splits_cfg)
-    pseudo = pseudonymise or _random_pseudonymiser()
+    pseudo = private.pseudonymise
     index = {
         "format": INDEX_FORMAT, "config": configs, "image_size": dataset_cfg.image_size, "classes": classes,
         "labels": labels.tolist(), "image_ids": [r.image_id for r in kept],
         "patients": [pseudo(r.patient_id) for r in kept], "pseudonym_check": pseudo(_CHECK_ID),
         "folds": [[{name: fold.indices(name).tolist() for name in SPLIT_NAMES} for fold in folds]
                   for folds in repeats],
-        "skipped": [list(s) for s in skipped],
+        "skipped": [[private.name(source), private.scrub(reason)] for source, reason in skipped],
     }
     _write_outputs(out, images, index)
     return _report(index, reused=False, seconds=time.monotonic() - start)

@@ -20,6 +20,7 @@ from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
 from xaug.engine.generators.registry import register_generator
 from xaug.engine.generators.sd_common import (Parts, PriorSet, SdMethod, SdParams, Unit, pipeline_from_parts,
                                               prompt_for, run_pipeline, sample_sd, train_dtype, train_sd)
+from xaug.store.artifacts import artifact_path
 
 
 class DreamBoothConfig(SdParams):
@@ -63,7 +64,8 @@ class DreamBoothMethod(SdMethod):
         if not params.prior_preservation:
             return None
         prompt = params.prior_prompt or prompt_for(unit.classes[0], params)
-        images = _class_images(parts, prompt, params, work_dir / "class_images" / unit.name, device, seed)
+        folder = artifact_path(work_dir, "class_images", unit.name)
+        images = _class_images(parts, prompt, params, folder, device, seed)
         return PriorSet(images=images, prompt=prompt,
                         weight=params.prior_loss_weight)
 

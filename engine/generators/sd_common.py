@@ -459,7 +459,9 @@ def make_optimizer(trainable: list, params: SdParams, device: str):
 
 def _resume_dir(work_dir: Path, unit: Unit) -> Path:
     """The unit's checkpoint root (engine/checkpoint.py: atomic step folders and a `latest` pointer)."""
-    return work_dir / "resume" / unit.name
+    from xaug.store.artifacts import artifact_path
+
+    return artifact_path(work_dir, "resume", unit.name)  # unit names are class names: data
 
 
 def save_resume(method: SdMethod, parts: Parts, optimizer, scaler, gen, step: int, work_dir: Path, unit: Unit,

@@ -3,7 +3,8 @@ split (`splits.repeats`), record who is in which split.
 
 Config: `dataset` (DatasetConfig dump, `path` absolute) and `splits` (SplitsConfig dump). Writes `images.npy`
 and `index.json` into the job's folder (see xaug.engine.data.prepared), `split_members` rows (repeat, fold, split)
-with salted patient pseudonyms, and a `skipped_images` row for each file skipped under `on_unreadable: skip`.
+with keyed patient pseudonyms (the key: store/studies.py), and a `skipped_images` row for each file skipped under
+`on_unreadable: skip` (its path made private, engine/data/pseudonyms.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ def run(ctx: JobContext) -> None:
     """Prepare the dataset into ctx.work_dir and record split members and skipped images in the store."""
     dataset = DatasetConfig.model_validate(ctx.config["dataset"])
     splits = SplitsConfig.model_validate(ctx.config["splits"])
-    salt = store_salt(ctx.db)
+    salt = store_salt(ctx.db_path)
 
     def decoding(done: float, total: float) -> None:
         ctx.progress(done, total, "decoding images")

@@ -41,12 +41,28 @@ def register_extra_kinds(spec: str | None = None) -> dict[str, str]:
     return added
 
 
+def hub_offline() -> None:
+    """Switch the Hugging Face hub off in this process, whatever the user's environment says: weights were checked
+    when the recipe was submitted, and a job must fail at once on a missing one, not retry downloads for minutes.
+
+    The environment covers libraries imported from now on; the fork server's preload may have imported
+    huggingface_hub already (it reads HF_HUB_OFFLINE once, at import), so its constant is switched as well: every
+    hub request then raises OfflineModeIsEnabled, and timm, diffusers and transformers load from the cache only.
+    """
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ[name] = "1"
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = True
+
+
 def run_job(store: Path, key: str, journal: Path | None = None) -> int:
     """Run one claimed job to its end or its next checkpoint; returns the worker's exit status.
 
     With `journal` (a remote worker) the job never opens the store: it reads the snapshot the engine wrote,
     records into a private copy, and its changes and outcome go to the journal file for the engine to apply.
     """
+    hub_offline()
     from xaug.engine.errors import is_permanent
     from xaug.engine.jobs import job_function
     from xaug.engine.jobs.context import JobContext, JobInterrupted

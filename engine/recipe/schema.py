@@ -12,6 +12,10 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 CLASS_NAMES_PAPER = ("healthy", "bacterial", "viral", "fungal", "covid19")
+SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+"""Names that become path segments (study, generator, classifier and class names): letters, digits, '_', '.' and
+'-', starting with a letter or digit, at most 100 characters; never '..', a '/' or an absolute path."""
+SafeName = Annotated[str, Field(pattern=SAFE_NAME)]
 
 
 class Strict(BaseModel):
@@ -44,7 +48,7 @@ class CsvConfig(Strict):
     """Column with the class label."""
     patient_column: str = "patient_id"
     """Column with the patient identifier (stored only as a salted pseudonym)."""
-    label_map: dict[str, str] = {}
+    label_map: dict[str, SafeName] = {}
     """Maps label values found in the CSV to class names, e.g. {'PNEUMONIA_VIRAL': viral}."""
 
 
@@ -55,8 +59,9 @@ class DatasetConfig(Strict):
     """phantom (built in), folder (one sub-folder of PNG/JPEG/DICOM per class) or csv (a metadata table)."""
     path: str | None = None
     """Folder (source: folder) or CSV file (source: csv), relative to the recipe file."""
-    classes: list[str] | None = None
-    """Class names in order; defaults to the phantom's five or the sorted class folders / mapped labels."""
+    classes: list[SafeName] | None = None
+    """Class names in order (letters, digits, '_', '.', '-'); defaults to the phantom's five or the sorted class
+    folders / mapped labels."""
     image_size: int = Field(224, ge=16, le=2048)
     """Side in pixels that images are resized to (and cached at)."""
     patient_pattern: str | None = None
@@ -95,7 +100,7 @@ class SplitsConfig(Strict):
 class GeneratorSpec(Strict):
     """One generative model of the study."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(pattern=SAFE_NAME)
     """Your name for this generator, unique in the recipe; used in tables."""
     model: str
     """Registered generator: gan, ddpm, sd_finetune, dreambooth or lora."""
@@ -110,7 +115,7 @@ class GeneratorSpec(Strict):
 class ClassifierSpec(Strict):
     """One downstream classifier (a timm model)."""
 
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str | None = Field(None, pattern=SAFE_NAME)
     """Your name for this classifier; defaults to the timm model name."""
     model: str
     """timm model name, e.g. resnet50, efficientnet_b0, convnext_tiny."""
@@ -358,7 +363,7 @@ class ResourcesConfig(Strict):
 class Recipe(Strict):
     """A study: dataset, splits, generators, classifiers, synthetic amounts, seeds, metrics, resources."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(pattern=SAFE_NAME)
     """Study name, used to look results up (`xaug results NAME`)."""
     description: str = ""
     """Free text shown in the TUI and reports."""

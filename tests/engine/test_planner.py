@@ -139,6 +139,7 @@ classifiers:
 {more}
 amounts: [0, 50]
 seeds: [0]
+quality: {{features: pixels}}
 resources: {{device: cpu}}
 """
 
