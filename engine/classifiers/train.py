@@ -88,7 +88,7 @@ class TrainOutcome:
     best_checkpoint: Path
 
 
-def _autocast_dtype(device: str, amp: bool) -> torch.dtype | None:
+def autocast_dtype(device: str, amp: bool) -> torch.dtype | None:
     """bf16 where the GPU supports it, fp16 on older GPUs, no autocast on CPU or when amp is off."""
     if not amp or not device.startswith("cuda"):
         return None
@@ -107,7 +107,7 @@ def predict_probs(model: nn.Module, images: np.ndarray, in_chans: int, mean: lis
                   device: str, amp: bool = False, batch_size: int = 64) -> np.ndarray:
     """Softmax probabilities float32 [N,C] for grey uint8 images [N,S,S] (eval mode, no augmentation)."""
     model.eval()
-    dtype = _autocast_dtype(device, amp)
+    dtype = autocast_dtype(device, amp)
     out = []
     for start in range(0, len(images), batch_size):
         x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
@@ -157,8 +157,8 @@ def validate(model: nn.Module, images: np.ndarray, labels: np.ndarray, in_chans:
     return loss, accuracy
 
 
-def _training_batch(images: torch.Tensor, augmentation: nn.Module | None, in_chans: int, mean: list[float],
-                    std: list[float], device: str) -> torch.Tensor:
+def training_batch(images: torch.Tensor, augmentation: nn.Module | None, in_chans: int, mean: list[float],
+                   std: list[float], device: str) -> torch.Tensor:
     """uint8 [B,H,W] -> augmented (unless `augmentation` is None), normalised float [B,in_chans,H,W] on `device`."""
     x = to_unit(images.to(device))
     if augmentation is not None:
@@ -166,8 +166,8 @@ def _training_batch(images: torch.Tensor, augmentation: nn.Module | None, in_cha
     return normalise(x, in_chans, mean, std)
 
 
-def _train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler,
-                x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype | None, weight: torch.Tensor | None) -> float:
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler,
+               x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype | None, weight: torch.Tensor | None) -> float:
     """One optimizer step (autocast and loss scaling as configured); returns the batch loss."""
     with torch.autocast(device_type="cuda", dtype=dtype, enabled=dtype is not None):
         logits = model(x)
@@ -212,7 +212,7 @@ def train_classifier(spec: ClassifierSpec, classes: list[str], data: TrainData, 
     mean, std = input_stats(model, spec.in_chans)
     optimizer = make_optimizer(spec, model)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-    dtype = _autocast_dtype(device, amp)
+    dtype = autocast_dtype(device, amp)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     meta = dict(model=spec.model, classes=list(classes), in_chans=spec.in_chans, mean=mean, std=std,
                 image_size=int(data.train_images.shape[-1]), seed=seed, model_kwargs=spec.model_kwargs)
@@ -239,8 +239,8 @@ def train_classifier(spec: ClassifierSpec, classes: list[str], data: TrainData, 
             return _outcome(False, loop, total, best_path)
         batch = plan.indices(loop.step)
         lr = optimizer.param_groups[0]["lr"]
-        x = _training_batch(images[batch], augmentation, spec.in_chans, mean, std, device)
-        loss = _train_step(model, optimizer, scheduler, scaler, x, labels[batch].to(device), dtype, device_weight)
+        x = training_batch(images[batch], augmentation, spec.in_chans, mean, std, device)
+        loss = train_step(model, optimizer, scheduler, scaler, x, labels[batch].to(device), dtype, device_weight)
         loop.step += 1
         callbacks.metrics(loop.step, {"train_loss": loss, "lr": lr})
         callbacks.progress(loop.step, total)
