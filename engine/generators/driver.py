@@ -1,0 +1,148 @@
+"""The one training driver of every generator: models in turn, and each model's step loop.
+
+A generator supplies a `StepModel` (its step and sample functions, its state) and the driver does the rest, the
+same way for the GAN, the DDPM and the Stable Diffusion family:
+
+- `train_units`: one model for all classes (unit 'all') or one per class, trained in turn; a step counter that
+  runs across units (progress shows one bar); stops between units when asked.
+- `train_steps`: resume from the newest checkpoint (engine/checkpoint.py), then step to `steps`: progress and
+  losses after every step, a grid every `grid_every` steps and at the last, an atomic checkpoint every
+  `checkpoint_every` steps; when asked to stop, a checkpoint (unless one was just written) and return; after the
+  last step `finish` (by default a final checkpoint, which is what sampling reads).
+
+Under several DDP processes (distributed.py) every process runs the same loop: all draw the same global batch and
+keep their slice, all agree on when to stop, and only rank 0 reports, draws grids and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from xaug.engine import checkpoint as ckpt
+from xaug.engine.errors import DataError
+from xaug.engine.generators import distributed as dist
+from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
+
+
+class Cadence(Protocol):
+    """The step counts a generator's params give the driver."""
+
+    steps: int
+    grid_every: int
+    checkpoint_every: int
+
+
+class StepModel(Protocol):
+    """What one model gives the driver: its step and sample functions and its resumable state."""
+
+    def train_step(self) -> dict[str, float]:
+        """Draw the next batch and take one optimizer step; the step's losses (the same on every process)."""
+
+    def sample_grid(self) -> tuple[np.ndarray, list[str]]:
+        """Images (uint8 [n, H, W]) of the weights being trained, and the class of each, for a progress grid."""
+
+    def state(self) -> tuple[dict, dict]:
+        """Everything needed to resume, as named tensors and JSON scalars."""
+
+    def export(self, folder: Path) -> None:
+        """Write extra files into a checkpoint folder (diffusers save_pretrained folders), or nothing."""
+
+    def load(self, saved: ckpt.Checkpoint) -> None:
+        """Restore the state of a checkpoint written by `state` and `export` (RNG included)."""
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One model to train: all classes (name 'all', class-conditional) or one class (per-class training)."""
+
+    name: str
+    classes: list[str]
+
+
+def units_for(classes: list[str], per_class: bool) -> list[Unit]:
+    """One unit per class, or one unit 'all' with every class."""
+    return [Unit(c, [c]) for c in classes] if per_class else [Unit("all", list(classes))]
+
+
+def unit_images(data: TrainImages, unit: Unit) -> tuple[np.ndarray, np.ndarray | None]:
+    """A unit's training images, and their labels when it is class-conditional; DataError for a class without any."""
+    if unit.name == "all":
+        return data.images, data.labels
+    images = data.of_class(unit.name)
+    if len(images) == 0:
+        raise DataError(f"class '{unit.name}' has no training images in this fold, so no per-class model can be "
+                        "trained for it; use per_class: false or fewer folds")
+    return images, None
+
+
+def write_manifest(work_dir: Path, model: str, params, per_class: bool, classes: list[str],
+                   units: list[Unit]) -> None:
+    """Write `generator.json`, what `sample` needs besides the checkpoints (rank 0 only, under DDP)."""
+    if dist.is_main_process():
+        ckpt.write_json(Path(work_dir) / "generator.json", {
+            "model": model, "per_class": per_class, "classes": list(classes), "params": params.model_dump(),
+            "units": [u.name for u in units]})
+
+
+TrainUnit = Callable[[Unit, int, int, int], int]
+"""train_unit(unit, index, step_offset, total_steps) -> the unit's step reached (params.steps when finished)."""
+
+
+def train_units(units: list[Unit], steps: int, checkpoint: Path, hooks: TrainHooks, device: str,
+                train_unit: TrainUnit) -> TrainOutcome:
+    """Train every unit in turn; unfinished (a later run resumes) as soon as one stops early or a stop is asked
+    for between units. `checkpoint` is what the outcome names for sampling."""
+    total = steps * len(units)
+    for index, unit in enumerate(units):
+        offset = index * steps
+        # A stop that came while the previous unit finished (all DDP processes must agree on it).
+        if index > 0 and dist.agreed_stop(dist.accelerator_for(device), hooks.should_stop()):
+            return TrainOutcome(checkpoint=checkpoint, finished=False, step=offset)
+        step = train_unit(unit, index, offset, total)
+        if step < steps:
+            return TrainOutcome(checkpoint=checkpoint, finished=False, step=offset + step)
+    return TrainOutcome(checkpoint=checkpoint, finished=True, step=total)
+
+
+def train_steps(model: StepModel, cadence: Cadence, root: Path, hooks: TrainHooks, acc, offset: int = 0,
+                total: int | None = None, finish: Callable[[], None] | None = None) -> int:
+    """Resume `model` from the newest checkpoint under `root` and train it to `cadence.steps` (see the module
+    docstring); hooks see steps `offset + step` of `total`. Returns the step reached."""
+    main = acc.is_main_process  # under DDP only rank 0 reports, samples grids and saves
+    resumed = ckpt.resume_checkpoint(root)
+    step = 0
+    if resumed is not None:
+        model.load(resumed)
+        step = resumed.step
+    if step >= cadence.steps:
+        return step
+    total = cadence.steps if total is None else total
+
+    def save() -> None:
+        ckpt.save_checkpoint(root, step, *model.state(), fill=model.export)
+
+    while step < cadence.steps:
+        losses = model.train_step()
+        step += 1
+        if main:
+            hooks.progress(offset + step, total, losses)
+        if main and (step % cadence.grid_every == 0 or step == cadence.steps):
+            hooks.grid(offset + step, *model.sample_grid())
+        if step == cadence.steps:
+            break
+        saved = step % cadence.checkpoint_every == 0
+        if main and saved:
+            save()
+        if dist.agreed_stop(acc, hooks.should_stop()):
+            if main and not saved:
+                save()
+            acc.wait_for_everyone()
+            return step
+    if main:
+        (finish or save)()
+    acc.wait_for_everyone()  # no rank moves on before rank 0 has written the final state
+    return step
