@@ -27,11 +27,10 @@ from xaug.engine import checkpoint as ckpt
 from xaug.engine.errors import DataError
 from xaug.engine.generators import distributed as dist
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
-from xaug.engine.generators.driver import (Unit, train_steps, train_units, unit_images, units_for,
-                                           write_manifest)
+from xaug.engine.generators.driver import TrainerRun, Unit, train_image_models
 from xaug.engine.generators.ema import warmup_ema
 from xaug.engine.generators.registry import register_generator
-from xaug.engine.generators.samples import resize_images, to_model_range, to_uint8
+from xaug.engine.generators.samples import to_uint8
 from xaug.engine.precision import precision_for
 
 SAMPLERS = ("ddpm", "ddim", "dpmsolver++")
@@ -248,17 +247,12 @@ class DdpmTrainer:
             self.gen.set_state(rng["train"].to(torch.uint8).cpu())
 
 
-class DdpmRun:
+class DdpmRun(TrainerRun):
     """A DdpmTrainer bound to one unit's training images: the step and sample functions the driver calls."""
-
-    def __init__(self, trainer: DdpmTrainer, classes: list[str], images: np.ndarray, labels: np.ndarray | None):
-        self.trainer, self.classes = trainer, classes
-        self.clean = to_model_range(resize_images(images, trainer.cfg.resolution))
-        self.labels = torch.from_numpy(np.asarray(labels)).long() if labels is not None else None
 
     def train_step(self) -> dict[str, float]:
         """One denoising update on the next global batch."""
-        return self.trainer.train_step(*self.trainer.next_batch(self.clean, self.labels))
+        return self.trainer.train_step(*self.trainer.next_batch(self.images, self.labels))
 
     def sample_grid(self) -> tuple[np.ndarray, list[str]]:
         """EMA samples from fixed noise, grid_per_class per class."""
@@ -270,18 +264,10 @@ class DdpmRun:
                     torch.Generator().manual_seed(1234), trainer.device, trainer.num_classes)
         return to_uint8(x), [classes[i // per_class] for i in range(n)]
 
-    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
-        """The trainer's state (raw weights, optimizer, EMA, RNG)."""
-        return self.trainer.state()
-
     def export(self, folder: Path) -> None:
         """The EMA U-Net and the training scheduler, the model that sampling loads."""
         self.trainer.ema_unet().save_pretrained(folder / "unet", safe_serialization=True)
         self.trainer.scheduler.save_pretrained(folder / "scheduler")
-
-    def load(self, saved: ckpt.Checkpoint) -> None:
-        """Restore the trainer from a checkpoint."""
-        self.trainer.load(saved.tensors(self.trainer.device), saved.scalars)
 
 
 @torch.no_grad()
@@ -320,19 +306,11 @@ class Ddpm:
     def train(self, params: DdpmConfig, per_class: bool, data: TrainImages, work_dir: Path, hooks: TrainHooks,
               device: str, seed: int) -> TrainOutcome:
         """Train (or resume) every model in `work_dir`; stops early, with a checkpoint, when hooks.should_stop()."""
-        work_dir = Path(work_dir)
-        units = units_for(data.classes, per_class)
-        for unit in units:
-            unit_images(data, unit)  # a class without images fails before anything is written
-        write_manifest(work_dir, "ddpm", params, per_class, data.classes, units)
-
-        def train_unit(unit: Unit, index: int, offset: int, total: int) -> int:
-            images, labels = unit_images(data, unit)
+        def make_run(unit: Unit, images: np.ndarray, labels: np.ndarray | None, index: int) -> DdpmRun:
             trainer = DdpmTrainer(params, len(unit.classes) if labels is not None else 0, device, seed + index)
-            return train_steps(DdpmRun(trainer, unit.classes, images, labels), params,
-                               work_dir / unit.name / ckpt.CHECKPOINTS, hooks, trainer.acc, offset, total)
+            return DdpmRun(trainer, unit.classes, images, labels)
 
-        return train_units(units, params.steps, work_dir, hooks, device, train_unit)
+        return train_image_models("ddpm", params, per_class, data, work_dir, hooks, device, make_run)
 
     def _load_for_sampling(self, checkpoint: Path, class_name: str, device: str):
         """(unet, scheduler config, params, label index or None, number of classes) for a class, cached."""

@@ -88,6 +88,50 @@ def write_manifest(work_dir: Path, model: str, params, per_class: bool, classes:
             "units": [u.name for u in units]})
 
 
+class TrainerRun:
+    """A trainer (GanTrainer, DdpmTrainer) bound to one unit's images in [-1, 1]: the state half of a StepModel;
+    subclasses add `train_step` and `sample_grid`."""
+
+    def __init__(self, trainer, classes: list[str], images: np.ndarray, labels: np.ndarray | None):
+        import torch
+
+        from xaug.engine.generators.samples import resize_images, to_model_range
+
+        self.trainer, self.classes = trainer, classes
+        self.images = to_model_range(resize_images(images, trainer.cfg.resolution))
+        self.labels = torch.from_numpy(np.asarray(labels)).long() if labels is not None else None
+        self.acc = getattr(trainer, "acc", None) or dist.accelerator_for(trainer.device)
+
+    def state(self) -> tuple[dict, dict]:
+        """The trainer's state."""
+        return self.trainer.state()
+
+    def export(self, folder: Path) -> None:
+        """Nothing beyond the state by default."""
+
+    def load(self, saved: ckpt.Checkpoint) -> None:
+        """Restore the trainer from a checkpoint."""
+        self.trainer.load(saved.tensors(self.trainer.device), saved.scalars)
+
+
+def train_image_models(model: str, params, per_class: bool, data: TrainImages, work_dir: Path, hooks: TrainHooks,
+                       device: str, make_run: Callable[[Unit, np.ndarray, np.ndarray | None, int], TrainerRun]
+                       ) -> TrainOutcome:
+    """Train a pixel-space generator's models (GAN, DDPM): `generator.json`, then per unit `make_run(unit, images,
+    labels or None, index)` trained by `train_steps` with checkpoints in `<unit>/checkpoints/`."""
+    work_dir = Path(work_dir)
+    units = units_for(data.classes, per_class)
+    for unit in units:
+        unit_images(data, unit)  # a class without images fails before anything is written
+    write_manifest(work_dir, model, params, per_class, data.classes, units)
+
+    def train_unit(unit: Unit, index: int, offset: int, total: int) -> int:
+        run = make_run(unit, *unit_images(data, unit), index)
+        return train_steps(run, params, work_dir / unit.name / ckpt.CHECKPOINTS, hooks, run.acc, offset, total)
+
+    return train_units(units, params.steps, work_dir, hooks, device, train_unit)
+
+
 TrainUnit = Callable[[Unit, int, int, int], int]
 """train_unit(unit, index, step_offset, total_steps) -> the unit's step reached (params.steps when finished)."""
 

@@ -18,10 +18,8 @@ import torch
 
 from xaug.engine import checkpoint as ckpt
 from xaug.engine.errors import DataError
-from xaug.engine.generators import distributed as dist
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
-from xaug.engine.generators.driver import (Unit, train_steps, train_units, unit_images, units_for,
-                                           write_manifest)
+from xaug.engine.generators.driver import Unit, train_image_models
 from xaug.engine.generators.gan_config import GanConfig
 from xaug.engine.generators.gan_trainer import GanRun, GanTrainer
 from xaug.engine.generators.registry import register_generator
@@ -38,20 +36,11 @@ class StyleGan:
     def train(self, params: GanConfig, per_class: bool, data: TrainImages, work_dir: Path, hooks: TrainHooks,
               device: str, seed: int) -> TrainOutcome:
         """Train (or resume) every model in `work_dir`; stops early, with a checkpoint, when hooks.should_stop()."""
-        work_dir = Path(work_dir)
-        units = units_for(data.classes, per_class)
-        for unit in units:
-            unit_images(data, unit)  # a class without images fails before anything is written
-        write_manifest(work_dir, "gan", params, per_class, data.classes, units)
-
-        def train_unit(unit: Unit, index: int, offset: int, total: int) -> int:
-            images, labels = unit_images(data, unit)
+        def make_run(unit: Unit, images: np.ndarray, labels: np.ndarray | None, index: int) -> GanRun:
             trainer = GanTrainer(params, len(unit.classes) if labels is not None else 0, device, seed + index)
-            return train_steps(GanRun(trainer, unit.classes, images, labels), params,
-                               work_dir / unit.name / ckpt.CHECKPOINTS, hooks, dist.accelerator_for(device),
-                               offset, total)
+            return GanRun(trainer, unit.classes, images, labels)
 
-        return train_units(units, params.steps, work_dir, hooks, device, train_unit)
+        return train_image_models("gan", params, per_class, data, work_dir, hooks, device, make_run)
 
     def _load_for_sampling(self, checkpoint: Path, class_name: str, device: str) -> tuple[GanTrainer, int | None]:
         """The EMA generator for a class (cached), and its label index when class-conditional."""

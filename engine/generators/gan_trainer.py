@@ -9,18 +9,18 @@ regularisation and no style mixing. `GanRun` binds a trainer to its training ima
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from xaug.engine import checkpoint as ckpt
+from xaug.engine.generators.driver import TrainerRun
 from xaug.engine.generators.ema import HalfLifeEma
 from xaug.engine.generators.gan_augment import augment
 from xaug.engine.generators.gan_config import GanConfig
 from xaug.engine.generators.gan_networks import Discriminator, Generator
-from xaug.engine.generators.samples import resize_images, to_model_range, to_uint8
+from xaug.engine.generators.samples import to_uint8
 from xaug.engine.precision import precision_for
 
 
@@ -150,22 +150,17 @@ class GanTrainer:
 
 
 
-class GanRun:
+class GanRun(TrainerRun):
     """A GanTrainer bound to one unit's training images: the step and sample functions the driver calls."""
-
-    def __init__(self, trainer: GanTrainer, classes: list[str], images: np.ndarray, labels: np.ndarray | None):
-        self.trainer, self.classes = trainer, classes
-        self.reals = to_model_range(resize_images(images, trainer.cfg.resolution))
-        self.labels = torch.from_numpy(np.asarray(labels)).long() if labels is not None else None
 
     def train_step(self) -> dict[str, float]:
         """One G and D update on a batch drawn with replacement; fake classes follow the data's class balance."""
         batch = self.trainer.cfg.batch_size
-        idx = torch.randint(len(self.reals), (batch,))
-        fake_idx = torch.randint(len(self.reals), (batch,))
+        idx = torch.randint(len(self.images), (batch,))
+        fake_idx = torch.randint(len(self.images), (batch,))
         if self.labels is None:
-            return self.trainer.train_step(self.reals[idx], None, None)
-        return self.trainer.train_step(self.reals[idx], self.labels[idx], self.labels[fake_idx])
+            return self.trainer.train_step(self.images[idx], None, None)
+        return self.trainer.train_step(self.images[idx], self.labels[idx], self.labels[fake_idx])
 
     def sample_grid(self) -> tuple[np.ndarray, list[str]]:
         """Fixed-latent EMA samples, grid_per_class per class (fixed z so grids are comparable across steps)."""
@@ -175,14 +170,3 @@ class GanRun:
         z = torch.randn(n, trainer.cfg.z_dim, generator=torch.Generator().manual_seed(1234))
         labels = torch.arange(len(classes)).repeat_interleave(per_class) if trainer.c_dim else None
         return to_uint8(trainer.generate(z, labels)), [classes[i // per_class] for i in range(n)]
-
-    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
-        """The trainer's state; its G_ema tensors are also what sampling loads."""
-        return self.trainer.state()
-
-    def export(self, folder: Path) -> None:
-        """Nothing beyond the state: sampling reads G_ema from it."""
-
-    def load(self, saved: ckpt.Checkpoint) -> None:
-        """Restore the trainer from a checkpoint."""
-        self.trainer.load(saved.tensors(self.trainer.device), saved.scalars)
