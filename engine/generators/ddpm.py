@@ -239,7 +239,13 @@ class DdpmTrainer:
         """Restore a state saved by `state` (RNG included)."""
         self.unet.load_state_dict(ckpt.unprefixed("unet", tensors))
         ckpt.optimizer_from_state(self.optimizer, ckpt.unprefixed("opt", tensors), scalars["optimizer"])
-        self.ema.module.load_state_dict(ckpt.unprefixed("ema", tensors))
+        ema = ckpt.unprefixed("ema", tensors)
+        if "ema" in scalars:  # written before ema.py, by diffusers' EMAModel: the shadow parameters in order
+            with torch.no_grad():
+                for param, saved in zip(self.ema.module.parameters(), (ema[str(i)] for i in range(len(ema)))):
+                    param.copy_(saved)
+        else:
+            self.ema.module.load_state_dict(ema)
         self.step = int(scalars["step"])
         rng = ckpt.unprefixed("rng", tensors)
         ckpt.rng_from_tensors(rng)
