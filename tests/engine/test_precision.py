@@ -25,6 +25,7 @@ def test_named_modes_and_auto_fallback(monkeypatch):
     assert autocast_dtype("cuda", fp16_fallback=False) is None  # GAN and DDPM train without loss scaling
 
 
+@pytest.mark.filterwarnings("ignore:torch.cuda.amp.GradScaler is enabled, but CUDA is not available")
 def test_grad_scaler_only_for_fp16_and_passes_through_otherwise():
     loss = torch.tensor(2.5)
     scaler = precision_for("cpu").grad_scaler()
