@@ -4,7 +4,8 @@ A generator supplies a `StepModel` (its step and sample functions, its state) an
 same way for the GAN, the DDPM and the Stable Diffusion family:
 
 - `train_units`: one model for all classes (unit 'all') or one per class, trained in turn; a step counter that
-  runs across units (progress shows one bar); stops between units when asked.
+  runs across units (progress shows one bar); stops between units when asked. `train_image_models` adds what the
+  pixel-space generators (GAN, DDPM) share: `generator.json`, `<unit>/checkpoints/` and `TrainerRun`.
 - `train_steps`: resume from the newest checkpoint (engine/checkpoint.py), then step to `steps`: progress and
   losses after every step, a grid every `grid_every` steps and at the last, an atomic checkpoint every
   `checkpoint_every` steps; when asked to stop, a checkpoint (unless one was just written) and return; after the
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -38,6 +39,9 @@ class Cadence(Protocol):
 
 class StepModel(Protocol):
     """What one model gives the driver: its step and sample functions and its resumable state."""
+
+    acc: Any
+    """This process's accelerate.Accelerator (one process, or one rank of a DDP group)."""
 
     def train_step(self) -> dict[str, float]:
         """Draw the next batch and take one optimizer step; the step's losses (the same on every process)."""
@@ -127,7 +131,7 @@ def train_image_models(model: str, params, per_class: bool, data: TrainImages, w
 
     def train_unit(unit: Unit, index: int, offset: int, total: int) -> int:
         run = make_run(unit, *unit_images(data, unit), index)
-        return train_steps(run, params, work_dir / unit.name / ckpt.CHECKPOINTS, hooks, run.acc, offset, total)
+        return train_steps(run, params, work_dir / unit.name / ckpt.CHECKPOINTS, hooks, offset, total)
 
     return train_units(units, params.steps, work_dir, hooks, device, train_unit)
 
@@ -152,10 +156,11 @@ def train_units(units: list[Unit], steps: int, checkpoint: Path, hooks: TrainHoo
     return TrainOutcome(checkpoint=checkpoint, finished=True, step=total)
 
 
-def train_steps(model: StepModel, cadence: Cadence, root: Path, hooks: TrainHooks, acc, offset: int = 0,
+def train_steps(model: StepModel, cadence: Cadence, root: Path, hooks: TrainHooks, offset: int = 0,
                 total: int | None = None, finish: Callable[[], None] | None = None) -> int:
     """Resume `model` from the newest checkpoint under `root` and train it to `cadence.steps` (see the module
     docstring); hooks see steps `offset + step` of `total`. Returns the step reached."""
+    acc = model.acc
     main = acc.is_main_process  # under DDP only rank 0 reports, samples grids and saves
     resumed = ckpt.resume_checkpoint(root)
     step = 0

@@ -24,6 +24,7 @@ class CountingModel:
 
     def __init__(self):
         self.w, self.saved_at = 0, []
+        self.acc = dist.accelerator_for("cpu")
 
     def train_step(self):
         self.w += 1
@@ -46,30 +47,29 @@ class CountingModel:
 
 def test_cadence_of_progress_grids_and_checkpoints(tmp_path, recording_hooks):
     model, hooks = CountingModel(), recording_hooks()
-    step = train_steps(model, Cadence(), tmp_path, hooks, dist.accelerator_for("cpu"), offset=10, total=30)
+    step = train_steps(model, Cadence(), tmp_path, hooks, offset=10, total=30)
     assert step == 7 and hooks.steps == [11, 12, 13, 14, 15, 16, 17] and hooks.totals == {30}
     assert [g[0] for g in hooks.grids] == [13, 16, 17] and hooks.grids[-1][1][0, 0, 0] == 7
     assert model.saved_at == [2, 4, 6, 7]  # every checkpoint_every steps, and the final state
     saved = load_checkpoint(tmp_path)
     assert saved.step == 7 and (saved.path / "export.txt").read_text() == "7"
     again = CountingModel()
-    assert train_steps(again, Cadence(), tmp_path, recording_hooks(), dist.accelerator_for("cpu")) == 7
+    assert train_steps(again, Cadence(), tmp_path, recording_hooks()) == 7
     assert again.saved_at == [] and again.w == 7  # finished: resumed, nothing trained or written
 
 
 def test_stop_checkpoints_once_and_resume_continues(tmp_path, recording_hooks):
     first = CountingModel()
-    assert train_steps(first, Cadence(), tmp_path, recording_hooks(stop_after=3), dist.accelerator_for("cpu")) == 3
+    assert train_steps(first, Cadence(), tmp_path, recording_hooks(stop_after=3)) == 3
     assert first.saved_at == [2, 3]
     model = CountingModel()
     done = []
     hooks = recording_hooks()
-    step = train_steps(model, Cadence(), tmp_path, hooks, dist.accelerator_for("cpu"), finish=lambda: done.append(1))
+    step = train_steps(model, Cadence(), tmp_path, hooks, finish=lambda: done.append(1))
     assert step == 7 and hooks.steps == [4, 5, 6, 7] and [h["loss"] for h in hooks.losses] == [4.0, 5.0, 6.0, 7.0]
     assert done == [1] and model.saved_at == [4, 6]  # finish replaces the final checkpoint
     stopped_on_a_save = CountingModel()
-    train_steps(stopped_on_a_save, Cadence(), tmp_path / "b", recording_hooks(stop_after=2),
-                dist.accelerator_for("cpu"))
+    train_steps(stopped_on_a_save, Cadence(), tmp_path / "b", recording_hooks(stop_after=2))
     assert stopped_on_a_save.saved_at == [2]  # not saved twice
 
 
