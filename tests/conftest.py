@@ -66,3 +66,24 @@ def install_plugin(tmp_path, monkeypatch):
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
     forget_plugins()
+
+
+@pytest.fixture
+def store_fault(monkeypatch):
+    """`store_fault(pragma)` makes every store the CLI opens act out a fault through an SQLite pragma (formatted
+    with the store's page count): `PRAGMA max_page_count = {pages}` is a full disk, `PRAGMA query_only = 1` a
+    read-only file. Root writes through file modes and has space to spare, so SQLite plays the part."""
+    import xaug.store
+
+    real = xaug.store.open_store
+
+    def act(pragma: str) -> None:
+        def faulty(path, **kwargs):
+            db = real(path, **kwargs)
+            pages = db.execute("PRAGMA page_count").fetchone()[0]
+            db.execute(pragma.format(pages=pages))
+            return db
+
+        monkeypatch.setattr(xaug.store, "open_store", faulty)
+
+    return act

@@ -4,7 +4,7 @@ traceback) and a store left exactly as it was.
 Each case builds its inputs in a temporary folder, copies a store that already holds one good study, runs the
 `xaug` (or `xaug-engine`) entry point in this process, and compares a dump of the store before and after. Store
 faults that root cannot make for real (a full disk, a read-only file) are acted out by SQLite on the store's own
-connection, as in tests/store/test_store_faults.py.
+connection (the `store_fault` fixture of tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -275,21 +275,6 @@ def _fingerprint(store: Path) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _act_out(monkeypatch, pragma: str) -> None:
-    """Make every store the CLI opens act out a fault through `pragma` (formatted with its page count)."""
-    import xaug.store
-
-    real = xaug.store.open_store
-
-    def faulty(path, **kwargs):
-        db = real(path, **kwargs)
-        pages = db.execute("PRAGMA page_count").fetchone()[0]
-        db.execute(pragma.format(pages=pages))
-        return db
-
-    monkeypatch.setattr(xaug.store, "open_store", faulty)
-
-
 def _params():
     for name, case in CASES.items():
         marks = [pytest.mark.xfail(strict=True, reason=PENDING[name])] if name in PENDING else []
@@ -297,7 +282,8 @@ def _params():
 
 
 @pytest.mark.parametrize("case", _params())
-def test_bad_input_is_one_clear_line_and_leaves_the_store_alone(case, good_store, tmp_path, monkeypatch, capsys):
+def test_bad_input_is_one_clear_line_and_leaves_the_store_alone(case, good_store, tmp_path, monkeypatch, capsys,
+                                                              store_fault):
     from xaug.engine.cli import main as xaug_main
     from xaug.engine.daemon import main as engine_main
 
@@ -311,7 +297,7 @@ def test_bad_input_is_one_clear_line_and_leaves_the_store_alone(case, good_store
     stores = [Path(a) for a in args if a.endswith(".db")] or [tmp_path / "xaug.db"]
     before = {store: _fingerprint(store) for store in stores}
     if case.fault:
-        _act_out(monkeypatch, case.fault)
+        store_fault(case.fault)
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
         (engine_main if case.program == "xaug-engine" else xaug_main)(args)

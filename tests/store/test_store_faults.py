@@ -52,27 +52,12 @@ def _one_clean_line(err: str) -> str:
     return text
 
 
-def _acting_store(monkeypatch, pragma: str):
-    """Make every store the CLI opens act out a fault through `pragma` (formatted with its page count)."""
-    import xaug.store
-
-    real = xaug.store.open_store
-
-    def faulty(path, **kwargs):
-        db = real(path, **kwargs)
-        pages = db.execute("PRAGMA page_count").fetchone()[0]
-        db.execute(pragma.format(pages=pages))
-        return db
-
-    monkeypatch.setattr(xaug.store, "open_store", faulty)
-
-
-def test_disk_full_on_submit_is_one_clear_line(tmp_path, monkeypatch, capsys):
+def test_disk_full_on_submit_is_one_clear_line(tmp_path, monkeypatch, capsys, store_fault):
     recipe = tmp_path / "faults.yaml"
     recipe.write_text(RECIPE)
     store = tmp_path / "full.db"
     open_store(store).conn.close()
-    _acting_store(monkeypatch, "PRAGMA max_page_count = {pages}")
+    store_fault("PRAGMA max_page_count = {pages}")
     code, _, err = _xaug("submit", recipe, "--store", store, monkeypatch=monkeypatch, capsys=capsys)
     text = _one_clean_line(err)
     assert code == 2 and "is full" in text and "free some space" in text
@@ -80,12 +65,12 @@ def test_disk_full_on_submit_is_one_clear_line(tmp_path, monkeypatch, capsys):
     assert db.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0  # the failed submit left nothing half done
 
 
-def test_read_only_store_is_one_clear_line(tmp_path, monkeypatch, capsys):
+def test_read_only_store_is_one_clear_line(tmp_path, monkeypatch, capsys, store_fault):
     recipe = tmp_path / "faults.yaml"
     recipe.write_text(RECIPE)
     store = tmp_path / "ro.db"
     open_store(store).conn.close()
-    _acting_store(monkeypatch, "PRAGMA query_only = 1")
+    store_fault("PRAGMA query_only = 1")
     code, _, err = _xaug("submit", recipe, "--store", store, monkeypatch=monkeypatch, capsys=capsys)
     text = _one_clean_line(err)
     assert code == 2 and "is read-only" in text and "writable" in text
