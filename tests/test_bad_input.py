@@ -226,7 +226,7 @@ CASES: dict[str, Case] = {
                       fault="PRAGMA max_page_count = {pages}"),
     # The command line
     "missing-argument": Case(_args("submit"), "Missing argument"),
-    "bad-option-value": Case(_args("priority", "abc", "many", "--store", "STORE"), "Invalid value for 'value'"),
+    "bad-option-value": Case(_args("priority", "abc", "many", "--store", "STORE"), "Invalid value for"),
     "unknown-study": Case(_args("results", "nosuch", "--store", "STORE"), "nosuch"),
     "engine-bad-executor": Case(_args("--store", "STORE", "--executor", "cloud"), "cloud", program="xaug-engine"),
 }
