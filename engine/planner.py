@@ -310,7 +310,7 @@ def study_classes(loaded) -> list[str]:
     if dataset.source == "folder":
         return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     # The loader itself (rules, label layouts, mixed patients, missing files): planned classes are loaded classes.
-    return load_csv(dataset.model_copy(update={"path": str(path)})).classes
+    return load_csv(loaded.dataset).classes
 
 
 def summarise_plan(jobs: list[PlannedJob]) -> dict[str, int]:

@@ -84,8 +84,7 @@ def test_a_recipe_error_is_one_clean_line(tmp_path, monkeypatch, capsys):
 def _loaded_dataset(path):
     from xaug.engine.recipe import load_recipe
 
-    loaded = load_recipe(path)
-    return loaded.recipe.dataset.model_copy(update={"path": str(loaded.resolve(loaded.recipe.dataset.path))})
+    return load_recipe(path).dataset
 
 
 def test_loader_errors_surface_unchanged(tmp_path):
