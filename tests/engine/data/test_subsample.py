@@ -54,6 +54,15 @@ def test_draw_is_seeded():
     assert not np.array_equal(draw_subsample(recs, CLASSES, cfg).selected, other)
 
 
+def test_a_gap_left_by_the_greedy_draw_is_filled_exactly():
+    recs = records({"bacterial": [2, 2, 3], "healthy": [4, 4, 1, 3], "viral": [1]})
+    targets = {"bacterial": 5, "healthy": 7, "viral": 1}
+    for seed in range(8):  # whichever order the seed draws, some set of whole patients hits each target
+        draw = draw_subsample(recs, CLASSES, SubsampleConfig(per_class=targets, seed=seed))
+        assert Counter(recs[i].label for i in draw.selected) == targets
+        assert not {recs[i].patient_id for i in draw.selected} & {recs[i].patient_id for i in draw.rest}
+
+
 def test_target_that_patients_cannot_hit_stops_just_below():
     recs = records({"bacterial": [2] * 5, "healthy": [1] * 4, "viral": [3] * 3})
     draw = draw_subsample(recs, CLASSES, SubsampleConfig(per_class={"bacterial": 5, "viral": 4}))
