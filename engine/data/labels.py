@@ -45,15 +45,17 @@ def skip_rule(reason: str) -> str:
 
 
 def row_filter(row: Mapping[str, str | None], csv: CsvConfig) -> Skip | None:
-    """The `where` / `where_not` rule that leaves this row out, or None when the row is kept."""
+    """The `where` / `where_not` rule that leaves this row out, or None when the row is kept. A filter on the
+    patient column does not repeat the patient id in its reason (reasons are stored)."""
     for column, values in csv.where.items():
         value = _value(row, column)
         if value not in values:
-            return Skip("where", f"{column} is {value!r}, not one of {values}")
+            shown = "not listed" if column == csv.patient_column else f"{value!r}, not one of {values}"
+            return Skip("where", f"{column} is {shown}")
     for column, values in csv.where_not.items():
         value = _value(row, column)
         if value in values:
-            return Skip("where_not", f"{column} is {value!r}")
+            return Skip("where_not", f"{column} is {'listed' if column == csv.patient_column else repr(value)}")
     return None
 
 

@@ -83,6 +83,17 @@ def test_a_row_a_filter_skips_needs_no_path(tmp_path):
                            on_missing_label="skip"))
 
 
+def test_a_filter_on_the_patient_column_keeps_the_ids_out_of_the_reasons(tmp_path):
+    table = write_table(tmp_path, COVID_HEADER, covid_rows())
+    result = load_csv(covid_cfg(table, where_not={"patientid": ["p0"]},
+                                where={"patientid": ["p0", "p1", "p2", "p3", "p4"]}, on_missing_label="skip"))
+    reasons = [reason for _, reason in result.skipped]
+    assert rules(result.skipped) == {"where": 2, "where_not": 2, "on_missing_label": 1}
+    assert "where_not: patientid is listed (metadata.csv, row 2)" in reasons
+    assert "where: patientid is not listed (metadata.csv, row 12)" in reasons
+    assert not any("p0" in r or "p5" in r for r in reasons)
+
+
 def test_missing_label_is_an_error_by_default_naming_file_row_and_column(tmp_path):
     table = write_table(tmp_path, COVID_HEADER, covid_rows())
     with pytest.raises(DataError, match=r"metadata\.csv, row 5, column 'finding': empty value .*on_missing_label"):
