@@ -31,7 +31,7 @@ from typing import Any, Iterable, Mapping
 
 from xaug.engine.data.csvtable import load_csv
 from xaug.engine.data.splits import EXTERNAL
-from xaug.engine.generators.registry import get_generator
+from xaug.engine.generators.registry import PATH_PARAMS, get_generator
 from xaug.engine.jobs import JOB_VERSIONS
 from xaug.engine.recipe.schema import CLASS_NAMES_PAPER, ClassifierSpec, DatasetConfig, GeneratorSpec, Recipe
 
@@ -59,7 +59,7 @@ class PlannedJob:
 LOCATION_FIELDS = (
     ("dataset", "path"),
     ("classifier", "weights"),
-    ("generator", "params", "base_model"),
+    *(("generator", "params", name) for name in PATH_PARAMS),
     ("quality", "inception_weights"),
 )
 
@@ -287,10 +287,11 @@ def _prepare_config(loaded) -> dict[str, Any]:
 def _generator_dump(loaded, gen: GeneratorSpec) -> dict[str, Any]:
     dump = gen.model_dump(mode="json")
     dump["amounts"] = None
-    base_model = dump["params"].get("base_model")
-    if isinstance(base_model, str) and loaded.resolve(base_model).exists():
-        # A local base model folder, relative to the recipe like every other path; otherwise a hub repo id.
-        dump["params"] = {**dump["params"], "base_model": str(loaded.resolve(base_model))}
+    for name in PATH_PARAMS:
+        value = dump["params"].get(name)
+        if isinstance(value, str) and loaded.resolve(value).exists():
+            # A local file or folder, relative to the recipe like every other path; otherwise e.g. a hub repo id.
+            dump["params"] = {**dump["params"], name: str(loaded.resolve(value))}
     return dump
 
 

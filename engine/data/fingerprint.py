@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from xaug.engine.errors import DataError
+from xaug.engine.generators.registry import PATH_PARAMS
 from xaug.engine.recipe.schema import DatasetConfig
 
 HASH = "blake2b"
@@ -172,7 +173,8 @@ class InputFingerprints:
 
 
 def fingerprint_inputs(loaded, cache: HashCache | None = None) -> InputFingerprints:
-    """Fingerprint the dataset, classifier weights, local base models and Inception weights that a recipe names."""
+    """Fingerprint the dataset, classifier weights, generators' local files (PATH_PARAMS: base models, pipelines,
+    LoRA weights) and Inception weights that a recipe names."""
     recipe = loaded.recipe
     cache = cache or HashCache()
     by_path: dict[str, str] = {}
@@ -180,8 +182,8 @@ def fingerprint_inputs(loaded, cache: HashCache | None = None) -> InputFingerpri
         where = loaded.resolve(recipe.dataset.path)
         by_path[str(where)] = dataset_fingerprint(recipe.dataset, where, cache)
     others = [spec.weights for spec in recipe.classifiers] + [recipe.quality.inception_weights]
-    others += [gen.params.get("base_model") for gen in recipe.generators
-               if isinstance(gen.params.get("base_model"), str)]
+    others += [gen.params[name] for gen in recipe.generators for name in PATH_PARAMS
+               if isinstance(gen.params.get(name), str)]
     for relative in others:
         where = loaded.resolve(relative)
         if where is not None and str(where) not in by_path:

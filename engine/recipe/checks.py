@@ -22,6 +22,7 @@ def semantic_problems(loaded: "LoadedRecipe") -> list[tuple["Loc", str]]:
         *_amount_problems(loaded),
         *_classifier_problems(loaded),
         *_path_problems(loaded),
+        *_generator_params_problems(loaded),
         *_multi_gpu_problems(loaded),
     ]
 
@@ -165,6 +166,34 @@ def _path_problems(loaded):
         path = loaded.resolve(recipe.quality.inception_weights)
         if not path.exists():
             yield ("quality", "inception_weights"), f"{path} does not exist"
+
+
+def _generator_params_problems(loaded):
+    """What a generator's params model finds wrong with the files it names (its optional `recipe_problems`, e.g.
+    pretrained_pipeline's folders), so that a missing one fails here rather than in a queued job."""
+    from pydantic import ValidationError
+
+    from xaug.engine.generators.registry import get_generator
+
+    for g, gen in enumerate(loaded.recipe.generators):
+        try:
+            params = get_generator(gen.model).config_class.model_validate(gen.params)
+        except (KeyError, ValidationError):
+            continue  # reported by the params validation
+        check = getattr(params, "recipe_problems", None)
+        if check is not None:
+            for loc, message in check(loaded.resolve, _classes_or_none(loaded), gen.per_class):
+                yield ("generators", g, "params", *loc), message
+
+
+def _classes_or_none(loaded) -> list[str] | None:
+    """The study's classes, or None when the dataset cannot be read (a problem reported on its own)."""
+    from xaug.engine.planner import study_classes
+
+    try:
+        return study_classes(loaded)
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def _multi_gpu_problems(loaded):

@@ -203,7 +203,8 @@ class GeneratorSpec(Strict):
     name: str = Field(pattern=SAFE_NAME)
     """Your name for this generator, unique in the recipe; used in tables."""
     model: str
-    """Registered generator: gan, ddpm, sd_finetune, dreambooth or lora."""
+    """Registered generator: gan, ddpm, sd_finetune, dreambooth, lora, pretrained_pipeline (a local diffusers
+    pipeline you already have, sampled without training), or one an installed plugin package declares."""
     per_class: bool = False
     """Train one model per class instead of one class-conditional model."""
     amounts: list[int] | None = None
