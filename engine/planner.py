@@ -261,7 +261,7 @@ def _classifier_label(spec: ClassifierSpec, where: dict[str, int], seed: int, ar
 
 
 # Dataset options added after studies were first keyed, as paths into DatasetConfig's dump.
-_KEYED_WHEN_SET = (("subsample",), ("external_test",), ("csv", "image_root"), ("csv", "where"), ("csv", "where_not"),
+_KEYED_WHEN_SET = (("subsample",), ("external_test",), ("external_test_per_class",), ("csv", "image_root"), ("csv", "where"), ("csv", "where_not"),
                    ("csv", "on_missing_label"), ("csv", "on_other_label"), ("csv", "on_mixed_patient"), ("csv", "findings_column"),
                    ("csv", "finding_columns"), ("csv", "multiple_findings"), ("csv", "priority"))
 

@@ -16,7 +16,7 @@ from xaug.engine.data.images import image_geometry
 from xaug.engine.data.labels import SKIP_RULES, skip_rule
 from xaug.engine.data.records import RecordSet
 from xaug.engine.data.sources import load_records
-from xaug.engine.data.subsample import ClassDraw, draw_subsample
+from xaug.engine.data.subsample import ClassDraw, study_and_external
 from xaug.engine.errors import DataError
 from xaug.engine.recipe.schema import DatasetConfig
 
@@ -71,12 +71,12 @@ def inspect_dataset(cfg: DatasetConfig, max_headers: int = 200, seed: int = 0) -
                             _patient_histogram(per_patient.values()), [], 0)
     if cfg.subsample is not None:
         try:
-            draw = draw_subsample(records, record_set.classes, cfg.subsample)
+            draw = study_and_external(records, record_set.classes, cfg)
         except DataError as exc:
             inspection.problems.append(str(exc))
         else:
             inspection.draws = draw.draws
-            inspection.n_external = len(draw.rest) if cfg.external_test else 0
+            inspection.n_external = len(draw.rest)
     if cfg.source != "phantom":
         _sample_geometries(inspection, [r.source for r in records], max_headers, seed)
     else:

@@ -10,7 +10,7 @@ left, so no patient is on both sides; the rest of the data can serve as an exter
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from xaug.engine.data.records import ImageRecord
 from xaug.engine.errors import DataError
-from xaug.engine.recipe.schema import SubsampleConfig
+from xaug.engine.recipe.schema import DatasetConfig, SubsampleConfig
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,26 @@ class Subsample:
 
     selected: np.ndarray
     rest: np.ndarray
+    """The records not drawn (draw_subsample), or the external test set's (study_and_external)."""
     draws: list[ClassDraw]
+
+
+def study_and_external(records: Sequence[ImageRecord], classes: Sequence[str], cfg: DatasetConfig) -> Subsample:
+    """The study's records as `selected` (dataset.subsample's draw, or all) and the external test set's as `rest`
+    (dataset.external_test: the records not drawn, at most external_test_per_class per class by whole patients)."""
+    none = np.empty(0, dtype=np.int64)
+    if cfg.subsample is None:
+        return Subsample(np.arange(len(records)), none, [])
+    draw = draw_subsample(records, classes, cfg.subsample)
+    if not cfg.external_test:
+        return Subsample(draw.selected, none, draw.draws)
+    rest = draw.rest
+    if cfg.external_test_per_class is not None:
+        rest_records = [records[i] for i in rest]
+        caps = {name: min(cfg.external_test_per_class, n) for name, n in Counter(r.label for r in rest_records).items()}
+        rest = rest[draw_subsample(rest_records, classes, SubsampleConfig(per_class=caps, seed=cfg.subsample.seed + 1)
+                                   ).selected]
+    return Subsample(draw.selected, rest, draw.draws)
 
 
 def draw_subsample(records: Sequence[ImageRecord], classes: Sequence[str], cfg: SubsampleConfig) -> Subsample:

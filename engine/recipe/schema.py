@@ -178,6 +178,10 @@ class DatasetConfig(Strict):
     """With subsample: the images not drawn become an extra held-out test set. Every trained classifier is also
     evaluated on it (results recorded with test set 'external'); model selection never sees it. Its images are
     decoded too, so preparing takes longer."""
+    external_test_per_class: int | None = Field(None, ge=1)
+    """With external_test: at most this many images per class in the external test set, drawn by whole patients
+    (seeded by subsample.seed), which bounds its size and decoding time on a large dataset; default every image
+    the subsample did not draw."""
 
 
 class SplitsConfig(Strict):

@@ -84,6 +84,25 @@ def test_fraction_per_class():
     assert {d.class_name: d.selected_images for d in draw.draws} == {"bacterial": 10, "healthy": 25, "viral": 4}
 
 
+def test_external_test_set_is_the_rest_or_at_most_a_cap_per_class():
+    from xaug.engine.data.subsample import study_and_external
+    from xaug.engine.recipe.schema import DatasetConfig
+
+    recs = records({"bacterial": [1] * 40, "healthy": [2] * 30 + [1] * 10, "viral": [1] * 8})
+    subsample = SubsampleConfig(per_class={"bacterial": 10, "healthy": 20, "viral": 5})
+    whole = study_and_external(recs, CLASSES, DatasetConfig(subsample=subsample))
+    assert len(whole.rest) == 0 and len(whole.selected) == 35
+    rest = study_and_external(recs, CLASSES, DatasetConfig(subsample=subsample, external_test=True))
+    assert np.array_equal(rest.selected, whole.selected) and len(rest.rest) == len(recs) - 35
+    capped = study_and_external(recs, CLASSES, DatasetConfig(subsample=subsample, external_test=True,
+                                                             external_test_per_class=12))
+    assert np.array_equal(capped.selected, whole.selected) and set(capped.rest) <= set(rest.rest)
+    assert Counter(recs[i].label for i in capped.rest) == {"bacterial": 12, "healthy": 12, "viral": 3}
+    cap_patients = {recs[i].patient_id for i in capped.rest}
+    assert not cap_patients & {recs[i].patient_id for i in capped.selected}
+    assert all(recs[i].patient_id not in cap_patients for i in set(rest.rest) - set(capped.rest))  # whole patients
+
+
 def test_prepared_subsample_with_external_test_set(tmp_path):
     rows = []
     for name, n_patients in (("healthy", 14), ("viral", 10)):
