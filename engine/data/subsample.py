@@ -58,6 +58,9 @@ def study_and_external(records: Sequence[ImageRecord], classes: Sequence[str], c
         caps = {name: min(cfg.external_test_per_class, n) for name, n in Counter(r.label for r in rest_records).items()}
         rest = rest[draw_subsample(rest_records, classes, SubsampleConfig(per_class=caps, seed=cfg.subsample.seed + 1)
                                    ).selected]
+    if not len(rest):
+        raise DataError("dataset.external_test: the subsample drew every image, so the external test set would be"
+                        " empty; lower dataset.subsample's targets or set external_test: false")
     return Subsample(draw.selected, rest, draw.draws)
 
 

@@ -101,6 +101,9 @@ def test_external_test_set_is_the_rest_or_at_most_a_cap_per_class():
     cap_patients = {recs[i].patient_id for i in capped.rest}
     assert not cap_patients & {recs[i].patient_id for i in capped.selected}
     assert all(recs[i].patient_id not in cap_patients for i in set(rest.rest) - set(capped.rest))  # whole patients
+    with pytest.raises(DataError, match="the subsample drew every image, so the external test set would be empty"):
+        study_and_external(recs, CLASSES, DatasetConfig(subsample=SubsampleConfig(fraction=0.999),
+                                                        external_test=True))
 
 
 def test_prepared_subsample_with_external_test_set(tmp_path):
