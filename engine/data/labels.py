@@ -140,8 +140,8 @@ def _chosen_finding(findings: list[str], csv: CsvConfig, where: str) -> str | Sk
         if chosen is None:
             if csv.on_other_label == "skip":
                 return Skip("on_other_label", f"findings {'|'.join(findings)}, none of them in priority")
-            raise DataError(f"{where}: findings {'|'.join(findings)} include none of dataset.csv.priority {csv.priority};"
-                            " add one, or set dataset.csv.on_other_label: skip")
+            raise DataError(f"{where}: findings {'|'.join(findings)} include none of dataset.csv.priority"
+                            f" {csv.priority}; add one, or set dataset.csv.on_other_label: skip")
         return chosen
     if len(findings) > 1:
         return Skip("multiple_findings", f"{len(findings)} findings ({'|'.join(findings)})")

@@ -106,6 +106,15 @@ class CsvConfig(Strict):
     """Findings in order of precedence for multiple_findings: priority, as written in the CSV (before label_map),
     e.g. [Pneumonia, Effusion, No Finding]. With it, findings not listed are ignored."""
 
+    @field_validator("where", "where_not", mode="before")
+    @classmethod
+    def _values_as_text(cls, value: Any) -> Any:
+        """CSV cells are text: a number written in YAML (`Follow-up #: [0]`) is compared as the text it reads."""
+        if not isinstance(value, dict):
+            return value
+        return {column: [str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in values]
+                if isinstance(values, list) else values for column, values in value.items()}
+
     @model_validator(mode="after")
     def _one_layout(self) -> "CsvConfig":
         if self.findings_column is not None and self.finding_columns is not None:

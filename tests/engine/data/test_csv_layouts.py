@@ -65,7 +65,8 @@ def test_image_root_filters_and_skipped_label_rows_are_counted(tmp_path):
     assert len(result.records) == 12 - 4
     assert {Path(r.source).parent for r in result.records} == {tmp_path / "images"}
     reasons = dict(result.skipped)
-    assert reasons[str(tmp_path / "images" / "c03.png")] == "on_missing_label: no label in finding (metadata.csv, row 5)"
+    assert reasons[str(tmp_path / "images" / "c03.png")] == \
+        "on_missing_label: no label in finding (metadata.csv, row 5)"
     assert reasons[str(tmp_path / "images" / "c07.png")].startswith("where: view is 'L', not one of ['PA', 'AP']")
     assert Counter(r.label for r in result.records) == {"covid19": 3, "healthy": 5}
 
@@ -226,6 +227,11 @@ def test_chexpert_blank_skip_and_a_bad_value(tmp_path):
     table = write_table(tmp_path, CHEX_HEADER, rows)
     with pytest.raises(DataError, match=r"row 3, column 'Edema': value 'maybe' is not 1, 0, -1 or blank"):
         load_csv(chexpert_cfg(table))
+
+
+def test_filter_values_written_as_yaml_numbers_compare_as_cell_text():
+    assert CsvConfig(where={"Follow-up #": [0, 1.0, "2"]}).where == {"Follow-up #": ["0", "1.0", "2"]}
+    assert CsvConfig(where_not={"Age": [7]}).where_not == {"Age": ["7"]}
 
 
 def test_layouts_are_exclusive_and_priority_needs_a_list():
