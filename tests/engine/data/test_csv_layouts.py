@@ -164,6 +164,9 @@ def test_nih_other_findings_are_an_error_unless_skipped(tmp_path):
     table = write_table(tmp_path, NIH_HEADER, nih_rows())
     with pytest.raises(DataError, match=r"row 5, column 'Finding Labels': unknown label 'Effusion'.*on_other_label"):
         load_csv(nih_cfg(table, on_other_label="error"))
+    with pytest.raises(DataError, match=r"row 2: findings No Finding include none of dataset\.csv\.priority"
+                                        r" \['Pneumonia'\]; add one, or set dataset\.csv\.on_other_label: skip"):
+        load_csv(nih_cfg(table, on_other_label="error", multiple_findings="priority", priority=["Pneumonia"]))
 
 
 def test_nih_follow_ups_of_two_classes_are_an_error_or_skipped_as_a_patient(tmp_path):
