@@ -78,7 +78,8 @@ class CsvConfig(Strict):
     """Maps label values (or findings) found in the CSV to class names, e.g. {'PNEUMONIA_VIRAL': viral}."""
     image_root: str | None = None
     """Folder that the image paths are relative to, itself relative to the CSV file's folder (or absolute),
-    e.g. `images`; default: the CSV file's folder."""
+    e.g. `images`; default: the CSV file's folder. Prefer a relative one: it is part of prepare_data's key, so an
+    absolute one changes the key when the dataset moves (the files' content is in the key either way)."""
     where: dict[str, list[str]] = {}
     """Keep only rows whose column holds one of the values, e.g. {view: [PA], modality: [X-ray]}; the other rows
     are skipped and counted (reported by `xaug data inspect` and recorded in the store's skipped_images)."""
