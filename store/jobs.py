@@ -10,7 +10,7 @@ it is queued again when that dependency is.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 import sqlite_utils
@@ -356,17 +356,41 @@ def find_job_keys(db: sqlite_utils.Database, prefix: str) -> list[str]:
 
 # --- listing --------------------------------------------------------------------------------------------------------
 
-def list_jobs(db: sqlite_utils.Database, study: str | None = None, status: str | None = None) -> list[dict]:
-    """Jobs (optionally of one study and/or state) in queue order, each with `deps` and `blocked_by`.
+QUEUE_ORDER = (states.RUNNING, states.QUEUED, states.BLOCKED, states.FAILED, states.CANCELLED, states.DONE)
+"""How a person reads a queue: what runs now, what runs next, what went wrong, what finished."""
 
-    `blocked_by` is, for a blocked job, the key of the failed or cancelled job upstream of it, else None.
+_ORDER_BY = {
+    "submitted": "j.rowid",
+    # running; queued and blocked by priority, then submission; failed, cancelled, done: most recent first
+    "queue": ("CASE j.status " + " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(QUEUE_ORDER)) + " END,"
+              " CASE WHEN j.status IN ('queued', 'blocked') THEN -j.priority END,"
+              " CASE WHEN j.status IN ('failed', 'cancelled', 'done') THEN j.ended_at END DESC, j.rowid"),
+}
+
+
+def list_jobs(db: sqlite_utils.Database, study: str | None = None, status: str | None = None, *,
+              order: str = "submitted", with_deps: bool = True) -> list[dict]:
+    """Jobs (optionally of one study and/or state) without their config, each with `studies` (comma-joined study
+    names) and, `with_deps`, `deps` and `blocked_by` (for a blocked job, the failed or cancelled job upstream of it).
+
+    `order` 'submitted' is submission order; 'queue' is QUEUE_ORDER (queued jobs by priority, then submission;
+    finished ones most recent first), the order `xaug-tui` shows.
     """
-    if study is None:
-        rows = [dict(r) for r in db.query("SELECT * FROM jobs ORDER BY rowid")]
-    else:
-        rows = [dict(r) for r in db.query(
-            "SELECT j.* FROM jobs j JOIN study_jobs s ON s.job_key = j.key WHERE s.study = ? ORDER BY j.rowid",
-            [study])]
+    where, params = [], []
+    if study is not None:
+        where.append("j.key IN (SELECT job_key FROM study_jobs WHERE study = ?)")
+        params.append(study)
+    if status is not None and not with_deps:  # blocked_by needs every job's status: filter afterwards then
+        where.append("j.status = ?")
+        params.append(status)
+    cursor = db.execute(
+        f"SELECT {_LISTED_COLUMNS}, (SELECT group_concat(s.study, ',') FROM study_jobs s WHERE s.job_key = j.key)"
+        " AS studies FROM jobs j" + (" WHERE " + " AND ".join(where) if where else "")
+        + f" ORDER BY {_ORDER_BY[order]}", params)
+    names = [d[0] for d in cursor.description]
+    rows = [dict(zip(names, values)) for values in cursor.fetchall()]
+    if not with_deps:
+        return rows
     deps = _deps_of(db, [r["key"] for r in rows], whole=study is None)
     status_of = {r["key"]: r["status"] for r in rows}
     missing = {d for ds in deps.values() for d in ds if d not in status_of}
@@ -378,6 +402,13 @@ def list_jobs(db: sqlite_utils.Database, study: str | None = None, status: str |
     if status is not None:
         return [r for r in rows if r["status"] == status]
     return rows
+
+
+_LISTED_COLUMNS = ", ".join(f"j.{c}" for c in (
+    "key", "kind", "label", "status", "priority", "attempts", "max_attempts", "gpus_needed", "progress",
+    "progress_total", "message", "eta_s", "pid", "host", "gpus", "log_path", "created_at", "started_at", "ended_at",
+    "heartbeat_at", "exit_code", "error", "cancel_requested", "slurm_job_id", "slurm_state"))
+"""Every column of a job but its config (read one job's config with load_job)."""
 
 
 def _deps_of(db, keys: list[str], whole: bool) -> dict[str, list[str]]:
@@ -417,11 +448,16 @@ def _blocked(deps: dict[str, list[str]], status_of: dict[str, str]) -> dict[str,
     return {k: c for k in status_of if (c := culprit(k))}
 
 
-def study_counts(db: sqlite_utils.Database, study: str) -> dict[str, int]:
-    """How many of a study's jobs are queued, running, done, failed, cancelled and blocked."""
+def study_counts(db: sqlite_utils.Database, study: str | None) -> dict[str, int]:
+    """How many of a study's jobs (every job, for None) are queued, running, done, failed, cancelled and blocked,
+    and their `total`."""
     counts = dict.fromkeys(states.STATUSES, 0)
-    for status, n in db.execute("SELECT j.status, count(*) FROM jobs j JOIN study_jobs s ON s.job_key = j.key"
-                                " WHERE s.study = ? GROUP BY j.status", (study,)).fetchall():
+    if study is None:
+        found = db.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall()
+    else:
+        found = db.execute("SELECT j.status, count(*) FROM jobs j JOIN study_jobs s ON s.job_key = j.key"
+                           " WHERE s.study = ? GROUP BY j.status", (study,)).fetchall()
+    for status, n in found:
         counts[status] = n
     counts["total"] = sum(counts.values())
     return counts
@@ -440,6 +476,16 @@ def load_job_deps(db: sqlite_utils.Database, key: str) -> dict[str, dict]:
         row = load_job(db, dep_key)
         if row is not None:
             out[dep_key] = row
+    return out
+
+
+def load_job_dependents(db: sqlite_utils.Database, key: str) -> dict[str, dict]:
+    """The job rows (config decoded) of the jobs that depend on a job, by key."""
+    out = {}
+    for (job_key,) in db.execute("SELECT job_key FROM job_deps WHERE dep_key = ?", (key,)).fetchall():
+        row = load_job(db, job_key)
+        if row is not None:
+            out[job_key] = row
     return out
 
 
@@ -497,3 +543,30 @@ def record_gpu_stats(db: sqlite_utils.Database, rows: Iterable[dict]) -> None:
 def load_gpu_stats(db: sqlite_utils.Database) -> list[dict]:
     """The latest reading of each GPU."""
     return [dict(r) for r in db.query("SELECT * FROM gpu_stats ORDER BY gpu")]
+
+
+# --- job configs ------------------------------------------------------------------------------------------------
+
+def classifier_name(classifier) -> str | None:
+    """A job config's classifier: a ClassifierSpec dump (name, else model) or already a name."""
+    if isinstance(classifier, Mapping):
+        return classifier.get("name") or classifier.get("model")
+    return classifier
+
+
+def generator_name(generator) -> str | None:
+    """A job config's generator: a GeneratorSpec dump (its name), a name, or None for real-only arms."""
+    if isinstance(generator, Mapping):
+        return generator.get("name")
+    return generator
+
+
+def study_jobs_of_kind(db: sqlite_utils.Database, study: str, kind: str, status: str | None = "done") -> list[tuple]:
+    """(key, config dict) of a study's jobs of one kind, optionally only with one status."""
+    sql = ("SELECT j.key, j.config_json FROM jobs j JOIN study_jobs s ON s.job_key = j.key"
+           " WHERE s.study = ? AND j.kind = ?")
+    params: list = [study, kind]
+    if status is not None:
+        sql += " AND j.status = ?"
+        params.append(status)
+    return [(key, json.loads(cfg)) for key, cfg in db.execute(sql + " ORDER BY j.key", params).fetchall()]

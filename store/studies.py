@@ -85,3 +85,19 @@ def record_skipped_images(db: sqlite_utils.Database, job_key: str, rows: Iterabl
 def load_skipped_images(db: sqlite_utils.Database, job_key: str) -> list[dict]:
     """Images skipped by a data-preparation job, with the reason."""
     return list(db["skipped_images"].rows_where("job_key = ?", [job_key], order_by="source"))
+
+
+def study_classes(db: sqlite_utils.Database, study: str) -> list[str]:
+    """A study's class names in the study's order, from its recipe's dataset section or its jobs' configs."""
+    from xaug.store.jobs import study_jobs_of_kind
+
+    study_row = load_study(db, study)
+    classes = ((study_row or {}).get("recipe") or {}).get("dataset", {}).get("classes")
+    if classes:
+        return list(classes)
+    for kind in ("prepare_data", "train_generator", "sample", "train_classifier", "evaluate"):
+        for _, config in study_jobs_of_kind(db, study, kind, status=None):
+            classes = config.get("classes") or config.get("dataset", {}).get("classes")
+            if classes:
+                return list(classes)
+    return []

@@ -200,11 +200,13 @@ async def test_gallery_real_and_synthetic(fake_store):
 
 
 def test_reader_items_are_blinded_mixed_and_stable(fake_store):
-    from xaug.store import artifact_root, open_store, views
+    from xaug.store import artifact_root, open_store
+    from xaug.store.artifacts import load_study_samples
+    from xaug.tui.widgets.images import real_image_folder
 
     db = open_store(fake_store)
-    samples = views.synthetic_samples(db, "demo")
-    folder = views.real_image_folder(db, fake_store, "demo")
+    samples = load_study_samples(db, "demo")
+    folder = real_image_folder(db, fake_store, "demo")
     root = artifact_root(fake_store)
     items = reader_items(samples, folder, root, 2, 0.25, "demo", "ann")
     sources = [i["source"] for i in items]
