@@ -369,13 +369,21 @@ _ORDER_BY = {
 
 
 def list_jobs(db: sqlite_utils.Database, study: str | None = None, status: str | None = None, *,
-              order: str = "submitted", with_deps: bool = True) -> list[dict]:
+              order: str = "submitted", with_deps: bool = True, fields: tuple[str, ...] | None = None,
+              limit: int | None = None) -> list[dict]:
     """Jobs (optionally of one study and/or state) without their config, each with `studies` (comma-joined study
     names) and, `with_deps`, `deps` and `blocked_by` (for a blocked job, the failed or cancelled job upstream of it).
 
     `order` 'submitted' is submission order; 'queue' is QUEUE_ORDER (queued jobs by priority, then submission;
-    finished ones most recent first), the order `xaug-tui` shows.
+    finished ones most recent first), the order `xaug-tui` shows. `fields` reads only these columns (and key,
+    status): a live view of 10,000 jobs reads twice as fast with the dozen it shows. `limit` reads only the first
+    jobs in this order (a screenful, to show something at once).
     """
+    unknown = set(fields or ()) - set(_JOB_COLUMNS) - {"studies"}
+    if unknown:
+        raise ValueError(f"jobs have no column(s) {sorted(unknown)}; they have {', '.join(_JOB_COLUMNS)}")
+    columns = _LISTED_COLUMNS if fields is None else ", ".join(
+        f"j.{c}" for c in dict.fromkeys(("key", "status", *fields)) if c != "studies")
     where, params = [], []
     if study is not None:
         where.append("j.key IN (SELECT job_key FROM study_jobs WHERE study = ?)")
@@ -384,9 +392,9 @@ def list_jobs(db: sqlite_utils.Database, study: str | None = None, status: str |
         where.append("j.status = ?")
         params.append(status)
     cursor = db.execute(
-        f"SELECT {_LISTED_COLUMNS}, (SELECT group_concat(s.study, ',') FROM study_jobs s WHERE s.job_key = j.key)"
+        f"SELECT {columns}, (SELECT group_concat(s.study, ',') FROM study_jobs s WHERE s.job_key = j.key)"
         " AS studies FROM jobs j" + (" WHERE " + " AND ".join(where) if where else "")
-        + f" ORDER BY {_ORDER_BY[order]}", params)
+        + f" ORDER BY {_ORDER_BY[order]}" + ("" if limit is None else f" LIMIT {int(limit)}"), params)
     names = [d[0] for d in cursor.description]
     rows = [dict(zip(names, values)) for values in cursor.fetchall()]
     if not with_deps:
@@ -404,11 +412,20 @@ def list_jobs(db: sqlite_utils.Database, study: str | None = None, status: str |
     return rows
 
 
-_LISTED_COLUMNS = ", ".join(f"j.{c}" for c in (
-    "key", "kind", "label", "status", "priority", "attempts", "max_attempts", "gpus_needed", "progress",
-    "progress_total", "message", "eta_s", "pid", "host", "gpus", "log_path", "created_at", "started_at", "ended_at",
-    "heartbeat_at", "exit_code", "error", "cancel_requested", "slurm_job_id", "slurm_state"))
+def queue_shape(db: sqlite_utils.Database) -> tuple:
+    """A cheap summary (one scan in SQLite, no rows to Python) that changes when the queue changes other than by
+    running jobs' progress: jobs added or removed, a status, a priority, a cancel request, a start or an end. A
+    live view re-reads every job when it changes, else only the running ones."""
+    totals = db.execute("SELECT count(*), max(rowid), total(rowid * priority), total(cancel_requested),"
+                        " max(started_at), max(ended_at) FROM jobs").fetchone()
+    return tuple(totals) + tuple(db.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall())
+
+
+_JOB_COLUMNS = ("key", "kind", "label", "status", "priority", "attempts", "max_attempts", "gpus_needed", "progress",
+                "progress_total", "message", "eta_s", "pid", "host", "gpus", "log_path", "created_at", "started_at",
+                "ended_at", "heartbeat_at", "exit_code", "error", "cancel_requested", "slurm_job_id", "slurm_state")
 """Every column of a job but its config (read one job's config with load_job)."""
+_LISTED_COLUMNS = ", ".join(f"j.{c}" for c in _JOB_COLUMNS)
 
 
 def _deps_of(db, keys: list[str], whole: bool) -> dict[str, list[str]]:

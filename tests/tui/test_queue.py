@@ -261,6 +261,7 @@ async def test_group_and_filter_by_study(fake_store):
         table = app.screen.query_one(JobTable)
         assert table.order.index("z" * 64) < 2  # running: near the top, among demo's jobs
         await pilot.press("g")
+        await settle(pilot)
         assert table.order[-1] == "z" * 64 and "grouped by study" in str(app.screen.query_one("#queue-filter").render())
         await pilot.press("s")  # the first study in the cycle is the most recently updated one: zeta
         await settle(pilot)

@@ -14,12 +14,15 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from xaug.store.job_states import STATUSES
-from xaug.store.jobs import is_paused, list_jobs, load_engine, load_gpu_stats, study_counts
+from xaug.store.jobs import is_paused, list_jobs, load_engine, load_gpu_stats, queue_shape, study_counts
 from xaug.tui import commands
 from xaug.tui.messages import ElapsedTicked, StoreChanged
 from xaug.tui.screens.prompts import TextPrompt
 from xaug.tui.widgets.engine_bar import EngineBar, engine_state
-from xaug.tui.widgets.job_table import JobTable
+from xaug.tui.widgets.job_table import SHOWN_FIELDS, JobRows, JobTable
+
+FULL_READ_S = 10.0
+"""Every job is read again at least this often while the store changes (what the queue's shape misses shows up)."""
 
 
 def parse_filter(text: str, studies: list[str]) -> tuple[str | None, str | None]:
@@ -60,13 +63,15 @@ class QueueScreen(Screen):
     ]
 
     class JobsFetched(Message):
-        """A worker read the queue (rows for the filter it was started with)."""
+        """A worker read the queue (for the filter and grouping it was started with) and indexed the rows; `changed`
+        are the jobs drawn differently than in `base`, the table's rows when the read started."""
 
-        def __init__(self, rows: list[dict], engine: dict, gpus: list[dict], counts: dict, filters: tuple,
-                     query_s: float) -> None:
+        def __init__(self, rows: JobRows, base: JobRows, changed: set[str], engine: dict, gpus: list[dict],
+                     counts: dict, view: tuple, query_s: float) -> None:
             super().__init__()
-            self.rows, self.engine, self.gpus, self.counts = rows, engine, gpus, counts
-            self.filters, self.query_s = filters, query_s
+            self.rows, self.base, self.changed = rows, base, changed
+            self.engine, self.gpus, self.counts = engine, gpus, counts
+            self.view, self.query_s = view, query_s
 
     class QueueRefreshed(Message):
         """The table now shows the latest read (tests and measurements wait for this)."""
@@ -78,7 +83,6 @@ class QueueScreen(Screen):
         self.filter_status: str | None = None
         self.grouped = False
         """Rows grouped by study (each study's jobs together, in queue order within it)."""
-        self.rows: list[dict] = []
         self.last_refresh_s: dict[str, float] = {}
         """Timing of the last refresh: `query` (worker) and `apply` (table diff on the UI thread)."""
         self.engine: dict = {}
@@ -113,36 +117,55 @@ class QueueScreen(Screen):
         """The active (study, status) filter."""
         return (self.filter_study, self.filter_status)
 
+    @property
+    def view(self) -> tuple:
+        """What the rows depend on besides the store: the filter and the grouping."""
+        return (self.filter_study, self.filter_status, self.grouped)
+
     @work(thread=True, exclusive=True, group="queue-read")
     def refresh_jobs(self) -> None:
-        """Read the queue in a worker thread on its own read-only connection and post it back."""
-        filters = self.filters
-        started = time.perf_counter()
+        """Read and index the queue in a worker thread on its own read-only connection, and post it back: the UI
+        thread only swaps the rows in. The very first read is of a screenful, shown before everything is read."""
+        view, base = self.view, self.query_one(JobTable).rows
         db = self.app.open_reader()
         try:
-            rows = list_jobs(db, study=filters[0], status=filters[1], order="queue", with_deps=False)
             engine = engine_state(load_engine(db), is_paused(db))
             gpus, counts = load_gpu_stats(db), study_counts(db, None)
+            started = time.perf_counter()
+            rows = self._read_rows(db, view, base, None if base.order else (self.size.height or 50))
         finally:
             db.conn.close()
-        self.post_message(self.JobsFetched(rows, engine, gpus, counts, filters, time.perf_counter() - started))
+        self.post_message(self.JobsFetched(rows, base, rows.changed_since(base), engine, gpus, counts, view,
+                                           time.perf_counter() - started))
+
+    def _read_rows(self, db, view: tuple, base: JobRows, limit: int | None) -> JobRows:
+        """The queue's rows: only the running jobs again when nothing but their progress changed since `base`
+        (a few milliseconds with 10,000 jobs), else every job (the first `limit`) in queue order."""
+        shape = (view, queue_shape(db))  # rows read under another filter or grouping are no base
+        if shape == base.shape and time.monotonic() - base.read_at < FULL_READ_S:
+            return base.updated(list_jobs(db, study=view[0], status="running", order="queue", with_deps=False,
+                                          fields=SHOWN_FIELDS))
+        rows = list_jobs(db, study=view[0], status=view[1], order="queue", with_deps=False, fields=SHOWN_FIELDS,
+                         limit=limit)
+        if view[2]:  # grouped: a stable sort keeps the queue order within each study
+            rows.sort(key=lambda row: row.get("studies") or "")
+        return JobRows.build(rows, shape if limit is None else None)
 
     def on_queue_screen_jobs_fetched(self, message: JobsFetched) -> None:
-        """Show a read (ignored when the filter changed meanwhile)."""
-        if message.filters != self.filters:
+        """Show a read (ignored when the filter or grouping changed meanwhile)."""
+        if message.view != self.view:
             return
         started = time.perf_counter()
         self.engine = message.engine
         self.query_one(EngineBar).show(message.engine, message.gpus, message.counts)
-        self.rows = message.rows
-        self._show_rows()
+        table = self.query_one(JobTable)
+        # compared with what the table showed when the read began; if another read landed since, redraw all
+        table.show_rows(message.rows, message.changed if table.rows is message.base else None)
         self.last_refresh_s = {"query": message.query_s, "apply": time.perf_counter() - started}
+        if message.rows.shape is None:  # a first screenful: read the rest once it is on screen
+            self.call_after_refresh(self.refresh_jobs)
+            return
         self.post_message(self.QueueRefreshed())
-
-    def _show_rows(self) -> None:
-        """Put the rows in the table, grouped by study when asked (a stable sort keeps queue order within one)."""
-        rows = sorted(self.rows, key=lambda row: row.get("studies") or "") if self.grouped else self.rows
-        self.query_one(JobTable).set_rows(rows)
 
     def _show_filter(self) -> None:
         """Describe the active filter above the table."""
@@ -232,7 +255,7 @@ class QueueScreen(Screen):
         """Group the rows by study, or back to one queue order."""
         self.grouped = not self.grouped
         self._show_filter()
-        self._show_rows()
+        self.refresh_jobs()
 
     def action_filter(self) -> None:
         """Ask for a filter such as `study:quickstart status:failed` (empty clears it)."""

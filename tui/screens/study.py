@@ -122,7 +122,7 @@ class StudyScreen(Screen):
         yield DataTable(id="matrix", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="study-lower"):
             with Vertical(id="class-deltas-box"):
-                yield Static("per-class F1 change, points (over classifiers x common amounts)", classes="caption")
+                yield Static("per-class ΔF1, points (classifiers x common amounts)", classes="caption")
                 yield DataTable(id="class-deltas", cursor_type="none")
             with Vertical(id="qvu-box"):
                 yield PlotextPlot(id="qvu")
@@ -232,10 +232,10 @@ class StudyScreen(Screen):
         """Each generator's near-copy rate and FID against both references next to its utility (stored rows)."""
         table = self.query_one("#qvu-table", DataTable)
         table.clear(columns=True)
-        table.add_columns("generator", f"Δ vs {self.data.get('reference')}", "near-copy %", "FID train",
-                          "FID held-out")
+        # short headers and no CI (the matrix above has them): the table fits half of a 120-column terminal
+        table.add_columns("generator", f"Δ vs {self.data.get('reference')[:4]}", "copy %", "FID train", "FID held")
         for p in points:
-            table.add_row(p["generator"], delta_cell({**p, "mean": p["utility"]}, alpha=self.alpha),
+            table.add_row(p["generator"], delta_cell({**p, "mean": p["utility"]}, alpha=self.alpha, ci=False),
                           *[Text("-", style="dim") if p[k] is None else
                             Text(f"{p[k] * scale:.{d}f}" + (NOT_MEANINGFUL if k in p["not_meaningful"] else ""))
                             for k, scale, d in (("near_copies", 100, 2), ("quality", 1, 2),

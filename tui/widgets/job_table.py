@@ -9,6 +9,9 @@ stays on its job when the order changes (a job starts running and moves to the t
 from __future__ import annotations
 
 import datetime as _dt
+import time
+from dataclasses import dataclass, field
+from operator import itemgetter
 
 from rich.segment import Segment
 from rich.style import Style
@@ -88,13 +91,51 @@ def job_cells(row: dict) -> tuple[Text, ...]:
             Text(str(row.get("priority") or 0)))
 
 
-_SIGNATURE = ("kind", "studies", "label", "status", "cancel_requested", "progress", "progress_total", "eta_s", "gpus",
-              "started_at", "ended_at", "priority", "slurm_state")
+SHOWN_FIELDS = ("kind", "studies", "label", "status", "cancel_requested", "progress", "progress_total", "eta_s",
+                "gpus", "started_at", "ended_at", "priority", "slurm_state")
+"""The job fields the table draws (what the queue reads from the store)."""
+_signature = itemgetter(*SHOWN_FIELDS)
 
 
 def row_signature(row: dict) -> tuple:
     """The raw values a row's cells are drawn from: equal signatures mean nothing to redraw (cheap to compare)."""
-    return tuple(row.get(name) for name in _SIGNATURE)
+    return _signature(row) if len(row) > len(SHOWN_FIELDS) else tuple(row.get(name) for name in SHOWN_FIELDS)
+
+
+@dataclass(frozen=True)
+class JobRows:
+    """Rows in display order with their index and signatures: built in a worker thread, so that showing 10,000
+    jobs on the UI thread is a swap of references. Never changed once built."""
+
+    jobs: dict[str, dict] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+    index: dict[str, int] = field(default_factory=dict)
+    signatures: dict[str, tuple] = field(default_factory=dict)
+    shape: tuple | None = None
+    """What the rows were read under (the queue's shape and the view's filter; the screen decides), so that the
+    next read can tell whether only progress changed; None for a partial read."""
+    read_at: float = 0.0
+    """time.monotonic() of the read of every row."""
+
+    @classmethod
+    def build(cls, rows: list[dict], shape: tuple | None = None) -> JobRows:
+        """Index `rows` (already in display order)."""
+        order = [row["key"] for row in rows]
+        return cls(dict(zip(order, rows)), order, {key: i for i, key in enumerate(order)},
+                   {row["key"]: row_signature(row) for row in rows}, shape, time.monotonic())
+
+    def updated(self, rows: list[dict]) -> JobRows:
+        """These rows with some of them replaced by newer reads of the same jobs (their order is unchanged)."""
+        known = [row for row in rows if row["key"] in self.index]
+        jobs, signatures = dict(self.jobs), dict(self.signatures)
+        jobs.update((row["key"], row) for row in known)
+        signatures.update((row["key"], row_signature(row)) for row in known)
+        return JobRows(jobs, self.order, self.index, signatures, self.shape, self.read_at)
+
+    def changed_since(self, previous: JobRows) -> set[str]:
+        """Keys that are new or drawn differently than in `previous`."""
+        old = previous.signatures
+        return {key for key, signature in self.signatures.items() if old.get(key) != signature}
 
 
 def column_widths(total: int) -> list[int]:
@@ -144,16 +185,22 @@ class JobTable(ScrollView, can_focus=True):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.jobs: dict[str, dict] = {}
-        """Job key -> the row last given (attributes down: the screen reads it, never the table's cells)."""
-        self.order: list[str] = []
-        """Job keys in display order."""
-        self._index: dict[str, int] = {}
-        self._signatures: dict[str, tuple] = {}
+        self.rows = JobRows()
+        """What the table shows (attributes down: the screen reads it, never the table's cells)."""
         self._strips: dict[str, Strip] = {}
         """Rendered rows (no cursor or stripe style) for the current width; dropped when a row changes."""
         self._width = 0
         self.cursor_key: str | None = None
+
+    @property
+    def jobs(self) -> dict[str, dict]:
+        """Job key -> row shown."""
+        return self.rows.jobs
+
+    @property
+    def order(self) -> list[str]:
+        """Job keys in display order."""
+        return self.rows.order
 
     # --- what the screen and tests read --------------------------------------------------------------------------
 
@@ -165,7 +212,7 @@ class JobTable(ScrollView, can_focus=True):
     @property
     def cursor_row(self) -> int:
         """The cursor's row number (0 when empty)."""
-        return self._index.get(self.cursor_key, 0) if self.cursor_key else 0
+        return self.rows.index.get(self.cursor_key, 0) if self.cursor_key else 0
 
     @property
     def selected_key(self) -> str | None:
@@ -174,7 +221,7 @@ class JobTable(ScrollView, can_focus=True):
 
     def get_row_index(self, key: str) -> int:
         """The row number of a job."""
-        return self._index[key]
+        return self.rows.index[key]
 
     def get_row(self, key: str) -> tuple[Text, ...]:
         """The cells shown for a job."""
@@ -192,42 +239,40 @@ class JobTable(ScrollView, can_focus=True):
     # --- updating ------------------------------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget every row (e.g. when the filter changes)."""
-        self.set_rows([])
+        """Forget every row."""
+        self.show_rows(JobRows())
 
     def set_rows(self, rows: list[dict]) -> int:
-        """Show `rows` in this order; returns how many jobs are new or changed. The cursor stays on its job, at
-        the same height on screen, while rows move."""
-        screen_offset = self.cursor_row - int(self.scroll_y) if self.cursor_key in self._index else None
-        changed = 0
-        signatures = {}
-        for row in rows:
-            key = row["key"]
-            signature = row_signature(row)
-            signatures[key] = signature
-            if self._signatures.get(key) != signature:
-                self._strips.pop(key, None)
-                changed += 1
-        self.jobs = {row["key"]: row for row in rows}
-        self.order = [row["key"] for row in rows]
-        self._index = {key: i for i, key in enumerate(self.order)}
-        self._signatures = signatures
-        for key in [k for k in self._strips if k not in self.jobs]:
-            del self._strips[key]
-        self.virtual_size = Size(self.size.width, len(self.order) + 1)
-        if self.cursor_key not in self._index:
-            old = self.cursor_row if screen_offset is None else screen_offset + int(self.scroll_y)
-            self.cursor_key = self.order[min(old, len(self.order) - 1)] if self.order else None
+        """Show `rows` in this order (indexing them here; a screen with many rows builds JobRows in a worker and
+        calls `show_rows`). Returns how many jobs are new or changed."""
+        built = JobRows.build(rows)
+        changed = built.changed_since(self.rows)
+        self.show_rows(built, changed)
+        return len(changed)
+
+    def show_rows(self, rows: JobRows, changed: set[str] | None = None) -> None:
+        """Show `rows`; `changed` (default: every job) are drawn again. The cursor stays on its job, at the same
+        height on screen, while rows move; only cached, i.e. recently visible, rows are looked at here."""
+        old = self.rows
+        screen_offset = self.cursor_row - int(self.scroll_y) if self.cursor_key in old.index else None
+        if changed is None:
+            self._strips.clear()
+        else:
+            for key in [k for k in self._strips if k in changed or k not in rows.index]:
+                del self._strips[key]
+        self.rows = rows
+        self.virtual_size = Size(self.size.width, len(rows.order) + 1)
+        if self.cursor_key not in rows.index:
+            at = old.index.get(self.cursor_key, 0) if self.cursor_key else 0
+            self.cursor_key = rows.order[min(at, len(rows.order) - 1)] if rows.order else None
         elif screen_offset is not None:  # keep the selected job where the eye is
             self.scroll_to(y=max(self.cursor_row - screen_offset, 0), animate=False, immediate=True)
         self.refresh()
-        return changed
 
     def tick_elapsed(self) -> None:
         """Redraw the running jobs (their elapsed time moves); only the visible ones are rendered again."""
-        for key, row in self.jobs.items():
-            if row["status"] == "running":
-                self._strips.pop(key, None)
+        for key in [k for k in self._strips if self.jobs[k]["status"] == "running"]:
+            del self._strips[key]
         self.refresh()
 
     # --- drawing -------------------------------------------------------------------------------------------------
@@ -276,7 +321,7 @@ class JobTable(ScrollView, can_focus=True):
     def _set_cursor(self, key: str) -> None:
         """Select a job and scroll so that its row (below the header) is on screen."""
         self.cursor_key = key
-        index = self._index[key]
+        index = self.rows.index[key]
         rows_visible = max(self.size.height - 1, 1)
         top = int(self.scroll_y)
         if index < top:
