@@ -407,3 +407,30 @@ async def test_reader_shows_real_and_synthetic_at_one_size_and_sharpness(fake_st
         assert len(seen) == 2 and len(sizes) == 1
         real, synthetic = (np.mean([_sharpness(i) for i in seen[s]]) for s in ("real", "synthetic"))
         assert 0.8 < real / synthetic < 1.25, (real, synthetic)
+
+
+async def test_an_image_change_blanks_the_box_for_one_frame(fake_store):
+    """A sixel terminal keeps pixels Textual did not overwrite: the pane paints its background over its whole
+    area (the image hidden) before it shows the next image, or nothing when there is none."""
+    from PIL import Image as PILImage
+
+    from xaug.tui.widgets.images import ImagePane
+
+    app = XaugApp(fake_store, poll_s=0.1)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("f4")
+        await settle(pilot)
+        pane = app.screen.query_one("#synthetic-pane", ImagePane)
+        inner = pane.query_one(Image)
+        assert inner.display and pane.image is not None
+        small = PILImage.new("RGB", (8, 8))
+        pane.show(small)
+        assert not inner.display and pane.image is not small  # this frame: only the pane's background
+        await pilot.pause()
+        await pilot.pause()
+        assert inner.display and pane.image is small
+        pane.show(None)
+        await pilot.pause()
+        await pilot.pause()
+        assert not inner.display and pane.image is None  # no image: the background stays

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 
 from rich.segment import Segment
-from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding
@@ -171,10 +170,15 @@ class JobTable(ScrollView, can_focus=True):
     COMPONENT_CLASSES = {"job-table--header", "job-table--cursor", "job-table--even"}
     DEFAULT_CSS = """
     JobTable { background: $surface; }
-    JobTable > .job-table--header { text-style: bold; background: $panel; }
-    JobTable > .job-table--cursor { background: $block-cursor-background; color: $block-cursor-foreground; }
-    JobTable > .job-table--even { background: $surface-lighten-1; }
+    JobTable > .job-table--header { text-style: bold; background: $panel; color: $foreground; }
+    JobTable:ansi > .job-table--header { background: ansi_bright_blue; color: ansi_default; }
+    JobTable > .job-table--even { background: $surface-lighten-1 50%; }
+    JobTable:dark > .job-table--even { background: $surface-darken-1 40%; }
+    JobTable > .job-table--cursor { background: $block-cursor-blurred-background;
+                                    color: $block-cursor-blurred-foreground; }
+    JobTable:focus > .job-table--cursor { background: $block-cursor-background; color: $block-cursor-foreground; }
     """
+    """DataTable's colours, so the queue looks like the other tables."""
 
     class JobSelected(Message):
         """The user chose a job (Enter on a row)."""
@@ -279,7 +283,7 @@ class JobTable(ScrollView, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         """Line 0 is the header; line y shows row scroll_y + y - 1."""
-        width = self.size.width
+        width = self.scrollable_content_region.width  # without the scrollbar
         if width != self._width:
             self._width, self._strips = width, {}
         widths = column_widths(width)
@@ -295,14 +299,11 @@ class JobTable(ScrollView, can_focus=True):
         if strip is None:
             strip = self._strips[key] = Strip(cells_line(job_cells(self.jobs[key]), widths)
                                               .render(self.app.console))
-        if key == self.cursor_key and self.has_focus:
+        if key == self.cursor_key:  # the cursor's colours win over the cells' (green "done" on a cyan bar)
             style = self.get_component_rich_style("job-table--cursor")
-        elif key == self.cursor_key:
-            style = self.get_component_rich_style("job-table--cursor") + Style(dim=True)
-        elif index % 2:
-            style = self.get_component_rich_style("job-table--even")
-        else:
-            style = self.rich_style
+            return Strip([Segment(text, seg_style + style if seg_style else style)
+                          for text, seg_style, _ in strip]).crop_extend(0, width, style)
+        style = self.get_component_rich_style("job-table--even") if index % 2 else self.rich_style
         return Strip([Segment(text, style + seg_style if seg_style else style)
                       for text, seg_style, _ in strip]).crop_extend(0, width, style)
 
