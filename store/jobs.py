@@ -371,18 +371,17 @@ _ORDER_BY = {
 def list_jobs(db: sqlite_utils.Database, study: str | None = None, status: str | None = None, *,
               order: str = "submitted", with_deps: bool = True, fields: tuple[str, ...] | None = None,
               limit: int | None = None) -> list[dict]:
-    """Jobs (optionally of one study and/or state) without their config, each with `studies` (comma-joined study
-    names) and, `with_deps`, `deps` and `blocked_by` (for a blocked job, the failed or cancelled job upstream of it).
+    """Jobs (optionally of one study and/or state), each with `studies` (comma-joined study names) and, `with_deps`, `deps` and `blocked_by` (for a blocked job, the failed or cancelled job upstream of it).
 
     `order` 'submitted' is submission order; 'queue' is QUEUE_ORDER (queued jobs by priority, then submission;
     finished ones most recent first), the order `xaug-tui` shows. `fields` reads only these columns (and key,
-    status): a live view of 10,000 jobs reads twice as fast with the dozen it shows. `limit` reads only the first
+    status) instead of all: a live view of 10,000 jobs reads twice as fast with the dozen it shows. `limit` reads only the first
     jobs in this order (a screenful, to show something at once).
     """
     unknown = set(fields or ()) - set(_JOB_COLUMNS) - {"studies"}
     if unknown:
         raise ValueError(f"jobs have no column(s) {sorted(unknown)}; they have {', '.join(_JOB_COLUMNS)}")
-    columns = _LISTED_COLUMNS if fields is None else ", ".join(
+    columns = "j.*" if fields is None else ", ".join(
         f"j.{c}" for c in dict.fromkeys(("key", "status", *fields)) if c != "studies")
     where, params = [], []
     if study is not None:
@@ -423,9 +422,9 @@ def queue_shape(db: sqlite_utils.Database) -> tuple:
 
 _JOB_COLUMNS = ("key", "kind", "label", "status", "priority", "attempts", "max_attempts", "gpus_needed", "progress",
                 "progress_total", "message", "eta_s", "pid", "host", "gpus", "log_path", "created_at", "started_at",
-                "ended_at", "heartbeat_at", "exit_code", "error", "cancel_requested", "slurm_job_id", "slurm_state")
-"""Every column of a job but its config (read one job's config with load_job)."""
-_LISTED_COLUMNS = ", ".join(f"j.{c}" for c in _JOB_COLUMNS)
+                "ended_at", "heartbeat_at", "exit_code", "error", "cancel_requested", "slurm_job_id", "slurm_state",
+                "config_json", "journal_seq")
+"""The columns `list_jobs` may be asked for."""
 
 
 def _deps_of(db, keys: list[str], whole: bool) -> dict[str, list[str]]:
@@ -486,23 +485,16 @@ def study_finished(db: sqlite_utils.Database, study: str) -> bool:
     return counts["queued"] == 0 and counts["running"] == 0
 
 
-def load_job_deps(db: sqlite_utils.Database, key: str) -> dict[str, dict]:
-    """The job rows (config decoded) of a job's dependencies, by key."""
+def load_job_deps(db: sqlite_utils.Database, key: str, *, dependents: bool = False) -> dict[str, dict]:
+    """The job rows (config decoded) of a job's dependencies, by key; with `dependents`, of the jobs that depend
+    on it instead."""
+    sql = ("SELECT job_key FROM job_deps WHERE dep_key = ?" if dependents
+           else "SELECT dep_key FROM job_deps WHERE job_key = ?")
     out = {}
-    for (dep_key,) in db.execute("SELECT dep_key FROM job_deps WHERE job_key = ?", (key,)).fetchall():
-        row = load_job(db, dep_key)
+    for (other,) in db.execute(sql, (key,)).fetchall():
+        row = load_job(db, other)
         if row is not None:
-            out[dep_key] = row
-    return out
-
-
-def load_job_dependents(db: sqlite_utils.Database, key: str) -> dict[str, dict]:
-    """The job rows (config decoded) of the jobs that depend on a job, by key."""
-    out = {}
-    for (job_key,) in db.execute("SELECT job_key FROM job_deps WHERE dep_key = ?", (key,)).fetchall():
-        row = load_job(db, job_key)
-        if row is not None:
-            out[job_key] = row
+            out[other] = row
     return out
 
 

@@ -215,15 +215,20 @@ def test_reader_items_are_blinded_mixed_and_stable(fake_store):
     assert items != reader_items(samples, folder, root, 2, 0.25, "demo", "bob")
 
 
+async def _start_reader(pilot, rater: str = "ann"):
+    """Open the reader study and enter a rater name; returns the screen."""
+    await settle(pilot)
+    await pilot.press("f5")
+    await settle(pilot)
+    await pilot.press(*rater, "enter")
+    await settle(pilot)
+    return pilot.app.screen
+
+
 async def test_reader_study_stores_ratings(fake_store):
     app = XaugApp(fake_store, poll_s=0.1)
     async with app.run_test(size=(160, 45)) as pilot:
-        await settle(pilot)
-        await pilot.press("f5")
-        await settle(pilot)
-        await pilot.press(*"ann", "enter")
-        await settle(pilot)
-        screen = app.screen
+        screen = await _start_reader(pilot)
         assert isinstance(screen, ReaderScreen) and screen.rater == "ann" and len(screen.items) == 18
         assert screen.query_one("#reader-image", Image).image is not None
         first = screen.item
@@ -390,12 +395,7 @@ async def test_reader_shows_real_and_synthetic_at_one_size_and_sharpness(fake_st
         PILImage.fromarray(radiograph()).resize((32, 32), PILImage.Resampling.LANCZOS).save(png)
     app = XaugApp(fake_store, poll_s=0.1)
     async with app.run_test(size=(160, 45)) as pilot:
-        await settle(pilot)
-        await pilot.press("f5")
-        await settle(pilot)
-        await pilot.press(*"ann", "enter")
-        await settle(pilot)
-        screen = app.screen
+        screen = await _start_reader(pilot)
         assert screen.side == 32  # the coarsest source
         seen: dict[str, list] = {}
         while screen.item is not None and len(seen.get("real", [])) < 2:

@@ -11,7 +11,7 @@ from xaug.engine.errors import StoreError
 from xaug.store import open_store
 from xaug.store.db import store_errors
 from xaug.store.analysis import load_analysis, load_comparisons, load_headline, load_quality_summary
-from xaug.store.jobs import QUEUE_ORDER, list_jobs, load_job_dependents, load_job_deps, study_counts
+from xaug.store.jobs import QUEUE_ORDER, list_jobs, load_job_deps, study_counts
 from xaug.store.ratings import load_ratings, rated_images, rating_summary, record_rating
 from xaug.store.studies import study_classes
 from xaug.tui.screens.study import quality_vs_utility
@@ -21,7 +21,8 @@ from xaug.tui.widgets.engine_bar import engine_liveness
 def test_list_jobs_filters_orders_and_counts(fake_store):
     db = open_store(fake_store)
     rows = list_jobs(db, order="queue", with_deps=False)
-    assert len(rows) == 12 and "config_json" not in rows[0]
+    assert len(rows) == 12 and "config_json" in rows[0]
+    assert set(list_jobs(db, fields=("label",), with_deps=False)[0]) == {"key", "status", "label", "studies"}
     ranks = [QUEUE_ORDER.index(r["status"]) for r in rows]
     assert ranks == sorted(ranks) and rows[0]["status"] == "running"
     failed = list_jobs(db, status="failed", with_deps=False)
@@ -56,7 +57,7 @@ def test_study_queries(fake_store):
     qvu = _qvu(db)
     assert [p["generator"] for p in qvu] == ["ddpm", "gan"] and qvu[0]["quality"] == 40.0
     assert {j["kind"] for j in load_job_deps(db, "e" * 64).values()} == {"prepare_data", "train_classifier"}
-    assert [j["key"] for j in load_job_dependents(db, "c" * 64).values()] == ["e" * 64]
+    assert [j["key"] for j in load_job_deps(db, "c" * 64, dependents=True).values()] == ["e" * 64]
     assert study_classes(db, "demo") == ["healthy", "viral", "covid19"]
 
 

@@ -19,7 +19,7 @@ from textual.widgets import DataTable, Footer, Header, Log, Static
 from xaug.store import artifact_root
 from xaug.store.analysis import load_study_training_curves
 from xaug.store.artifacts import load_artifacts
-from xaug.store.jobs import classifier_name, job_studies, load_job, load_job_dependents, load_job_deps
+from xaug.store.jobs import classifier_name, job_studies, load_job, load_job_deps
 from xaug.store.metrics import load_class_metrics, load_confusion, load_metrics, load_results
 from xaug.store.results import arm_label
 from xaug.tui.messages import ElapsedTicked, StoreChanged
@@ -172,7 +172,7 @@ class JobDetailScreen(Screen):
         if job["kind"] == "evaluate":
             trained, evaluation = related_of_kind(load_job_deps(db, self.key), "train_classifier"), job
         elif job["kind"] == "train_classifier":
-            trained, evaluation = job, related_of_kind(load_job_dependents(db, self.key), "evaluate")
+            trained, evaluation = job, related_of_kind(load_job_deps(db, self.key, dependents=True), "evaluate")
         if not data["series"] and trained is not None and trained is not job:  # its curves are the training run's
             data["series"] = curves_from_points(load_metrics(db, trained["key"]))
             data["curves_of"] = "train_classifier"
