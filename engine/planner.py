@@ -10,6 +10,10 @@ Conventions (documented here because they change keys):
 - `splits.run_folds` is left out of `prepare_data`'s config (it prepares every fold), so running fewer folds
   reuses the same data; a generator's `amounts` are left out of its dump (amounts show up as `amount` and
   `n_per_class`), so adding an amount does not retrain the generator.
+- With `dataset.external_test`, every trained classifier gets a second `evaluate` job whose config adds
+  `test_set: external`; the first one's config (and key) is as without it.
+- Dataset options added after keys were first made (`_KEYED_WHEN_SET`) are left out of prepare_data's config while
+  at their default, so a study that does not use them keeps its keys.
 - Jobs are returned in dependency order; the queue runs equal priorities oldest first, i.e. in this order.
 - Keys are content-addressed: a config keeps the absolute paths its worker reads (LOCATION_FIELDS), but the key
   hashes the fingerprint of what lies there (`loaded.fingerprints`, computed before planning), plus the kind's
@@ -19,16 +23,17 @@ Conventions (documented here because they change keys):
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from xaug.engine.generators.registry import get_generator
+from xaug.engine.data.csvtable import load_csv
+from xaug.engine.data.splits import EXTERNAL
+from xaug.engine.generators.registry import PATH_PARAMS, get_generator
 from xaug.engine.jobs import JOB_VERSIONS
-from xaug.engine.recipe.schema import CLASS_NAMES_PAPER, ClassifierSpec, GeneratorSpec, Recipe
+from xaug.engine.recipe.schema import CLASS_NAMES_PAPER, ClassifierSpec, DatasetConfig, GeneratorSpec, Recipe
 
 BASELINE_PRIORITY = 1
 
@@ -47,6 +52,11 @@ class PlannedJob:
     priority: int = 0
     gpus_needed: int = 0
     max_attempts: int = 3
+    gpu_memory_mb: float | None = None
+    """GPU memory declared for the job (recipe `resources.gpu_memory_gb`): the scheduler may share a GPU with it."""
+    memory_group: str | None = None
+    """Set when its memory is to be measured: jobs of one group (kind + model spec) use about the same memory, so
+    the peak measured on a done one sizes the next (engine/queue/policy.py)."""
 
 
 # Config fields that say where an input lives (absolute paths, for the worker). The key never sees these paths:
@@ -54,7 +64,7 @@ class PlannedJob:
 LOCATION_FIELDS = (
     ("dataset", "path"),
     ("classifier", "weights"),
-    ("generator", "params", "base_model"),
+    *(("generator", "params", name) for name in PATH_PARAMS),
     ("quality", "inception_weights"),
 )
 
@@ -98,12 +108,38 @@ def job_key(kind: str, config: dict[str, Any], deps: Iterable[str],
 
 def make_job(kind: str, config: dict[str, Any], deps: Iterable[str] = (), *, label: str | None = None,
              priority: int = 0, gpus_needed: int = 0, max_attempts: int = 3,
-             fingerprints: Mapping[str, str] | None = None) -> PlannedJob:
+             fingerprints: Mapping[str, str] | None = None, gpu_memory_mb: float | None = None,
+             memory_group: str | None = None) -> PlannedJob:
     """A PlannedJob with its key computed (used by the planner, benchmarks and tests)."""
     deps = tuple(sorted(set(deps)))
     return PlannedJob(kind=kind, label=label or kind, config=config, deps=deps,
                       key=job_key(kind, config, deps, fingerprints), priority=priority, gpus_needed=gpus_needed,
-                      max_attempts=max_attempts)
+                      max_attempts=max_attempts, gpu_memory_mb=gpu_memory_mb, memory_group=memory_group)
+
+
+# Config fields that decide how much GPU memory a job uses: its model spec (a dict: model, batch size...), image
+# size and precision. The fold, seed, arm, amount and a classifier arm's generator *name* do not.
+MEMORY_SPECS = ("classifier", "generator", "quality")
+MEMORY_SCALARS = ("image_size", "amp")
+
+
+def memory_group(kind: str, config: dict[str, Any]) -> str:
+    """The group of jobs expected to use the same GPU memory: the kind and a hash of its memory fields."""
+    spec = {name: config[name] for name in MEMORY_SPECS if isinstance(config.get(name), dict)}
+    spec |= {name: config[name] for name in MEMORY_SCALARS if name in config}
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
+    return f"{kind}:{digest}"
+
+
+def gpu_memory_settings(recipe: Recipe, kind: str, config: dict[str, Any], gpus: int) -> dict[str, Any]:
+    """`gpu_memory_mb` and `memory_group` of a job from the recipe's `resources.gpu_memory_gb` (none for CPU jobs
+    and kinds not listed: they take their GPUs whole)."""
+    setting = recipe.resources.gpu_memory_gb.get(kind) if gpus else None
+    if setting is None:
+        return {}
+    if setting == "measured":
+        return {"memory_group": memory_group(kind, config)}
+    return {"gpu_memory_mb": float(setting) * 1024.0}
 
 
 @dataclass
@@ -131,10 +167,12 @@ def plan_study(loaded) -> list[PlannedJob]:
     classifier_gpus = recipe.resources.classifier_gpus if gpu else 0
     attempts = recipe.resources.max_attempts
     plan = _Plan()
+    test_sets = ["test", EXTERNAL] if recipe.dataset.external_test else ["test"]
 
     def add(kind, config, deps, label, gpus, priority=0):
         return plan.add(make_job(kind, config, deps, label=label, gpus_needed=gpus, max_attempts=attempts,
-                                 priority=priority, fingerprints=fingerprints))
+                                 priority=priority, fingerprints=fingerprints,
+                                 **gpu_memory_settings(recipe, kind, config, gpus)))
 
     prepare = add("prepare_data", _prepare_config(loaded), (), f"prepare_data {recipe.dataset.source}", 0,
                   BASELINE_PRIORITY)
@@ -158,9 +196,11 @@ def plan_study(loaded) -> list[PlannedJob]:
                     # The real-only baseline runs first: it is the first answer a user can read.
                     priority = BASELINE_PRIORITY if arm == "baseline" else 0
                     train = add("train_classifier", config, deps, f"train {label}", classifier_gpus, priority)
-                    evaluate = add("evaluate", config, [train.key, prepare.key], f"evaluate {label}",
-                                   min(classifier_gpus, 1), priority)
-                    final_deps.append(evaluate.key)
+                    for test_set in test_sets:
+                        evaluate = add("evaluate", _evaluate_config(config, test_set), [train.key, prepare.key],
+                                       f"evaluate {label}" + ("" if test_set == "test" else f" on {test_set}"),
+                                       min(classifier_gpus, 1), priority)
+                        final_deps.append(evaluate.key)
     analysis = {"study": recipe.name, "classes": classes, "analysis": recipe.analysis.model_dump(mode="json")}
     add("analyse", analysis, final_deps, f"analyse {recipe.name}", 0)
     return plan.jobs
@@ -240,6 +280,11 @@ def _classifier_config(loaded, spec: ClassifierSpec, where: dict[str, int], seed
             "image_size": spec.image_size or recipe.dataset.image_size, "amp": recipe.resources.amp}
 
 
+def _evaluate_config(config: dict[str, Any], test_set: str) -> dict[str, Any]:
+    """An evaluate job's config: its classifier's, plus `test_set` when it is not the fold's test split."""
+    return config if test_set == "test" else {**config, "test_set": test_set}
+
+
 def _classifier_label(spec: ClassifierSpec, where: dict[str, int], seed: int, arm: str, gen: GeneratorSpec | None,
                       amount: int) -> str:
     what = {"baseline": "baseline", "synthetic": f"{gen.name if gen else ''} +{amount}",
@@ -247,9 +292,22 @@ def _classifier_label(spec: ClassifierSpec, where: dict[str, int], seed: int, ar
     return f"{spec.id} {what} {_unit_label(where)} seed {seed}"
 
 
+# Dataset options added after studies were first keyed, as paths into DatasetConfig's dump.
+_KEYED_WHEN_SET = (("subsample",), ("external_test",), ("csv", "image_root"), ("csv", "where"), ("csv", "where_not"),
+                   ("csv", "on_missing_label"), ("csv", "on_other_label"), ("csv", "on_mixed_patient"), ("csv", "findings_column"),
+                   ("csv", "finding_columns"), ("csv", "multiple_findings"), ("csv", "priority"))
+
+
 def _prepare_config(loaded) -> dict[str, Any]:
     recipe: Recipe = loaded.recipe
     dataset = recipe.dataset.model_dump(mode="json")
+    defaults = DatasetConfig().model_dump(mode="json")
+    for *parents, name in _KEYED_WHEN_SET:
+        here, default = dataset, defaults
+        for parent in parents:
+            here, default = here[parent], default[parent]
+        if here[name] == default[name]:
+            del here[name]
     dataset["path"] = _abs(loaded, recipe.dataset.path)
     splits = recipe.splits.model_dump(mode="json")
     splits["run_folds"] = None
@@ -261,10 +319,11 @@ def _prepare_config(loaded) -> dict[str, Any]:
 def _generator_dump(loaded, gen: GeneratorSpec) -> dict[str, Any]:
     dump = gen.model_dump(mode="json")
     dump["amounts"] = None
-    base_model = dump["params"].get("base_model")
-    if isinstance(base_model, str) and loaded.resolve(base_model).exists():
-        # A local base model folder, relative to the recipe like every other path; otherwise a hub repo id.
-        dump["params"] = {**dump["params"], "base_model": str(loaded.resolve(base_model))}
+    for name in PATH_PARAMS:
+        value = dump["params"].get(name)
+        if isinstance(value, str) and loaded.resolve(value).exists():
+            # A local file or folder, relative to the recipe like every other path; otherwise e.g. a hub repo id.
+            dump["params"] = {**dump["params"], name: str(loaded.resolve(value))}
     return dump
 
 
@@ -283,9 +342,8 @@ def study_classes(loaded) -> list[str]:
     path = Path(loaded.resolve(dataset.path))
     if dataset.source == "folder":
         return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    with path.open(newline="", encoding="utf-8") as handle:
-        labels = {row[dataset.csv.label_column] for row in csv.DictReader(handle)}
-    return sorted({dataset.csv.label_map.get(label, label) for label in labels})
+    # The loader itself (rules, label layouts, mixed patients, missing files): planned classes are loaded classes.
+    return load_csv(dataset.model_copy(update={"path": str(path)})).classes
 
 
 def summarise_plan(jobs: list[PlannedJob]) -> dict[str, int]:

@@ -33,7 +33,8 @@ def build_queue(path: Path, n_jobs: int) -> list[str]:
 
     db = open_store(path)
     jobs = [SimpleNamespace(key=f"bench{i:059d}", kind="evaluate", label=f"evaluate bench fold {i % 5} seed {i}",
-                            config={"i": i}, priority=i % 3, max_attempts=1, gpus_needed=0, deps=[])
+                            config={"i": i}, priority=i % 3, max_attempts=1, gpus_needed=0, gpu_memory_mb=None,
+                            memory_group=None, deps=[])
             for i in range(n_jobs)]
     q.submit_study(db, "bench", None, "", {"name": "bench"}, jobs)
     running, done = [], int(n_jobs * DONE)

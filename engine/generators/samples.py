@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from xaug.engine.errors import DataError
+from xaug.store.artifacts import artifact_path
 
 
 def sample_path(work_dir: Path, class_name: str, index: int) -> Path:
     """Where sample `index` of a class is written inside a sample job's folder."""
-    return Path(work_dir) / "samples" / class_name / f"{index:05d}.png"
+    return artifact_path(work_dir, "samples", class_name, f"{index:05d}.png")
 
 
 def load_samples(db, artifact_root: Path, sample_job_key: str, class_name: str, n: int | None = None) -> np.ndarray:
@@ -35,7 +36,7 @@ def load_samples(db, artifact_root: Path, sample_job_key: str, class_name: str, 
         rows = rows[:n]
     images = []
     for row in rows:
-        path = Path(artifact_root) / row["path"]
+        path = artifact_path(artifact_root, row["path"])
         try:
             with Image.open(path) as img:
                 images.append(np.asarray(img.convert("L"), dtype=np.uint8))
@@ -44,49 +45,6 @@ def load_samples(db, artifact_root: Path, sample_job_key: str, class_name: str, 
     if not images:
         return np.zeros((0, 0, 0), dtype=np.uint8)
     return np.stack(images)
-
-
-def training_units(per_class: bool, data) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
-    """The models a generator trains: [('all', images, labels)] (class-conditional) or one (class, images, None)
-    per class; a class without training images raises DataError."""
-    if not per_class:
-        return [("all", data.images, data.labels)]
-    units = []
-    for name in data.classes:
-        images = data.of_class(name)
-        if len(images) == 0:
-            raise DataError(f"class '{name}' has no training images in this fold, so no per-class model can be "
-                            "trained for it; use per_class: false or fewer folds")
-        units.append((name, images, None))
-    return units
-
-
-def train_each_unit(model: str, params, per_class: bool, data, work_dir: Path, train_unit):
-    """Train every model of a generator in turn (one, or one per class), resuming each from its state.
-
-    Writes `generator.json` (what `sample` needs), then calls `train_unit(params, classes, images, labels,
-    unit_dir, seed_offset, step_offset, total_steps) -> step reached` per unit; returns a TrainOutcome that is
-    unfinished as soon as a unit stops early (it checkpointed; a later run resumes it).
-    """
-    from xaug.engine import checkpoint as ckpt
-    from xaug.engine.generators.base import TrainOutcome
-
-    work_dir = Path(work_dir)
-    units = training_units(per_class, data)
-    from xaug.engine.generators.distributed import is_main_process
-
-    if is_main_process():  # under DDP (distributed.py) rank 0 writes the shared files
-        ckpt.write_json(work_dir / "generator.json", {
-            "model": model, "per_class": per_class, "classes": list(data.classes), "params": params.model_dump(),
-            "units": [u[0] for u in units]})
-    total = params.steps * len(units)
-    for index, (unit, images, labels) in enumerate(units):
-        offset = index * params.steps
-        classes = data.classes if not per_class else [unit]
-        step = train_unit(params, classes, images, labels, work_dir / unit, index, offset, total)
-        if step < params.steps:
-            return TrainOutcome(checkpoint=work_dir, finished=False, step=offset + step)
-    return TrainOutcome(checkpoint=work_dir, finished=True, step=total)
 
 
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:

@@ -36,8 +36,11 @@ OVERLAYS = (None, "val_loss", "val_accuracy")
 
 
 def related_of_kind(related: dict[str, dict], kind: str) -> dict | None:
-    """The first of some jobs (dependencies or dependents, by key) of one kind."""
-    return next((job for _, job in sorted(related.items()) if job["kind"] == kind), None)
+    """The first of some jobs (dependencies or dependents, by key) of one kind; of evaluate jobs, the one on the
+    fold's test split before one on an external test set."""
+    jobs = sorted((job.get("config", {}).get("test_set") not in (None, "test"), key) + (job,)
+                  for key, job in related.items() if job["kind"] == kind)
+    return jobs[0][-1] if jobs else None
 
 
 def arm_curves(db, study: str, trained: dict, metric: str) -> Series:

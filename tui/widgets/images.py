@@ -19,6 +19,7 @@ from textual.containers import Container
 from textual_image.widget import Image
 
 from xaug.store import artifact_root
+from xaug.store.artifacts import artifact_path
 from xaug.store.jobs import study_jobs_of_kind
 
 REAL_PREFIX = "real:"
@@ -37,8 +38,8 @@ def image_mode() -> str:
 
 
 def open_png(root: Path, relative: str) -> PILImage.Image:
-    """A stored image (path relative to the artifact root) as a PIL image."""
-    with PILImage.open(root / relative) as image:
+    """A stored image (path relative to the artifact root, which it may not leave) as a PIL image."""
+    with PILImage.open(artifact_path(root, relative)) as image:
         return image.convert("RGB")
 
 
@@ -76,7 +77,7 @@ def load_image(root: Path, image_path: str) -> PILImage.Image:
     """A reader-study image as stored: a PNG, or a real image addressed as `real:<folder>#<row>`."""
     if image_path.startswith(REAL_PREFIX):
         folder, row = image_path[len(REAL_PREFIX):].rsplit("#", 1)
-        return real_image(root / folder, int(row))
+        return real_image(artifact_path(root, folder), int(row))
     return open_png(root, image_path)
 
 
