@@ -4,7 +4,6 @@ TUI read instead of computing statistics themselves."""
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from statistics import fmean

@@ -500,6 +500,15 @@ def load_job_deps(db: sqlite_utils.Database, key: str, *, dependents: bool = Fal
     return out
 
 
+def load_fold_evaluation(db: sqlite_utils.Database, train_key: str) -> dict | None:
+    """The evaluate job (row, config decoded) that scores a train_classifier job on its fold's test split, before
+    one on an external test set; None before there is one."""
+    evaluations = sorted((job["config"].get("test_set", "test") != "test", key, job)
+                         for key, job in load_job_deps(db, train_key, dependents=True).items()
+                         if job["kind"] == "evaluate")
+    return evaluations[0][-1] if evaluations else None
+
+
 def job_studies(db: sqlite_utils.Database, key: str) -> list[str]:
     """Names of the studies a job belongs to."""
     return [r[0] for r in db.execute("SELECT study FROM study_jobs WHERE job_key = ? ORDER BY study", (key,))]

@@ -19,7 +19,7 @@ from textual.widgets import DataTable, Footer, Header, Log, Static
 from xaug.store import artifact_root
 from xaug.store.analysis import load_study_training_curves
 from xaug.store.artifacts import load_artifacts
-from xaug.store.jobs import classifier_name, job_studies, load_job, load_job_deps
+from xaug.store.jobs import classifier_name, job_studies, load_fold_evaluation, load_job, load_job_deps
 from xaug.store.metrics import load_class_metrics, load_confusion, load_metrics, load_results
 from xaug.store.results import arm_label
 from xaug.tui.messages import ElapsedTicked, StoreChanged
@@ -36,11 +36,8 @@ OVERLAYS = (None, "val_loss", "val_accuracy")
 
 
 def related_of_kind(related: dict[str, dict], kind: str) -> dict | None:
-    """The first of some jobs (dependencies or dependents, by key) of one kind; of evaluate jobs, the one on the
-    fold's test split before one on an external test set."""
-    jobs = sorted((job.get("config", {}).get("test_set") not in (None, "test"), key) + (job,)
-                  for key, job in related.items() if job["kind"] == kind)
-    return jobs[0][-1] if jobs else None
+    """The first of some jobs (dependencies, by key) of one kind."""
+    return next((job for _, job in sorted(related.items()) if job["kind"] == kind), None)
 
 
 def arm_curves(db, study: str, trained: dict, metric: str) -> Series:
@@ -175,7 +172,7 @@ class JobDetailScreen(Screen):
         if job["kind"] == "evaluate":
             trained, evaluation = related_of_kind(load_job_deps(db, self.key), "train_classifier"), job
         elif job["kind"] == "train_classifier":
-            trained, evaluation = job, related_of_kind(load_job_deps(db, self.key, dependents=True), "evaluate")
+            trained, evaluation = job, load_fold_evaluation(db, self.key)
         if not data["series"] and trained is not None and trained is not job:  # its curves are the training run's
             data["series"] = curves_from_points(load_metrics(db, trained["key"]))
             data["curves_of"] = "train_classifier"

@@ -73,9 +73,6 @@ class QueueScreen(Screen):
             self.engine, self.gpus, self.counts = engine, gpus, counts
             self.view, self.query_s = view, query_s
 
-    class QueueRefreshed(Message):
-        """The table now shows the latest read (tests and measurements wait for this)."""
-
     def __init__(self) -> None:
         super().__init__()
         self._generation = 0
@@ -164,8 +161,6 @@ class QueueScreen(Screen):
         self.last_refresh_s = {"query": message.query_s, "apply": time.perf_counter() - started}
         if message.rows.shape is None:  # a first screenful: read the rest once it is on screen
             self.call_after_refresh(self.refresh_jobs)
-            return
-        self.post_message(self.QueueRefreshed())
 
     def _show_filter(self) -> None:
         """Describe the active filter above the table."""
