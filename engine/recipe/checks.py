@@ -60,6 +60,9 @@ def _dataset_problems(loaded):
             yield from _patient_id_problems(dataset, path)
         elif dataset.source == "csv" and not path.is_file():
             yield ("dataset", "path"), f"{path} is not a file (source: csv wants a CSV file)"
+        elif dataset.source == "csv":
+            yield from _csv_column_problems(dataset, path)
+    yield from _subsample_problems(dataset)
     if dataset.one_patient_per_image and dataset.source != "folder":
         yield ("dataset", "one_patient_per_image"), (
             f"applies to source: folder only; source '{dataset.source}' has its own patient ids")
@@ -73,6 +76,31 @@ def _dataset_problems(loaded):
         else:
             if groups != 1:
                 yield ("dataset", "patient_pattern"), f"needs exactly one (group) for the patient id, has {groups}"
+
+
+def _csv_column_problems(dataset, path):
+    """Every column the recipe names must be in the CSV's header: read the header only, not the rows."""
+    from xaug.engine.data.csvtable import missing_columns, read_header
+
+    header = read_header(path)
+    if not header:
+        yield ("dataset", "path"), f"{path}: not a readable CSV file with a header row"
+        return
+    for loc, column in missing_columns(header, dataset.csv):
+        yield ("dataset", "csv", *loc), f"{path} has no column {column!r}; its header has {header}"
+
+
+def _subsample_problems(dataset):
+    subsample = dataset.subsample
+    if dataset.external_test and subsample is None:
+        yield ("dataset", "external_test"), (
+            "needs dataset.subsample: the external test set is the images the subsample does not draw")
+    if subsample is not None and subsample.per_class is not None and dataset.classes is not None:
+        for name in subsample.per_class:
+            if name not in dataset.classes:
+                yield ("dataset", "subsample", "per_class", name), (
+                    f"'{name}' is not in dataset.classes.{suggest(name, list(dataset.classes))}"
+                    f" Classes: {', '.join(dataset.classes)}")
 
 
 def _patient_id_problems(dataset, path):
