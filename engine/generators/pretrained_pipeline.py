@@ -212,7 +212,7 @@ def _load(folder: Path, lora: str | None, params: PretrainedPipelineParams, devi
 
 
 def _sample_text(pipe, prompt: str, n: int, seed: int, params: PretrainedPipelineParams) -> np.ndarray:
-    """A text-conditioned pipeline at its own size, LoRA at params.lora_scale (the SD generators' sampler)."""
+    """A text-conditioned pipeline at its own size, LoRA at params.lora_scale (sd_sampling's sampler)."""
     from xaug.engine.generators.sd_sampling import run_pipeline
 
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
