@@ -374,3 +374,30 @@ def _make_private(folder: Path) -> None:
             path.chmod(0o700 if path.is_dir() else 0o600)
         except OSError:
             pass  # another user's file in a shared folder: theirs to protect
+
+
+@migrations()
+def m007_data_subsample_external(db):
+    """dataset.subsample's draw per class (subsample_draws) and the members of the external test set
+    (external_members, patients as salted pseudonyms), both written by prepare_data; arm_summaries gain `test_set`
+    ('test': the folds' test splits; 'external': dataset.external_test), part of their primary key."""
+    db["arm_summaries"].add_column("test_set", str, not_null_default="test")
+    db["arm_summaries"].transform(pk=("study", "classifier", "arm", "generator", "amount", "metric", "class_name",
+                                      "test_set"))
+    db.execute("""CREATE TABLE subsample_draws (
+        job_key TEXT NOT NULL,
+        class_name TEXT NOT NULL,
+        target INTEGER NOT NULL,
+        available_images INTEGER NOT NULL,
+        available_patients INTEGER NOT NULL,
+        selected_images INTEGER NOT NULL,
+        selected_patients INTEGER NOT NULL,
+        PRIMARY KEY (job_key, class_name)
+    )""")
+    db.execute("""CREATE TABLE external_members (
+        job_key TEXT NOT NULL,
+        image_id TEXT NOT NULL,
+        patient TEXT NOT NULL,
+        label TEXT NOT NULL,
+        PRIMARY KEY (job_key, image_id)
+    )""")
