@@ -135,3 +135,15 @@ def test_a_csv_file_skipped_is_stored_without_its_folders(tmp_path):
     report = prepare_dataset(cfg, SplitsConfig(folds=2), tmp_path / "out", pseudonymise=lambda text: "h" * 16)
     assert report.skipped == [("file-hhhhhhhhhhhhhhhh.png", "file not found (listed in meta.csv, row 9)")]
     assert "patient0000" not in (tmp_path / "out" / "index.json").read_text()
+
+
+def test_private_paths_of_a_csv_with_an_image_root():
+    from xaug.engine.data.pseudonyms import PrivatePaths
+    from xaug.engine.recipe.schema import CsvConfig
+
+    cfg = DatasetConfig(source="csv", path="/site/meta.csv", csv=CsvConfig(image_root="images"))
+    private = PrivatePaths(cfg, lambda text: f"<{text}>")
+    assert private.name("/site/images/p1/a.png") == "file-<p1/a.png>.png"
+    assert private.name("/elsewhere/p1/a.png") == "file-</elsewhere/p1/a.png>.png"  # outside: hashed whole
+    assert private.name("meta.csv, row 7") == "meta.csv, row 7"  # a row without a file names no one
+    assert private.scrub("/site/images/p2/b.png: not found") == "file-<p2/b.png>.png: not found"
