@@ -31,7 +31,7 @@ classifiers:
   - {model: resnet10t, epochs: 1}
 amounts: [0, 6]
 seeds: [0]
-quality: {features: pixels}  # Inception's weights are not on this machine, and submit checks for them
+quality: {features: pixels}  # image_quality is faked; no Inception weights needed
 resources: {device: cpu, max_attempts: 1}
 """
 
