@@ -1,13 +1,40 @@
-"""Indexing files a job wrote under the artifact folder (checkpoints, sample PNGs, grids, logs, figures)."""
+"""Files under the artifact folder: building their paths safely, and indexing what a job wrote (checkpoints,
+sample PNGs, grids, logs, figures).
+
+Paths under the artifact folder are often made of data (class names from folder names or CSV labels, unit names,
+paths read back from the store). `artifact_path` is the one way to build them: a part that would lead out of its
+root folder ('..', an absolute path, a symlink pointing elsewhere) is refused, so no name can make a job write or
+delete anything outside the folder it was given.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePosixPath
 
 import sqlite_utils
 
+from xaug.engine.errors import DataError
 from xaug.store.db import now
+
+
+def artifact_path(root: str | Path, *parts: str | Path) -> Path:
+    """`root / part / ...`, or DataError when a part is empty, absolute, holds '..' or a NUL, or the result
+    (symlinks followed) lies outside `root`. Parts may hold several segments ('samples/viral/00001.png')."""
+    root = Path(root)
+    for part in parts:
+        text = str(part)
+        segments = PurePosixPath(text.replace("\\", "/")).parts
+        if not text or "\x00" in text or PurePosixPath(text).is_absolute() or Path(text).is_absolute() \
+                or ".." in segments:
+            raise DataError(f"refusing the path segment {text!r} below {root}: a name from data (a class, a unit or "
+                            "a stored path) must stay inside its folder; use names of letters, digits, '_', '.' and "
+                            "'-' that start with a letter or digit")
+    path = root.joinpath(*(str(part) for part in parts))
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise DataError(f"refusing {path}: it resolves to {path.resolve()}, outside {root} (a symlink?)")
+    return path
 
 
 def record_artifact(

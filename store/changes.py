@@ -21,7 +21,6 @@ import sqlite_utils
 
 from xaug.store.db import open_store
 from xaug.store.jobs import immediate
-from xaug.store.studies import store_salt
 
 _OUTBOX = "_captured_changes"
 _NOT_CAPTURED = {"_sqlite_migrations", _OUTBOX, "meta", "engine", "queue_state", "gpu_stats", "studies", "study_jobs",
@@ -33,10 +32,10 @@ _JOB_COLUMNS = ("progress", "progress_total", "message", "eta_s", "heartbeat_at"
 
 def job_snapshot(db: sqlite_utils.Database, key: str) -> dict:
     """What a job may read, as plain rows: its own and its dependencies' rows of every job-keyed table, the
-    `jobs` rows themselves, its `job_deps` and the store's `meta` (e.g. the pseudonymisation salt)."""
+    `jobs` rows themselves, its `job_deps` and the store's `meta` (the pseudonym key is not in it: a remote worker
+    reads the key file beside the store, see studies.py)."""
     deps = [r[0] for r in db.execute("SELECT dep_key FROM job_deps WHERE job_key = ?", (key,)).fetchall()]
     keys = [key, *deps]
-    store_salt(db)  # created now, on the engine's host, so that every job pseudonymises with the same salt
     marks = ",".join("?" * len(keys))
     tables: dict[str, list[dict]] = {
         "jobs": [dict(r) for r in db.query(f"SELECT * FROM jobs WHERE key IN ({marks})", keys)],

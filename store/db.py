@@ -15,6 +15,8 @@ import sqlite_utils
 from xaug.engine.errors import StoreError
 
 BUSY_TIMEOUT_MS = 30_000
+PRIVATE_UMASK = 0o077
+"""Files and folders created by a process that opened a store: readable by the owning user only."""
 
 
 def now() -> str:
@@ -47,9 +49,13 @@ def open_store(db_path: str | Path, *, migrate: bool = True) -> sqlite_utils.Dat
     """Open (creating if needed) the store at `db_path`, with WAL, a busy timeout and all migrations applied.
 
     Any SQLite failure (not a database, read-only, disk full, busy) is raised as a StoreError that says what to do.
+    Every process that writes artifacts (engine, workers, `xaug` exports) opens its store first, so this is where
+    the files they create are made private: from here on, files are 0600 and folders 0700 (they hold patient images,
+    checkpoints trained on them, predictions).
     """
     from xaug.store.migrations import migrations
 
+    os.umask(PRIVATE_UMASK)
     path = Path(db_path)
     if str(path) != ":memory:":
         try:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path, PurePosixPath
+
 from sqlite_utils.migrations import Migrations
 
 migrations = Migrations("xaug")
 
 _INITIAL_SCHEMA = [
-    # Key/value facts about this store, e.g. the salt used to pseudonymise patient identifiers.
+    # Key/value facts about this store (the pseudonym key lived here until m006 moved it to a key file).
     """CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
     # One row per study (a recipe by name); re-submitting a recipe updates it.
     """CREATE TABLE studies (
@@ -325,3 +328,76 @@ def m005_queue_blocked_status(db):
     if "'blocked'" not in sql:
         raise RuntimeError(f"migration m005: the jobs table's status CHECK was not found in: {sql}")
     refresh_blocked(db)
+
+
+@migrations()
+def m006_safety_pseudonym_key_file(db):
+    """The pseudonym key leaves the database for a 0600 key file beside it (studies.py), and stored strings that
+    may name patient files go: skipped images' absolute paths become keyed hashes (their reason is kept), and the
+    error of a prepare_data job that names a file of its dataset is replaced by a note to run it again. Files
+    already in the artifact folder become 0600, its folders 0700, as new ones are (db.py)."""
+    from xaug.store.db import artifact_root
+    from xaug.store.studies import key_path, pseudonymise, write_key_file
+
+    database = next((r[2] for r in db.execute("PRAGMA database_list").fetchall() if r[1] == "main"), "")
+    if database:
+        _make_private(artifact_root(database))
+    row = db.execute("SELECT value FROM meta WHERE key = 'patient_salt'").fetchone()
+    if row is None or not database:
+        return  # a new store, or an in-memory one (a remote worker's scratch copy): nothing to move
+    key_file = key_path(database)
+    if not key_file.exists():
+        write_key_file(key_file, row[0])
+    elif key_file.read_text().strip() != row[0]:
+        raise RuntimeError(f"migration m006: {key_file} holds another pseudonym key than this store; move it away "
+                           "and open the store again")
+    key = bytes.fromhex(row[0])
+    for job_key, source in db.execute("SELECT job_key, source FROM skipped_images").fetchall():
+        if source.startswith("/"):
+            suffix = PurePosixPath(source).suffix
+            db.execute("UPDATE skipped_images SET source = ? WHERE job_key = ? AND source = ?",
+                       [f"file-{pseudonymise(key, source)}{suffix}", job_key, source])
+    for job_key, config, error in db.execute(
+            "SELECT key, config_json, error FROM jobs WHERE kind = 'prepare_data' AND error IS NOT NULL").fetchall():
+        dataset = (json.loads(config).get("dataset") or {}).get("path")
+        if dataset and str(PurePosixPath(dataset).parent) in error:
+            db.execute("UPDATE jobs SET error = ? WHERE key = ?",
+                       ["the error named files of the dataset and was removed (migration m006); run the job again "
+                        "(xaug retry) to see it with paths made private", job_key])
+    db.execute("DELETE FROM meta WHERE key = 'patient_salt'")
+
+
+def _make_private(folder: Path) -> None:
+    """chmod 0700 every folder and 0600 every file below `folder` (those this user may change)."""
+    for path in [folder, *folder.rglob("*")] if folder.is_dir() else []:
+        try:
+            path.chmod(0o700 if path.is_dir() else 0o600)
+        except OSError:
+            pass  # another user's file in a shared folder: theirs to protect
+
+
+@migrations()
+def m007_data_subsample_external(db):
+    """dataset.subsample's draw per class (subsample_draws) and the members of the external test set
+    (external_members, patients as salted pseudonyms), both written by prepare_data; arm_summaries gain `test_set`
+    ('test': the folds' test splits; 'external': dataset.external_test), part of their primary key."""
+    db["arm_summaries"].add_column("test_set", str, not_null_default="test")
+    db["arm_summaries"].transform(pk=("study", "classifier", "arm", "generator", "amount", "metric", "class_name",
+                                      "test_set"))
+    db.execute("""CREATE TABLE subsample_draws (
+        job_key TEXT NOT NULL,
+        class_name TEXT NOT NULL,
+        target INTEGER NOT NULL,
+        available_images INTEGER NOT NULL,
+        available_patients INTEGER NOT NULL,
+        selected_images INTEGER NOT NULL,
+        selected_patients INTEGER NOT NULL,
+        PRIMARY KEY (job_key, class_name)
+    )""")
+    db.execute("""CREATE TABLE external_members (
+        job_key TEXT NOT NULL,
+        image_id TEXT NOT NULL,
+        patient TEXT NOT NULL,
+        label TEXT NOT NULL,
+        PRIMARY KEY (job_key, image_id)
+    )""")

@@ -1,8 +1,9 @@
 """Classifiers are timm models picked by name in a recipe (`model: resnet50`), built for 1 or 3 input channels.
 
-Pretrained weights never come from the network behind the user's back: they come from `weights:` (a local
-.safetensors/.pth/.bin file, or a folder holding one), or from the Hugging Face cache. When neither has them, one
-`WeightsError` says which model, where we looked and how to provide the weights, at once (no minutes of retries).
+Pretrained weights never come from the network while a study runs: they come from `weights:` (a local
+.safetensors/.pth/.bin file, or a folder holding one), or from the Hugging Face cache, filled beforehand by
+`xaug weights fetch RECIPE`. When neither has them, one `WeightsError` says which model, where we looked and how to
+provide the weights, at once (no minutes of retries); `xaug submit` finds that out before queueing anything.
 """
 
 from __future__ import annotations
@@ -107,13 +108,9 @@ def hub_id_of(model: str) -> tuple[str, str | None]:
     return cfg.hf_hub_id, cfg.hf_hub_filename
 
 
-def hub_offline() -> bool:
-    """Whether HF_HUB_OFFLINE is set (read now, not when huggingface_hub was imported)."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def _weights_from_hf_cache(spec: ClassifierSpec) -> Path:
-    """The cached weights file of the model's default pretrained tag; downloaded only when the hub is online."""
+    """The cached weights file of the model's default pretrained tag. Never downloads, online or not: a recipe's
+    weights are checked before it is queued, and `xaug weights fetch RECIPE` downloads them (engine/weights.py)."""
     from huggingface_hub import try_to_load_from_cache
 
     repo_id, filename = hub_id_of(spec.model)
@@ -123,30 +120,18 @@ def _weights_from_hf_cache(spec: ClassifierSpec) -> Path:
         found = try_to_load_from_cache(repo_id, name, cache_dir=cache)
         if isinstance(found, str) and Path(found).is_file():
             return Path(found)
-    where = (f"no {' or '.join(names)} of {repo_id} in the Hugging Face cache {cache}, "
-             "and no `weights:` path was set in the recipe")
-    if hub_offline():
-        raise WeightsError(f"pretrained weights for classifier '{spec.model}' are not available locally: {where} "
-                           f"(HF_HUB_OFFLINE is set, so nothing is downloaded). {_how_to_provide(spec.model, repo_id)}")
-    return _download(spec.model, repo_id, names[0], cache, where)
-
-
-def _download(model: str, repo_id: str, filename: str, cache: Path, where: str) -> Path:
-    """One download attempt from the hub into the cache; any failure is a WeightsError at once."""
-    from huggingface_hub import hf_hub_download
-
-    try:
-        return Path(hf_hub_download(repo_id, filename, cache_dir=cache, etag_timeout=10))
-    except Exception as exc:  # noqa: BLE001 - network, auth and missing-file errors all mean the same to the user
-        raise WeightsError(f"pretrained weights for classifier '{model}': {where}, and downloading them failed "
-                           f"({type(exc).__name__}: {exc}). {_how_to_provide(model, repo_id)}") from exc
+    raise WeightsError(f"pretrained weights for classifier '{spec.model}' are not available locally: no "
+                       f"{' or '.join(names)} of {repo_id} in the Hugging Face cache {cache}, and no `weights:` path "
+                       f"was set in the recipe (xaug never downloads while a study runs). "
+                       f"{_how_to_provide(spec.model, repo_id)}")
 
 
 def _how_to_provide(model: str, repo_id: str | None = None) -> str:
     """The fix, spelt out: download on a connected machine, or point `weights:` at a file."""
     repo_id = repo_id or f"timm/{model}"
     return (
-        f"To fix: on a machine with internet run `huggingface-cli download {repo_id}` and copy the cache folder "
+        f"To fix: on a machine with internet run `xaug weights fetch RECIPE` (or `huggingface-cli download "
+        f"{repo_id}`) and copy the cache folder "
         f"(~/.cache/huggingface/hub/models--{repo_id.replace('/', '--')}) to this machine, or set the classifier's "
         "`weights:` to a local .safetensors/.pth file or folder, or set `pretrained: false`."
     )

@@ -39,6 +39,7 @@ def load_folder(cfg: DatasetConfig) -> RecordSet:
     items: list[tuple[str, str, str]] = []
     skipped: list[tuple[str, str]] = []
     for class_dir in class_dirs:
+        found, dropped = len(items), len(skipped)
         for path in class_images(class_dir):
             try:
                 patient = _patient_of(path, pattern)
@@ -50,6 +51,8 @@ def load_folder(cfg: DatasetConfig) -> RecordSet:
                     raise DataError(_no_patient_id(path))
                 patient = f"{class_dir.name}/{path.relative_to(class_dir).with_suffix('')}"
             items.append((patient, class_dir.name, str(path)))
+        if len(items) == found:  # dropping the class would quietly change the study's classes
+            raise DataError(_empty_class(class_dir, skipped[dropped:]))
     if not items:
         raise DataError(f"{root}: no PNG, JPEG or DICOM files found in the class sub-folders")
     check_one_class_per_patient(items)
@@ -106,6 +109,16 @@ def _patient_of(path: Path, pattern: re.Pattern | None) -> str | None:
     if is_dicom_path(path):
         return dicom_patient_id(path)
     return None
+
+
+def _empty_class(class_dir: Path, skipped: list[tuple[str, str]]) -> str:
+    """The message for a class folder without a usable image: none there, or every one skipped (and why)."""
+    if not skipped:
+        return (f"{class_dir}: the folder of class '{class_dir.name}' holds no PNG, JPEG or DICOM file; add its "
+                "images, or move the folder out of the dataset")
+    source, reason = skipped[0]
+    return (f"{class_dir}: all {len(skipped)} image(s) of class '{class_dir.name}' were skipped "
+            f"(dataset.on_unreadable: skip), e.g. {source}: {reason}")
 
 
 def _no_patient_id(path: Path) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from xaug.engine.errors import DataError
+from xaug.engine.recipe.schema import SAFE_NAME
 
 
 @dataclass(frozen=True)
@@ -33,14 +35,30 @@ class RecordSet:
 
 
 def number_records(items: Iterable[tuple[str, str, str]]) -> list[ImageRecord]:
-    """Records from (patient_id, label, source) triples, sorted by (label, source) and numbered per class."""
+    """Records from (patient_id, label, source) triples, sorted by (label, source) and numbered per class.
+
+    Every source (folder names, CSV labels, the phantom) passes here, so this is where class names are checked:
+    they become folder names of artifacts, and a label such as '../x' must never reach a path."""
     records: list[ImageRecord] = []
     counts: dict[str, int] = {}
     for patient_id, label, source in sorted(items, key=lambda item: (item[1], item[2])):
+        if label not in counts:
+            check_class_name(label, source)
         n = counts.get(label, 0)
         counts[label] = n + 1
         records.append(ImageRecord(f"{label}/{n:05d}", patient_id, label, source))
     return records
+
+
+def check_class_name(label: str, source: str) -> None:
+    """DataError naming the first image of a class whose name is not a safe path segment (see SAFE_NAME)."""
+    if re.fullmatch(SAFE_NAME, label):
+        return
+    safer = re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("._-")[:100] or "class_1"
+    raise DataError(f"{source}: its class {label!r} is not a usable class name: class names become folder names, "
+                    "so they must be letters, digits, '_', '.' or '-', start with a letter or digit and be at most "
+                    f"100 characters. Rename the class folder, or map the CSV label in dataset.csv.label_map "
+                    f"(e.g. {label!r}: {safer})")
 
 
 def order_classes(found: Iterable[str], wanted: Sequence[str] | None, where: str) -> list[str]:
@@ -84,5 +102,6 @@ def check_one_class_per_patient(items: Iterable[tuple[str, str, str]]) -> None:
             raise DataError(
                 f"{seen_source} (class '{seen_label}') and {source} (class '{label}') have the same patient id;"
                 " a patient's images must all be of one class for patient-level splits. Fix the patient id of one"
-                " of them (dataset.patient_pattern, the DICOM PatientID or the CSV's patient column), or remove the"
-                " image that does not belong")
+                " of them (dataset.patient_pattern, the DICOM PatientID or the CSV's patient column), remove the"
+                " image that does not belong, or (CSV) set dataset.csv.on_mixed_patient: skip to leave such patients"
+                " out")

@@ -24,6 +24,7 @@ from xaug.engine.generators.sd_model import Parts
 from xaug.engine.generators.sd_params import SdParams, prompt_for
 from xaug.engine.generators.sd_sampling import pipeline_from_parts, run_pipeline, sample_sd
 from xaug.engine.generators.sd_training import train_sd
+from xaug.store.artifacts import artifact_path
 
 
 class DreamBoothConfig(SdParams):
@@ -67,7 +68,8 @@ class DreamBoothMethod(SdMethod):
         if not params.prior_preservation:
             return None
         prompt = params.prior_prompt or prompt_for(unit.classes[0], params)
-        images = _class_images(parts, prompt, params, work_dir / "class_images" / unit.name, device, seed)
+        folder = artifact_path(work_dir, "class_images", unit.name)
+        images = _class_images(parts, prompt, params, folder, device, seed)
         return PriorSet(images=images, prompt=prompt,
                         weight=params.prior_loss_weight)
 

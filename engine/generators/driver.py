@@ -27,6 +27,7 @@ from xaug.engine import checkpoint as ckpt
 from xaug.engine.errors import DataError
 from xaug.engine.generators import distributed as dist
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
+from xaug.store.artifacts import artifact_path
 
 
 class Cadence(Protocol):
@@ -131,7 +132,8 @@ def train_image_models(model: str, params, per_class: bool, data: TrainImages, w
 
     def train_unit(unit: Unit, index: int, offset: int, total: int) -> int:
         run = make_run(unit, *unit_images(data, unit), index)
-        return train_steps(run, params, work_dir / unit.name / ckpt.CHECKPOINTS, hooks, offset, total)
+        root = artifact_path(work_dir, unit.name, ckpt.CHECKPOINTS)  # unit names are class names: data
+        return train_steps(run, params, root, hooks, offset, total)
 
     return train_units(units, params.steps, work_dir, hooks, device, train_unit)
 

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from xaug.engine.errors import DataError
+from xaug.store.artifacts import artifact_path
 
 
 def sample_path(work_dir: Path, class_name: str, index: int) -> Path:
     """Where sample `index` of a class is written inside a sample job's folder."""
-    return Path(work_dir) / "samples" / class_name / f"{index:05d}.png"
+    return artifact_path(work_dir, "samples", class_name, f"{index:05d}.png")
 
 
 def load_samples(db, artifact_root: Path, sample_job_key: str, class_name: str, n: int | None = None) -> np.ndarray:
@@ -35,7 +36,7 @@ def load_samples(db, artifact_root: Path, sample_job_key: str, class_name: str, 
         rows = rows[:n]
     images = []
     for row in rows:
-        path = Path(artifact_root) / row["path"]
+        path = artifact_path(artifact_root, row["path"])
         try:
             with Image.open(path) as img:
                 images.append(np.asarray(img.convert("L"), dtype=np.uint8))

@@ -91,9 +91,16 @@ def train_sd(method: SdMethod, params: SdParams, per_class: bool, data: TrainIma
         if (work_dir / "model" / unit.name / "unit.json").is_file():
             return params.steps  # finished in an earlier run
         run = SdRun(method, params, unit, data, work_dir, device, seed + 1000 * index)
-        return train_steps(run, params, work_dir / "resume" / unit.name, hooks, offset, total, finish=run.publish)
+        return train_steps(run, params, resume_dir(work_dir, unit), hooks, offset, total, finish=run.publish)
 
     return train_units(units, params.steps, work_dir / "model", hooks, device, train_unit)
+
+
+def resume_dir(work_dir: Path, unit: Unit) -> Path:
+    """The unit's checkpoint root (engine/checkpoint.py: atomic step folders and a `latest` pointer)."""
+    from xaug.store.artifacts import artifact_path
+
+    return artifact_path(work_dir, "resume", unit.name)  # unit names are class names: data
 
 
 class SdRun:
@@ -192,7 +199,7 @@ class SdRun:
             (folder / "unit.json").write_text(json.dumps({"classes": self.unit.classes, "steps": self.params.steps}))
 
         ckpt.publish_folder(self.work_dir / "model" / self.unit.name, fill)
-        shutil.rmtree(self.work_dir / "resume" / self.unit.name, ignore_errors=True)
+        shutil.rmtree(resume_dir(self.work_dir, self.unit), ignore_errors=True)
 
 
 def _lr_at(params: SdParams, step: int) -> float:

@@ -25,7 +25,7 @@ from xaug.engine.metrics.memorisation import (Threshold, check_memorisation, nea
 from xaug.engine.metrics.quality import (K_NEIGHBOURS, QualityValue, at_side, comparison_side, feature_metrics,
                                          fixed_index, macro_average, ms_ssim_diversity)
 from xaug.engine.recipe.schema import QualityConfig
-from xaug.store.artifacts import delete_artifacts, record_artifact
+from xaug.store.artifacts import artifact_path, delete_artifacts, record_artifact
 from xaug.store.quality import record_quality
 
 SUBSET_SEED = 0
@@ -225,7 +225,7 @@ def _save_pairs(ctx: JobContext, class_name: str, fake: np.ndarray, train: np.nd
     flagged = set(int(i) for i in result.flagged)
     for rank, pair in enumerate(result.closest):
         path = save_pair_png(fake[pair.synthetic_index], train[pair.train_index],
-                             ctx.work_dir / "memorisation" / class_name / f"{rank:02d}.png")
+                             artifact_path(ctx.work_dir, "memorisation", class_name, f"{rank:02d}.png"))
         record_artifact(ctx.db, ctx.key, "memorisation_pair", ctx.relpath(path), class_name=class_name, step=rank,
                         meta=dict(synthetic_index=pair.synthetic_index, train_index=pair.train_index,
                                   distance=pair.distance, threshold=result.threshold if has_threshold else None,

@@ -18,7 +18,7 @@ from xaug.engine.generators.samples import sample_path, save_png
 from xaug.engine.jobs.context import JobContext
 from xaug.engine.jobs.train_generator import generator_params
 from xaug.engine.recipe.schema import GeneratorSpec
-from xaug.store.artifacts import load_artifacts, record_artifacts
+from xaug.store.artifacts import artifact_path, load_artifacts, record_artifacts
 
 DEFAULT_BATCH = 64
 """Images per batch when the generator's params have no sample_batch_size."""
@@ -34,7 +34,7 @@ def checkpoint_of(ctx: JobContext) -> Path:
     train_key = ctx.dep_of_kind("train_generator")
     rows = load_artifacts(ctx.db, train_key, kind="checkpoint")
     if rows:
-        return ctx.artifact_root / rows[-1]["path"]
+        return artifact_path(ctx.artifact_root, rows[-1]["path"])
     return ctx.work_dir_of(train_key) / "model"
 
 

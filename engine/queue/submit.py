@@ -11,8 +11,12 @@ def submit_recipe(db: sqlite_utils.Database, loaded, jobs: list[PlannedJob] | No
                   priority: int = 0) -> tuple[list[PlannedJob], dict[str, int]]:
     """Plan a `LoadedRecipe` (unless `jobs` are given) and submit it as a study; returns the jobs and counts.
 
-    `priority` is added to every new job's priority (jobs already in the store keep theirs).
+    `priority` is added to every new job's priority (jobs already in the store keep theirs). Every pretrained weight
+    the recipe needs is resolved locally first: a missing one is a WeightsError before anything is queued.
     """
+    from xaug.engine.weights import check_weights
+
+    check_weights(loaded)
     if jobs is None:
         jobs = plan_study(loaded)
     if priority:

@@ -89,8 +89,9 @@ def test_study_and_split_round_trip_with_pseudonyms(store_db):
     record_study(store_db, "s", "r.yaml", "name: s\n", {"name": "s"})
     record_study(store_db, "s", "r.yaml", "name: s\n# edited\n", {"name": "s"})
     assert load_study(store_db, "s")["recipe_yaml"].endswith("# edited\n")
-    salt = store_salt(store_db)
-    assert salt == store_salt(store_db)
+    db_path = store_db.execute("PRAGMA database_list").fetchone()[2]
+    salt = store_salt(db_path)
+    assert salt == store_salt(db_path)
     pseudo = pseudonymise(salt, "PAT-0001")
     assert pseudo != "PAT-0001" and len(pseudo) == 16
     assert pseudonymise(b"another salt", "PAT-0001") != pseudo

@@ -45,6 +45,7 @@ def test_dicom_without_patient_id_is_named(png_folder, rg1_uncompressed):
 
     for path in png_folder.rglob("*.png"):
         path.unlink()
+    (png_folder / "bacterial").rmdir()  # an empty class folder is an error of its own
     for name in ("healthy", "viral"):
         shutil.copy(rg1_uncompressed, png_folder / name / "ok.dcm")
         ds = pydicom.dcmread(rg1_uncompressed)
@@ -92,3 +93,12 @@ def test_unreadable_dicom_header_is_an_error_or_skipped(png_folder):
 def test_not_a_folder(tmp_path):
     with pytest.raises(DataError, match="no class sub-folders"):
         load_folder(DatasetConfig(source="folder", path=str(tmp_path)))
+
+
+def test_a_class_whose_every_image_was_skipped_is_an_error_that_says_why(png_folder):
+    for path in (png_folder / "viral").glob("*.png"):
+        path.rename(path.with_name(path.name.replace("P", "X")))  # patient_pattern no longer finds an id
+    cfg = DatasetConfig(source="folder", path=str(png_folder), patient_pattern=r"^(P\d+)_", on_unreadable="skip")
+    with pytest.raises(DataError, match=rf"^{png_folder / 'viral'}: all 15 image\(s\) of class 'viral' were skipped "
+                                        r".*X\d+_\d\.png: dataset\.patient_pattern .* does not match the file name"):
+        load_folder(cfg)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -83,7 +85,10 @@ def test_folder_with_corrupt_files_letterboxed(tmp_path, rg1_uncompressed):
     cfg = DatasetConfig(source="folder", path=str(root), image_size=32, on_unreadable="skip",
                         one_patient_per_image=True)
     report = prepare_dataset(cfg, SplitsConfig(folds=2), tmp_path / "out")
-    assert sorted(s for s, _ in report.skipped) == [str(dicm), str(root / "b" / "broken.png")]
+    # Stored paths are private: relative, the file name a keyed hash (no patient_pattern says where the id is).
+    assert sorted(Path(s).suffix for s, _ in report.skipped) == [".dcm", ".png"]
+    assert all(re.fullmatch(r"b/file-[0-9a-f]{16}\.(png|dcm)", s) for s, _ in report.skipped)
+    assert not any(str(root) in s + reason or "broken" in s + reason for s, reason in report.skipped)
     assert report.n_images == 9
     data = load_prepared(tmp_path / "out")
     image = data.images[data.image_ids.index("a/00000")]  # chest.dcm sorts first in class a
@@ -91,10 +96,30 @@ def test_folder_with_corrupt_files_letterboxed(tmp_path, rg1_uncompressed):
     assert image.mean() > 50  # a radiograph, letterboxed
     png = data.images[data.image_ids.index("a/00001")]  # 60 x 30: padded above and below with black
     assert png[:7].max() == 0 and png[-7:].max() == 0 and png[16].min() >= 100
-    with pytest.raises(DataError, match=r"broken\.(png|dcm)"):
+    with pytest.raises(DataError, match=r"^b/file-[0-9a-f]{16}\.(png|dcm): ") as failed:
         prepare_dataset(cfg.model_copy(update={"on_unreadable": "error"}), SplitsConfig(folds=2), tmp_path / "out2")
+    assert str(root) not in str(failed.value) and "broken" not in str(failed.value)
 
 
 def test_load_prepared_needs_a_prepared_folder(tmp_path):
     with pytest.raises(DataError, match="run prepare_data first"):
         load_prepared(tmp_path)
+
+
+def test_a_dataset_file_that_cannot_be_opened_is_named_privately(tmp_path, monkeypatch):
+    import xaug.engine.data.prepared as prepared
+
+    root = tmp_path / "data"
+    for c, name in enumerate(["a", "b"]):
+        for p in range(3):
+            write_png(root / name / f"PAT{c}{p}_0.png", 90, seed=p)
+    cfg = DatasetConfig(source="folder", path=str(root), image_size=16, patient_pattern=r"^(PAT\d+)_")
+
+    def decoder(_cfg):
+        def decode(record):  # as open() fails on a file this user may not read (root reads every file)
+            raise PermissionError(13, "Permission denied", record.source)
+        return decode
+
+    monkeypatch.setattr(prepared, "record_decoder", decoder)
+    with pytest.raises(DataError, match=r"^a/PAT00-pseudonym_0\.png: cannot read it \(Permission denied\)$"):
+        prepare_dataset(cfg, SplitsConfig(folds=2), tmp_path / "out", pseudonymise=lambda pid: f"{pid}-pseudonym")
