@@ -25,6 +25,10 @@ class EngineError(XaugError):
     """The engine could not start or a command to it failed."""
 
 
+class BenchError(XaugError):
+    """A benchmark cannot run as asked (no GPU for a GPU benchmark, an unknown section): says what to do."""
+
+
 PERMANENT_ERRORS = (RecipeError, DataError, WeightsError)
 """Failures that retrying cannot heal (bad data, missing weights, an invalid recipe): a job that raises one fails at
 its first attempt, with its message. Anything else (out of memory, a killed worker) is retried."""

@@ -52,6 +52,11 @@ class PlannedJob:
     priority: int = 0
     gpus_needed: int = 0
     max_attempts: int = 3
+    gpu_memory_mb: float | None = None
+    """GPU memory declared for the job (recipe `resources.gpu_memory_gb`): the scheduler may share a GPU with it."""
+    memory_group: str | None = None
+    """Set when its memory is to be measured: jobs of one group (kind + model spec) use about the same memory, so
+    the peak measured on a done one sizes the next (engine/queue/policy.py)."""
 
 
 # Config fields that say where an input lives (absolute paths, for the worker). The key never sees these paths:
@@ -103,12 +108,38 @@ def job_key(kind: str, config: dict[str, Any], deps: Iterable[str],
 
 def make_job(kind: str, config: dict[str, Any], deps: Iterable[str] = (), *, label: str | None = None,
              priority: int = 0, gpus_needed: int = 0, max_attempts: int = 3,
-             fingerprints: Mapping[str, str] | None = None) -> PlannedJob:
+             fingerprints: Mapping[str, str] | None = None, gpu_memory_mb: float | None = None,
+             memory_group: str | None = None) -> PlannedJob:
     """A PlannedJob with its key computed (used by the planner, benchmarks and tests)."""
     deps = tuple(sorted(set(deps)))
     return PlannedJob(kind=kind, label=label or kind, config=config, deps=deps,
                       key=job_key(kind, config, deps, fingerprints), priority=priority, gpus_needed=gpus_needed,
-                      max_attempts=max_attempts)
+                      max_attempts=max_attempts, gpu_memory_mb=gpu_memory_mb, memory_group=memory_group)
+
+
+# Config fields that decide how much GPU memory a job uses: its model spec (a dict: model, batch size...), image
+# size and precision. The fold, seed, arm, amount and a classifier arm's generator *name* do not.
+MEMORY_SPECS = ("classifier", "generator", "quality")
+MEMORY_SCALARS = ("image_size", "amp")
+
+
+def memory_group(kind: str, config: dict[str, Any]) -> str:
+    """The group of jobs expected to use the same GPU memory: the kind and a hash of its memory fields."""
+    spec = {name: config[name] for name in MEMORY_SPECS if isinstance(config.get(name), dict)}
+    spec |= {name: config[name] for name in MEMORY_SCALARS if name in config}
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
+    return f"{kind}:{digest}"
+
+
+def gpu_memory_settings(recipe: Recipe, kind: str, config: dict[str, Any], gpus: int) -> dict[str, Any]:
+    """`gpu_memory_mb` and `memory_group` of a job from the recipe's `resources.gpu_memory_gb` (none for CPU jobs
+    and kinds not listed: they take their GPUs whole)."""
+    setting = recipe.resources.gpu_memory_gb.get(kind) if gpus else None
+    if setting is None:
+        return {}
+    if setting == "measured":
+        return {"memory_group": memory_group(kind, config)}
+    return {"gpu_memory_mb": float(setting) * 1024.0}
 
 
 @dataclass
@@ -140,7 +171,8 @@ def plan_study(loaded) -> list[PlannedJob]:
 
     def add(kind, config, deps, label, gpus, priority=0):
         return plan.add(make_job(kind, config, deps, label=label, gpus_needed=gpus, max_attempts=attempts,
-                                 priority=priority, fingerprints=fingerprints))
+                                 priority=priority, fingerprints=fingerprints,
+                                 **gpu_memory_settings(recipe, kind, config, gpus)))
 
     prepare = add("prepare_data", _prepare_config(loaded), (), f"prepare_data {recipe.dataset.source}", 0,
                   BASELINE_PRIORITY)

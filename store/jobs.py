@@ -95,15 +95,17 @@ def submit_study(db: sqlite_utils.Database, name: str, recipe_path: str | None, 
         )
         conn.executemany(
             "INSERT OR IGNORE INTO jobs (key, kind, label, config_json, priority, max_attempts, gpus_needed,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " gpu_memory_mb, memory_group, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(j.key, j.kind, j.label, json.dumps(j.config, sort_keys=True), j.priority, j.max_attempts,
-              j.gpus_needed, stamp) for j in jobs],
+              j.gpus_needed, j.gpu_memory_mb, j.memory_group, stamp) for j in jobs],
         )
         # A key names content, not places: a moved dataset keeps the key but changes the paths in the config, so
-        # jobs that have yet to run read the new paths.
+        # jobs that have yet to run read the new paths (and the recipe's current GPU memory settings).
         conn.executemany(
-            "UPDATE jobs SET config_json = ? WHERE key = ? AND status IN ('queued', 'blocked', 'failed', 'cancelled')",
-            [(json.dumps(j.config, sort_keys=True), j.key) for j in jobs if j.key in existing],
+            "UPDATE jobs SET config_json = ?, gpu_memory_mb = ?, memory_group = ? WHERE key = ?"
+            " AND status IN ('queued', 'blocked', 'failed', 'cancelled')",
+            [(json.dumps(j.config, sort_keys=True), j.gpu_memory_mb, j.memory_group, j.key) for j in jobs
+             if j.key in existing],
         )
         requeue = [k for k in keys if existing.get(k) in states.sources("retry")]
         conn.executemany(
@@ -497,3 +499,17 @@ def record_gpu_stats(db: sqlite_utils.Database, rows: Iterable[dict]) -> None:
 def load_gpu_stats(db: sqlite_utils.Database) -> list[dict]:
     """The latest reading of each GPU."""
     return [dict(r) for r in db.query("SELECT * FROM gpu_stats ORDER BY gpu")]
+
+
+def record_peak_gpu_memory(db: sqlite_utils.Database, key: str, peak_mb: float) -> None:
+    """Record the peak GPU memory (MiB) a job's worker measured (the scheduler estimates later jobs of its group
+    from it)."""
+    with db.conn:
+        db.conn.execute("UPDATE jobs SET peak_gpu_memory_mb = ? WHERE key = ?", (float(peak_mb), key))
+
+
+def measured_gpu_memory(db: sqlite_utils.Database) -> dict[str, float]:
+    """The largest peak GPU memory (MiB) measured on a done job of each memory group."""
+    rows = db.execute("SELECT memory_group, MAX(peak_gpu_memory_mb) FROM jobs WHERE status = 'done'"
+                      " AND memory_group IS NOT NULL AND peak_gpu_memory_mb IS NOT NULL GROUP BY memory_group")
+    return {group: float(peak) for group, peak in rows.fetchall()}

@@ -401,3 +401,13 @@ def m007_data_subsample_external(db):
         label TEXT NOT NULL,
         PRIMARY KEY (job_key, image_id)
     )""")
+
+
+@migrations()
+def m008_gpubench_gpu_memory(db):
+    """GPU memory per job, so the local scheduler can run several small jobs on one GPU: the memory declared in the
+    recipe (`resources.gpu_memory_gb`), the group whose measured peaks estimate it (jobs of one kind and one model
+    spec), and the peak the job's worker measured when it finished."""
+    db.execute("ALTER TABLE jobs ADD COLUMN gpu_memory_mb REAL")
+    db.execute("ALTER TABLE jobs ADD COLUMN memory_group TEXT")
+    db.execute("ALTER TABLE jobs ADD COLUMN peak_gpu_memory_mb REAL")

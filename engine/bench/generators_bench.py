@@ -9,13 +9,7 @@ Stable Diffusion rows come from `xaug.engine.bench.sd_bench.sd_rows` when that m
 
 from __future__ import annotations
 
-import time
-from typing import Callable
-
-import numpy as np
-
-WARMUP_STEPS = 2
-"""Steps run before timing (allocation, cuDNN autotuning, compilation)."""
+from xaug.engine.bench.measure import PeakMemory, row, seconds_per_call
 
 
 def resolve_device(device: str) -> str:
@@ -45,93 +39,78 @@ def ddpm_bench_params(resolution: int, device: str) -> dict:
                 norm_num_groups=16, batch_size=8, sample_batch_size=4)
 
 
-def _sync(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def _time(fn: Callable[[], None], repeats: int, device: str, warmup: int = WARMUP_STEPS) -> float:
-    """Seconds per call of `fn` after `warmup` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - start) / repeats
-
-
-def _row(name: str, metric: str, xaug: float, reference: float) -> dict:
-    """One result row (the same shape as sd_bench's rows)."""
-    ratio = xaug / reference if reference and np.isfinite(reference) else float("nan")
-    return {"name": name, "metric": metric, "xaug": round(xaug, 4), "reference": round(reference, 4),
-            "ratio": round(ratio, 3)}
-
-
 def _reference_overrides() -> dict:
     return {"amp": False, "channels_last": False, "compile": False}
 
 
-def gan_rows(device: str, resolution: int, steps: int = 10, compile: bool = False) -> list[dict]:
-    """Training images/s and sampling images/s of the GAN, xaug's settings vs fp32."""
+def gan_rows(device: str, resolution: int, steps: int = 10, compile: bool = False, memory: bool = False,
+             params: dict | None = None) -> list[dict]:
+    """Training images/s and sampling images/s of the GAN, xaug's settings vs fp32; with `memory`, the peak
+    memory of each arm too. `params` overrides the measured size (default: `gan_bench_params`)."""
     import torch
 
     from xaug.engine.generators.gan import GanConfig, GanTrainer
 
-    base = gan_bench_params(resolution, device)
-    rates = {}
+    base = {**gan_bench_params(resolution, device), **(params or {})}
+    rates, peaks = {}, {}
     for arm, overrides in (("xaug", {"compile": compile}), ("reference", _reference_overrides())):
         cfg = GanConfig(**{**base, **overrides})
-        trainer = GanTrainer(cfg, 5, device, seed=0)
-        real = torch.rand(cfg.batch_size, 1, resolution, resolution) * 2 - 1
-        labels = torch.randint(0, 5, (cfg.batch_size,))
-        per_step = _time(lambda: trainer.train_step(real, labels, labels), steps, device)
-        z = torch.randn(cfg.sample_batch_size, cfg.z_dim)
-        s_labels = torch.randint(0, 5, (cfg.sample_batch_size,))
-        per_batch = _time(lambda: trainer.generate(z, s_labels), max(2, steps // 2), device)
-        rates[arm] = (cfg.batch_size / per_step, cfg.sample_batch_size / per_batch)
+        with PeakMemory(device) as peak:
+            trainer = GanTrainer(cfg, 5, device, seed=0)
+            real = torch.rand(cfg.batch_size, 1, resolution, resolution) * 2 - 1
+            labels = torch.randint(0, 5, (cfg.batch_size,))
+            per_step = seconds_per_call(lambda: trainer.train_step(real, labels, labels), steps, device)
+            z = torch.randn(cfg.sample_batch_size, cfg.z_dim)
+            s_labels = torch.randint(0, 5, (cfg.sample_batch_size,))
+            per_batch = seconds_per_call(lambda: trainer.generate(z, s_labels), max(2, steps // 2), device)
+        rates[arm], peaks[arm] = (cfg.batch_size / per_step, cfg.sample_batch_size / per_batch), peak.gib
         del trainer
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
-    return [_row(f"gan train {resolution}px", "images/s", rates["xaug"][0], rates["reference"][0]),
-            _row(f"gan sample {resolution}px", "images/s", rates["xaug"][1], rates["reference"][1])]
+    rows = [row(f"gan train {resolution}px", "images/s", rates["xaug"][0], rates["reference"][0]),
+            row(f"gan sample {resolution}px", "images/s", rates["xaug"][1], rates["reference"][1])]
+    if memory:
+        rows.append(row(f"gan train+sample {resolution}px", peak.metric, peaks["xaug"], peaks["reference"]))
+    return rows
 
 
 def ddpm_rows(device: str, resolution: int, steps: int = 10, compile: bool = False,
-              reference_sample_steps: int = 250) -> list[dict]:
-    """Training images/s and sampling images/s of the DDPM: xaug (bf16, DPM-Solver++ 25) vs fp32 DDPM-250."""
+              reference_sample_steps: int = 250, memory: bool = False, params: dict | None = None) -> list[dict]:
+    """Training images/s and sampling images/s of the DDPM: xaug (bf16, DPM-Solver++ 25) vs fp32 DDPM-250; with
+    `memory`, the peak memory of each arm too. `params` overrides the measured size (default: ddpm_bench_params)."""
     import torch
 
     from xaug.engine.generators.ddpm import DdpmConfig, DdpmTrainer, denoise
 
-    base = ddpm_bench_params(resolution, device)
+    base = {**ddpm_bench_params(resolution, device), **(params or {})}
     arms = (("xaug", {"compile": compile, "sampler": "dpmsolver++", "sample_steps": 25}),
             ("reference", {**_reference_overrides(), "sampler": "ddpm", "sample_steps": reference_sample_steps}))
-    rates = {}
+    rates, peaks = {}, {}
     for arm, overrides in arms:
         cfg = DdpmConfig(**{**base, **overrides})
-        trainer = DdpmTrainer(cfg, 0, device, seed=0)
-        clean = torch.rand(cfg.batch_size, 1, resolution, resolution) * 2 - 1
-        per_step = _time(lambda: trainer.train_step(clean, None), steps, device)
-        unet = trainer.unet.eval()
-        if cfg.channels_last and device.startswith("cuda"):
-            unet = unet.to(memory_format=torch.channels_last)
-        n = cfg.sample_batch_size
+        with PeakMemory(device) as peak:
+            trainer = DdpmTrainer(cfg, 0, device, seed=0)
+            clean = torch.rand(cfg.batch_size, 1, resolution, resolution) * 2 - 1
+            per_step = seconds_per_call(lambda: trainer.train_step(clean, None), steps, device)
+            unet = trainer.unet.eval()
+            if cfg.channels_last and device.startswith("cuda"):
+                unet = unet.to(memory_format=torch.channels_last)
+            n = cfg.sample_batch_size
 
-        def draw():
-            denoise(unet, trainer.scheduler.config, cfg, None, n, torch.Generator().manual_seed(0), device, 0)
+            def draw():
+                denoise(unet, trainer.scheduler.config, cfg, None, n, torch.Generator().manual_seed(0), device, 0)
 
-        per_batch = _time(draw, 1, device, warmup=1)
-        rates[arm] = (cfg.batch_size / per_step, n / per_batch)
+            per_batch = seconds_per_call(draw, 1, device, warmup=1)
+        rates[arm], peaks[arm] = (cfg.batch_size / per_step, n / per_batch), peak.gib
         del trainer, unet
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
-    return [_row(f"ddpm train {resolution}px", "images/s", rates["xaug"][0], rates["reference"][0]),
-            _row(f"ddpm sample {resolution}px (DPM-Solver++ 25 vs DDPM {reference_sample_steps})", "images/s",
-                 rates["xaug"][1], rates["reference"][1])]
+    rows = [row(f"ddpm train {resolution}px", "images/s", rates["xaug"][0], rates["reference"][0]),
+            row(f"ddpm sample {resolution}px (DPM-Solver++ 25 vs DDPM {reference_sample_steps})", "images/s",
+                rates["xaug"][1], rates["reference"][1])]
+    if memory:
+        rows.append(row(f"ddpm train+sample {resolution}px", peak.metric, peaks["xaug"], peaks["reference"]))
+    return rows
 
 
 def sd_rows_if_available(device: str, resolution: int | None) -> list[dict]:

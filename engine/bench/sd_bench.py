@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from xaug.engine.bench.measure import PeakMemory, row, sync
+
 # Words of the paper's prompts: the tiny tokenizer merges them into whole-word tokens.
 PROMPT_WORDS = ("an x-ray image of the lung with viral bacterial covid-19 fungal pneumonia healthy patient no "
                 "signs sks").split()
@@ -68,8 +70,9 @@ def _split_word(word: str) -> list[str]:
 def write_random_sd(folder: Path, arch: str = "tiny", seed: int = 0) -> Path:
     """Save a random-weight StableDiffusionPipeline as a local diffusers folder.
 
-    arch 'tiny': 32 px images (UNet (32, 64), 16x16 latents) for tests; 'sd14': Stable Diffusion v1.4's
-    architecture (860M-parameter UNet) with random weights, for realistic speed and memory at 512 px.
+    arch 'tiny': 32 px images (UNet (32, 64), 16x16 latents) for tests; 'sd14' or 'sd15': Stable Diffusion
+    v1.4's architecture (also v1.5's: 860M-parameter UNet, the VAE, CLIP ViT-L/14's text encoder with the tiny
+    tokenizer's vocabulary) with random weights, for realistic speed and memory at 512 px.
     """
     import torch
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
@@ -90,7 +93,7 @@ def write_random_sd(folder: Path, arch: str = "tiny", seed: int = 0) -> Path:
         text = CLIPTextConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
                               max_position_embeddings=77, vocab_size=len(tokenizer), bos_token_id=0, eos_token_id=1,
                               pad_token_id=1, projection_dim=32)
-    elif arch == "sd14":
+    elif arch in ("sd14", "sd15"):  # v1.5 is v1.4's architecture, trained further
         unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768)
         vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
                             up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=2,
@@ -99,7 +102,7 @@ def write_random_sd(folder: Path, arch: str = "tiny", seed: int = 0) -> Path:
                               max_position_embeddings=77, vocab_size=len(tokenizer), bos_token_id=0, eos_token_id=1,
                               pad_token_id=1, projection_dim=768)
     else:
-        raise ValueError(f"unknown arch '{arch}': choose tiny or sd14")
+        raise ValueError(f"unknown arch '{arch}': choose tiny, sd14 or sd15")
     scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               num_train_timesteps=1000, skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=CLIPTextModel(text), tokenizer=tokenizer, unet=unet,
@@ -131,32 +134,25 @@ def _rate(times: list[float], warmup: int) -> float:
     return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else float("nan")
 
 
-def _train_rate(model: str, params: dict, data, work: Path, device: str, warmup: int) -> tuple[float, float, Path]:
-    """(it/s, peak GPU memory GiB or nan, checkpoint) of one training run."""
-    import torch
-
+def _train_rate(model: str, params: dict, data, work: Path, device: str, warmup: int) -> tuple[float, PeakMemory, Path]:
+    """(it/s, peak memory, checkpoint) of one training run."""
     from xaug.engine.generators.registry import get_generator
 
     entry = get_generator(model)
     hooks = _TimingHooks()
-    if device.startswith("cuda"):
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-    outcome = entry.factory().train(entry.config_class.model_validate(params), False, data, work, hooks, device, 0)
-    mem = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else float("nan")
-    return _rate(hooks.times, warmup), mem, outcome.checkpoint
-
-
-def _row(name: str, metric: str, xaug: float, reference: float) -> dict:
-    ratio = xaug / reference if reference and not np.isnan(reference) else float("nan")
-    return {"name": name, "metric": metric, "xaug": round(xaug, 4), "reference": round(reference, 4),
-            "ratio": round(ratio, 3)}
+    with PeakMemory(device) as peak:
+        outcome = entry.factory().train(entry.config_class.model_validate(params), False, data, work, hooks, device,
+                                        0)
+    return _rate(hooks.times, warmup), peak, outcome.checkpoint
 
 
 def sd_rows(device: str, resolution: int | None = None, arch: str | None = None, steps: int = 8,
             methods: tuple[str, ...] = ("sd_finetune", "dreambooth", "lora"), n_images: int = 4,
-            base_model: Path | None = None) -> list[dict]:
-    """Fine-tune it/s (and peak memory on GPU) and sampling images/s, xaug's settings vs the example defaults.
+            base_model: Path | None = None, memory: bool = False,
+            candidates: dict[str, dict] | None = None) -> list[dict]:
+    """Fine-tune it/s (and peak memory on GPU, or everywhere with `memory`) and sampling images/s, xaug's settings
+    vs the example defaults; each of `candidates` (name -> overrides of xaug's settings) adds an it/s row against
+    the same reference.
 
     Defaults: on CUDA the SD v1.4 architecture at 512 px; on the CPU the tiny model at 32 px; a random-weight
     model is built in a temporary folder unless `base_model` (a diffusers folder) is given.
@@ -182,9 +178,13 @@ def sd_rows(device: str, resolution: int | None = None, arch: str | None = None,
         for model in methods:
             mine, mem_x, ckpt = _train_rate(model, common, data, Path(tmp) / f"{model}-x", device, warmup)
             ref, mem_r, _ = _train_rate(model, {**common, **reference}, data, Path(tmp) / f"{model}-r", device, warmup)
-            rows.append(_row(f"{model} train {resolution}px", "it/s", mine, ref))
-            if cuda:
-                rows.append(_row(f"{model} train {resolution}px", "peak GiB", mem_x, mem_r))
+            rows.append(row(f"{model} train {resolution}px", "it/s", mine, ref))
+            if cuda or memory:
+                rows.append(row(f"{model} train {resolution}px", mem_x.metric, mem_x.gib, mem_r.gib))
+            for name, overrides in (candidates or {}).items():
+                rate, _, _ = _train_rate(model, {**common, **overrides}, data, Path(tmp) / f"{model}-{name}", device,
+                                         warmup)
+                rows.append(row(f"{model} train {resolution}px {name}", "it/s", rate, ref))
             if model == "sd_finetune":
                 checkpoint = ckpt
         if checkpoint is not None:
@@ -203,17 +203,10 @@ def _sampling_rows(checkpoint: Path, device: str, resolution: int, n: int) -> li
                       {"scheduler": "pndm", "inference_steps": 50, "mixed_precision": "no"}):
         sd_sampling._PIPE_CACHE.clear()
         gen.sample(checkpoint, "healthy", 1, 0, device, batch_size=n, **{**overrides, "inference_steps": 2})  # warm-up
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         gen.sample(checkpoint, "healthy", n, 0, device, batch_size=n, **overrides)
-        _sync(device)
+        sync(device)
         rates.append(n / (time.perf_counter() - start))
     sd_sampling._PIPE_CACHE.clear()
-    return [_row(f"sd sampling {resolution}px", "images/s", rates[0], rates[1])]
-
-
-def _sync(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    return [row(f"sd sampling {resolution}px", "images/s", rates[0], rates[1])]

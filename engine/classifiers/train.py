@@ -152,8 +152,8 @@ def validate(model: nn.Module, images: np.ndarray, labels: np.ndarray, in_chans:
     return loss, accuracy
 
 
-def _training_batch(images: torch.Tensor, augmentation: nn.Module | None, in_chans: int, mean: list[float],
-                    std: list[float], device: str) -> torch.Tensor:
+def training_batch(images: torch.Tensor, augmentation: nn.Module | None, in_chans: int, mean: list[float],
+                   std: list[float], device: str) -> torch.Tensor:
     """uint8 [B,H,W] -> augmented (unless `augmentation` is None), normalised float [B,in_chans,H,W] on `device`."""
     x = to_unit(images.to(device))
     if augmentation is not None:
@@ -161,7 +161,7 @@ def _training_batch(images: torch.Tensor, augmentation: nn.Module | None, in_cha
     return normalise(x, in_chans, mean, std)
 
 
-def _train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler,
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler,
                 x: torch.Tensor, y: torch.Tensor, precision: Precision, weight: torch.Tensor | None) -> float:
     """One optimizer step (autocast, loss scaling and memory format as configured); returns the batch loss."""
     with precision.autocast():
@@ -234,9 +234,9 @@ def train_classifier(spec: ClassifierSpec, classes: list[str], data: TrainData, 
             return _outcome(False, loop, total, best_path)
         batch = plan.indices(loop.step)
         lr = optimizer.param_groups[0]["lr"]
-        x = _training_batch(images[batch], augmentation, spec.in_chans, mean, std, device)
-        loss = _train_step(model, optimizer, scheduler, scaler, x, labels[batch].to(device), precision,
-                           device_weight)
+        x = training_batch(images[batch], augmentation, spec.in_chans, mean, std, device)
+        loss = train_step(model, optimizer, scheduler, scaler, x, labels[batch].to(device), precision,
+                          device_weight)
         loop.step += 1
         callbacks.metrics(loop.step, {"train_loss": loss, "lr": lr})
         callbacks.progress(loop.step, total)

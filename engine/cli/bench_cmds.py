@@ -1,12 +1,70 @@
-"""`xaug bench generators`: training and sampling speed of each generator, xaug's settings vs a naive reference."""
+"""`xaug bench generators`: training and sampling speed of each generator, xaug's settings vs a naive reference;
+`xaug bench gpu`: every model at full size on a GPU against the diffusers example-script settings, and jobs per GPU."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from xaug.engine.cli import bench_app
+
+
+def print_rows(title: str, rows: list[dict]) -> None:
+    """Print benchmark rows (name, metric, xaug, reference, ratio) as a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("benchmark", "metric", "xaug", "reference", "ratio"):
+        table.add_column(column, justify="left" if column in ("benchmark", "metric") else "right")
+    for row in rows:
+        table.add_row(row["name"], row["metric"], f"{row['xaug']:.3g}", f"{row['reference']:.3g}",
+                      f"{row['ratio']:.2f}x")
+    Console(width=140).print(table)
+
+
+@bench_app.command("gpu")
+def bench_gpu(
+    smoke: Annotated[bool, typer.Option("--smoke", help="Tiny sizes on the CPU: a format check, no GPU.")] = False,
+    section: Annotated[list[str] | None, typer.Option(help="Sections to run: sd, gan, ddpm, classifier, packing "
+                                                           "(repeatable; default all).")] = None,
+    jobs_per_gpu: Annotated[int | None, typer.Option(min=2, help="k of the packing section (default 4).")] = None,
+    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="Add torch.compile arms.")] = False,
+    max_minutes: Annotated[float, typer.Option(help="Skip sections whose time budget no longer fits.")] = 8.0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write rows and timings to this file.")] = None,
+) -> None:
+    """Full-size SD-1.5, GAN, DDPM and classifiers with random weights: xaug's settings vs the diffusers
+    example-script settings (training it/s, sampling images/s, peak memory, ratios), and classifier runs per hour
+    with 1 vs k jobs per GPU.
+
+    Example: xaug bench gpu --json bench-gpu.json     (on a GPU machine; `--smoke` on a CPU)
+    """
+    from xaug.engine.bench.generators_bench import device_name
+    from xaug.engine.bench.gpu_bench import SECTION_NAMES, gpu_bench
+
+    where = device_name("cpu" if smoke else "auto")
+
+    def save(result) -> None:
+        if json_out is not None:
+            json_out.write_text(json.dumps({"device": where, "smoke": smoke, "rows": result.rows,
+                                            "seconds": result.seconds, "skipped": result.skipped,
+                                            "failed": result.failed}, indent=1))
+
+    result = gpu_bench(smoke=smoke, sections=tuple(section or SECTION_NAMES), jobs_per_gpu=jobs_per_gpu,
+                       compile=compile, max_minutes=max_minutes, on_section=save)
+    save(result)
+    print_rows(f"xaug bench gpu{' --smoke' if smoke else ''} on {where}: xaug settings vs example-script settings",
+               result.rows)
+    timings = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result.seconds.items())
+    skipped = f"; skipped for time: {', '.join(result.skipped)}" if result.skipped else ""
+    typer.echo(f"sections: {timings}{skipped}")
+    for name, error in result.failed.items():
+        typer.echo(f"section {name} failed: {error}", err=True)
+    if result.failed:
+        raise typer.Exit(1)
 
 
 @bench_app.command("generators")
@@ -23,9 +81,6 @@ def bench_generators(
 
     Example: xaug bench generators --resolution 256 --device cuda --compile
     """
-    from rich.console import Console
-    from rich.table import Table
-
     from xaug.engine.bench.generators_bench import device_name, generator_rows
 
     if device not in ("auto", "cpu", "cuda"):
@@ -36,9 +91,4 @@ def bench_generators(
         raise typer.BadParameter(f"unknown model(s) {', '.join(unknown)}; choose from gan, ddpm, sd")
     rows = generator_rows(device=device, resolution=resolution, steps=steps, compile=compile, models=models,
                           sd_resolution=sd_resolution, reference_sample_steps=reference_steps)
-    table = Table(title=f"xaug generators on {device_name(device)}: xaug settings vs naive reference")
-    for column in ("benchmark", "metric", "xaug", "reference", "ratio"):
-        table.add_column(column, justify="left" if column in ("benchmark", "metric") else "right")
-    for row in rows:
-        table.add_row(row["name"], row["metric"], f"{row['xaug']:.3g}", f"{row['reference']:.3g}", f"{row['ratio']:.2f}x")
-    Console().print(table)
+    print_rows(f"xaug generators on {device_name(device)}: xaug settings vs naive reference", rows)

@@ -132,8 +132,7 @@ def train_image_models(model: str, params, per_class: bool, data: TrainImages, w
 
     def train_unit(unit: Unit, index: int, offset: int, total: int) -> int:
         run = make_run(unit, *unit_images(data, unit), index)
-        root = artifact_path(work_dir, unit.name, ckpt.CHECKPOINTS)  # unit names are class names: data
-        return train_steps(run, params, root, hooks, offset, total)
+        return train_steps(run, params, artifact_path(work_dir, unit.name, ckpt.CHECKPOINTS), hooks, offset, total)
 
     return train_units(units, params.steps, work_dir, hooks, device, train_unit)
 

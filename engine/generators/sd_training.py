@@ -22,6 +22,7 @@ from pathlib import Path
 from xaug.engine import checkpoint as ckpt
 from xaug.engine.generators import distributed as dist
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
+from xaug.store.artifacts import artifact_path
 from xaug.engine.generators.driver import Unit, train_steps, train_units, units_for
 from xaug.engine.generators.sd_data import build_data, sample_latents, tokenize
 from xaug.engine.generators.sd_method import SdMethod
@@ -88,19 +89,13 @@ def train_sd(method: SdMethod, params: SdParams, per_class: bool, data: TrainIma
         write_manifest(method, params, units, prompts, work_dir)
 
     def train_unit(unit: Unit, index: int, offset: int, total: int) -> int:
-        if (work_dir / "model" / unit.name / "unit.json").is_file():
+        if (artifact_path(work_dir, "model", unit.name) / "unit.json").is_file():
             return params.steps  # finished in an earlier run
         run = SdRun(method, params, unit, data, work_dir, device, seed + 1000 * index)
-        return train_steps(run, params, resume_dir(work_dir, unit), hooks, offset, total, finish=run.publish)
+        resume = artifact_path(work_dir, "resume", unit.name)  # unit names are class names: data
+        return train_steps(run, params, resume, hooks, offset, total, finish=run.publish)
 
     return train_units(units, params.steps, work_dir / "model", hooks, device, train_unit)
-
-
-def resume_dir(work_dir: Path, unit: Unit) -> Path:
-    """The unit's checkpoint root (engine/checkpoint.py: atomic step folders and a `latest` pointer)."""
-    from xaug.store.artifacts import artifact_path
-
-    return artifact_path(work_dir, "resume", unit.name)  # unit names are class names: data
 
 
 class SdRun:
@@ -198,8 +193,8 @@ class SdRun:
             self.method.save_weights(self.parts, folder, final=True, params=self.params)
             (folder / "unit.json").write_text(json.dumps({"classes": self.unit.classes, "steps": self.params.steps}))
 
-        ckpt.publish_folder(self.work_dir / "model" / self.unit.name, fill)
-        shutil.rmtree(resume_dir(self.work_dir, self.unit), ignore_errors=True)
+        ckpt.publish_folder(artifact_path(self.work_dir, "model", self.unit.name), fill)
+        shutil.rmtree(artifact_path(self.work_dir, "resume", self.unit.name), ignore_errors=True)
 
 
 def _lr_at(params: SdParams, step: int) -> float:

@@ -21,8 +21,8 @@ from pathlib import Path
 import psutil
 from xaug.engine.errors import EngineError, StoreError
 from xaug.engine.queue.executor import Executor, LocalExecutor
-from xaug.engine.queue.gpus import detect_gpus, read_gpu_stats
-from xaug.engine.queue.policy import GpuReservation
+from xaug.engine.queue.gpus import detect_gpu_memory, detect_gpus, read_gpu_stats
+from xaug.engine.queue.policy import GpuReservation, GpuSlot, memory_estimate_mb
 from xaug.store import artifact_root, open_store
 from xaug.store import jobs as q
 from xaug.store.db import store_errors
@@ -101,11 +101,18 @@ class Engine:
 
     def __init__(self, store_path: str | Path, *, cpu_slots: int = 1, gpus: list[int] | None = None,
                  executor: Executor | None = None, poll_s: float = 0.5, grace_s: float = 30.0,
-                 host: str | None = None, reserve_after_s: float = 0.0) -> None:
+                 host: str | None = None, reserve_after_s: float = 0.0,
+                 gpu_memory_mb: dict[int, float] | None = None) -> None:
         self.store_path = ensure_own_store(store_path)
         self.cpu_slots = max(1, int(cpu_slots))
         self._gpu_override = gpus
+        self._gpu_memory_override = gpu_memory_mb
         self.gpus: list[int] = []
+        self.gpu_memory: dict[int, float] = {}
+        """Total memory (MiB) of each GPU that reports it; GPUs missing here are never shared."""
+        self.gpu_claims: dict[str, float | None] = {}
+        """Memory estimate (MiB) each running GPU job was placed with; None: it holds its GPUs whole."""
+        self._measured: dict[str, float] | None = None
         self.poll_s = poll_s
         self.grace_s = grace_s
         self.host = host or socket.gethostname()
@@ -146,6 +153,9 @@ class Engine:
                 f"runs on {self.store_path}; submit to it with `xaug submit`, watch with `xaug status`, or stop it "
                 "(kill -TERM its pid) before starting a new one")
         self.gpus = list(self._gpu_override) if self._gpu_override is not None else [g["gpu"] for g in detect_gpus()]
+        memory = self._gpu_memory_override if self._gpu_memory_override is not None else \
+            (detect_gpu_memory() if self.gpus else {})
+        self.gpu_memory = {g: float(mb) for g, mb in memory.items() if g in self.gpus}
         if self.executor is None:
             threads = max(1, (os.cpu_count() or 1) // self.cpu_slots)
             self.executor = LocalExecutor(self.store_path, cpu_threads=threads)
@@ -304,10 +314,33 @@ class Engine:
         if not self._stop.is_set():
             self.dispatch()
 
-    def free_gpus(self) -> list[int]:
-        """GPUs not used by a running worker."""
-        used = {g for handle in self.handles.values() for g in handle.gpu_ids}
-        return [g for g in self.gpus if g not in used]
+    def gpu_slots(self) -> list[GpuSlot]:
+        """Each GPU with the number of jobs running on it and the memory they were placed with (policy.py)."""
+        jobs = {g: 0 for g in self.gpus}
+        claimed = {g: 0.0 for g in self.gpus}
+        whole: set[int] = set()
+        for key, handle in self.handles.items():
+            claim = self.gpu_claims.get(key)
+            for g in handle.gpu_ids:
+                if g not in jobs:
+                    continue
+                jobs[g] += 1
+                if claim is None:
+                    whole.add(g)
+                else:
+                    claimed[g] += claim
+        return [GpuSlot(g, self.gpu_memory.get(g), claimed[g], jobs[g], g in whole) for g in self.gpus]
+
+    def job_memory_mb(self, job: dict) -> float | None:
+        """The GPU memory (MiB) a job is placed with: declared in its recipe, or estimated from the peak measured
+        on earlier done jobs of its memory group; None (it takes its GPUs whole) when neither is known."""
+        group = job.get("memory_group")
+        measured = None
+        if group and not job.get("gpu_memory_mb"):
+            if self._measured is None:  # read once per dispatch pass, only when a job asks for it
+                self._measured = q.measured_gpu_memory(self.db)
+            measured = self._measured.get(group)
+        return memory_estimate_mb(job.get("gpu_memory_mb"), measured)
 
     def free_cpu_slots(self) -> int:
         """CPU slots not used by a running worker (CPU jobs use a slot; GPU jobs do not)."""
@@ -323,20 +356,24 @@ class Engine:
         need = min(int(job["gpus_needed"] or 0), len(self.gpus))
         if need == 0:
             return [] if self.free_cpu_slots() > 0 else None
-        return self.reservation.gpus_for(job["key"], need, self.free_gpus())
+        return self.reservation.gpus_for(job["key"], need, self.gpu_slots(), self.job_memory_mb(job))
 
     def dispatch(self) -> list[str]:
         """Start runnable jobs while some fit; returns the keys started."""
         started = []
+        self._measured = None
         if self.reservation.tracking:
             self.reservation.keep_only(job["key"] for job in q.runnable_jobs(self.db, limit=500))
-        while self.free_cpu_slots() > 0 or self.free_gpus():
+        while self.free_cpu_slots() > 0 or any(not slot.whole for slot in self.gpu_slots()):
             job = q.claim_job(self.db, self._fits, host=self.host, log_path_for=self._log_path)
             if job is None:
                 break
+            if job["gpu_ids"]:
+                self.gpu_claims[job["key"]] = self.job_memory_mb(job)
             try:
                 handle = self.executor.start(job, job["gpu_ids"], Path(job["log_path"]))
             except OSError as exc:
+                self.gpu_claims.pop(job["key"], None)
                 q.mark_job_failed(self.db, job["key"], f"could not start the worker: {exc}")
                 continue
             q.set_job_pid(self.db, job["key"], handle.pid)
@@ -356,6 +393,7 @@ class Engine:
             if code is None:
                 continue
             del self.handles[key]
+            self.gpu_claims.pop(key, None)
             try:
                 with store_errors(self.store_path):
                     self._record_exit(key, handle, code, stopping)

@@ -51,6 +51,28 @@ def _nvidia_smi_gpus() -> list[dict]:
     return gpus
 
 
+def detect_gpu_memory() -> dict[int, float]:
+    """Total memory (MiB) of each GPU, by index: nvidia-ml-py if present, else `nvidia-smi --query-gpu`; {} when
+    neither answers (the scheduler then never shares a GPU between jobs)."""
+    stats = read_gpu_stats()
+    if stats:
+        return {row["gpu"]: row["memory_total_mb"] for row in stats}
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return {}
+    try:
+        out = subprocess.run([exe, "--query-gpu=index,memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=20, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    memory = {}
+    for line in out.splitlines():
+        match = re.match(r"\s*(\d+)\s*,\s*([\d.]+)\s*$", line)
+        if match:
+            memory[int(match.group(1))] = float(match.group(2))
+    return memory
+
+
 def read_gpu_stats() -> list[dict]:
     """Utilisation (%) and memory (MiB) of every GPU via nvidia-ml-py; [] when it is not installed or fails."""
     try:

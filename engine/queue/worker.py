@@ -93,6 +93,16 @@ def run_job(store: Path, key: str, journal: Path | None = None) -> int:
     return EXIT_DONE
 
 
+def peak_gpu_memory_mb() -> float | None:
+    """The most GPU memory PyTorch reserved in this process (MiB), or None when the job never used CUDA here.
+
+    Looked up in sys.modules: a job that never imported torch does not pay for importing it now."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_initialized():
+        return None
+    return torch.cuda.max_memory_reserved() / 2**20
+
+
 class _StoreOutcome:
     """A local worker records straight into the store."""
 
@@ -109,8 +119,12 @@ class _StoreOutcome:
         return False
 
     def done(self, key: str) -> None:
-        from xaug.store.jobs import mark_job_done
+        """Mark the job done, with the peak GPU memory it used (the local scheduler sizes later jobs by it)."""
+        from xaug.store.jobs import mark_job_done, record_peak_gpu_memory
 
+        peak = peak_gpu_memory_mb()
+        if peak:
+            record_peak_gpu_memory(self.db, key, peak)
         mark_job_done(self.db, key)
 
     def failed(self, key: str, error: str, retryable: bool = True) -> str:

@@ -340,6 +340,8 @@ class AnalysisConfig(Strict):
 
 JobKind = Literal["prepare_data", "train_generator", "sample", "image_quality", "train_classifier", "evaluate",
                   "analyse"]
+GpuJobKind = Literal["train_generator", "sample", "image_quality", "train_classifier", "evaluate"]
+"""The job kinds that may run on a GPU."""
 _TIME_LIMIT = re.compile(r"^(?P<minutes>\d+)$|^(?:(?P<d>\d+)-)?(?P<h>\d+):(?P<m>\d+):(?P<s>\d+)$")
 
 
@@ -444,6 +446,13 @@ class ResourcesConfig(Strict):
     """GPUs per classifier training job."""
     num_workers: int = Field(0, ge=0)
     """DataLoader worker processes per job."""
+    gpu_memory_gb: dict[GpuJobKind, Annotated[float, Field(gt=0)] | Literal["measured"]] = {}
+    """GPU memory per job of a kind (e.g. `{train_classifier: 6, evaluate: 3}`), so the local scheduler may run
+    several jobs on one GPU while their memory adds up to no more than the GPU's (a 224-px classifier at batch 8
+    uses a small part of an 80 GB GPU). A number is the whole worker process's use in GB on each of its GPUs (CUDA
+    context included); `measured` uses the peak measured on earlier done jobs of the same kind and model spec (each
+    job of a new spec runs alone until one has finished). Kinds not listed take their GPUs whole. The local executor
+    only: under Slurm, Slurm places jobs."""
     max_attempts: int = Field(3, ge=1)
     """How often a failing job is tried before it is marked failed."""
     executor: Literal["local", "slurm"] = "local"

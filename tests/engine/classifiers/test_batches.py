@@ -59,8 +59,8 @@ def test_training_batches_hold_the_fixed_share_of_added_images(tmp_path, monkeyp
         seen.append(int((images.flatten(1).min(1).values == 255).sum()))
         return real_training_batch(images, *args)
 
-    real_training_batch = train_mod._training_batch
-    monkeypatch.setattr(train_mod, "_training_batch", spy)
+    real_training_batch = train_mod.training_batch
+    monkeypatch.setattr(train_mod, "training_batch", spy)
     spec = ClassifierSpec(model="test_efficientnet", epochs=2, batch_size=8, lr=3e-3, synthetic_fraction=0.25)
     out = train_classifier(spec, CLASSES, data, tmp_path, seed=0)
     assert out.finished and out.step == 6 == len(seen)  # the baseline's budget: 2 epochs x 3 steps

@@ -47,3 +47,24 @@ def test_no_gpu_at_all(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "pynvml", None)
     monkeypatch.setenv("PATH", str(tmp_path))
     assert gpus.detect_gpus() == []
+
+
+def test_gpu_memory_from_nvml(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", _fake_pynvml())
+    assert gpus.detect_gpu_memory() == {0: 8192.0, 1: 8192.0}
+
+
+def test_gpu_memory_from_nvidia_smi_query(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    exe = tmp_path / "nvidia-smi"
+    exe.write_text("#!/bin/sh\n[ \"$1\" = --query-gpu=index,memory.total ] || exit 1\n"
+                   "echo '0, 143771'\necho '1, 143771'\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert gpus.detect_gpu_memory() == {0: 143771.0, 1: 143771.0}
+
+
+def test_no_gpu_memory_without_a_gpu(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert gpus.detect_gpu_memory() == {}

@@ -159,8 +159,11 @@ def test_migration_blocks_dependents_of_jobs_that_failed_before_it(tmp_path):
     old = sqlite_utils.Database(sqlite3.connect(tmp_path / "old.db"))
     migrations.apply(old, stop_before="m005_queue_blocked_status")
     a, b = fake("a"), fake("b", [fake("a")])
-    submit(old, [a, b])
-    old.execute("UPDATE jobs SET status = 'failed' WHERE key = ?", [a.key])
+    # The rows as a store of that version held them (today's submit_study writes columns added later).
+    for job, status in ((a, "failed"), (b, "queued")):
+        old.execute("INSERT INTO jobs (key, kind, label, config_json, status, created_at)"
+                    " VALUES (?, ?, ?, '{}', ?, '')", [job.key, job.kind, job.label, status])
+    old.execute("INSERT INTO job_deps (job_key, dep_key) VALUES (?, ?)", [b.key, a.key])
     old.conn.commit()
     with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint"):
         old.execute("UPDATE jobs SET status = 'blocked' WHERE key = ?", [b.key])

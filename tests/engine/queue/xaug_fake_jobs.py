@@ -2,7 +2,7 @@
 
 Config keys: steps (default 3), sleep (seconds per step), fail (always raise), fail_once (raise on the first
 attempt only), data_error (raise a DataError), kill_once (SIGKILL its own worker on the first attempt),
-ignore_stop (never check for stop requests).
+ignore_stop (never check for stop requests), cuda_mb (hold that many MiB on the GPU while it runs).
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ def run(ctx) -> None:
     if cfg.get("fail_once") and not (work / "failed_once").exists():
         (work / "failed_once").write_text("1")
         raise ValueError("fails the first time")
+    if cfg.get("cuda_mb") and ctx.device == "cuda":
+        import torch
+
+        held = torch.empty(int(cfg["cuda_mb"]) * 2**20, dtype=torch.uint8, device="cuda")  # noqa: F841
     steps = int(cfg.get("steps", 3))
     while step < steps:
         time.sleep(float(cfg.get("sleep", 0.0)))
