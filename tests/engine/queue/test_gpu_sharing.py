@@ -53,6 +53,13 @@ def test_no_gpu_is_drained_when_whole_held_gpus_will_free_up_on_their_own():
     assert policy.gpus_for("wide", 1, freed) == [0]
 
 
+def test_a_gpu_of_unknown_memory_running_a_small_job_is_never_drained_it_frees_on_its_own():
+    policy = GpuReservation()
+    gpus = [GpuSlot(0, None, 4 * GB, 1), GpuSlot(1, 80 * GB, 10 * GB, 1)]
+    assert policy.gpus_for("wide", 1, gpus) is None and policy.draining == []
+    assert policy.gpus_for("small", 1, gpus, memory_mb=4 * GB) == [1]
+
+
 def test_a_blocked_small_job_drains_one_gpu_until_it_fits():
     policy = GpuReservation()
     full = [GpuSlot(0, 80 * GB, 75 * GB, 5), GpuSlot(1, 80 * GB, 78 * GB, 6)]
