@@ -30,6 +30,11 @@ summary="$OUT/summary.txt"
 note() { echo "$*" | tee -a "$summary"; }
 
 note "gpu_check started $(date -u +%FT%TZ) on $(hostname); python: $PYTHON"
+if ! "$PYTHON" -c "import xaug.engine.cli" 2>/dev/null; then
+  # A bare checkout: install it in place, without dependencies or a build environment (the machine is offline).
+  "$PYTHON" -m pip install -q --no-deps --no-build-isolation -e . > "$OUT/install.txt" 2>&1
+  note "xaug was not importable: pip install -e . exited $? (install.txt)"
+fi
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || note "nvidia-smi failed (see nvidia-smi.txt)"
 "$PYTHON" - > "$OUT/env.txt" 2>&1 <<'PY'
 import platform, torch
