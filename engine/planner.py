@@ -10,6 +10,10 @@ Conventions (documented here because they change keys):
 - `splits.run_folds` is left out of `prepare_data`'s config (it prepares every fold), so running fewer folds
   reuses the same data; a generator's `amounts` are left out of its dump (amounts show up as `amount` and
   `n_per_class`), so adding an amount does not retrain the generator.
+- With `dataset.external_test`, every trained classifier gets a second `evaluate` job whose config adds
+  `test_set: external`; the first one's config (and key) is as without it.
+- Dataset options added after keys were first made (`_KEYED_WHEN_SET`) are left out of prepare_data's config while
+  at their default, so a study that does not use them keeps its keys.
 - Jobs are returned in dependency order; the queue runs equal priorities oldest first, i.e. in this order.
 - Keys are content-addressed: a config keeps the absolute paths its worker reads (LOCATION_FIELDS), but the key
   hashes the fingerprint of what lies there (`loaded.fingerprints`, computed before planning), plus the kind's
@@ -19,16 +23,17 @@ Conventions (documented here because they change keys):
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from xaug.engine.generators.registry import get_generator
+from xaug.engine.data.csvtable import load_csv
+from xaug.engine.data.splits import EXTERNAL
+from xaug.engine.generators.registry import PATH_PARAMS, get_generator
 from xaug.engine.jobs import JOB_VERSIONS
-from xaug.engine.recipe.schema import CLASS_NAMES_PAPER, ClassifierSpec, GeneratorSpec, Recipe
+from xaug.engine.recipe.schema import CLASS_NAMES_PAPER, ClassifierSpec, DatasetConfig, GeneratorSpec, Recipe
 
 BASELINE_PRIORITY = 1
 
@@ -59,7 +64,7 @@ class PlannedJob:
 LOCATION_FIELDS = (
     ("dataset", "path"),
     ("classifier", "weights"),
-    ("generator", "params", "base_model"),
+    *(("generator", "params", name) for name in PATH_PARAMS),
     ("quality", "inception_weights"),
 )
 
@@ -162,6 +167,7 @@ def plan_study(loaded) -> list[PlannedJob]:
     classifier_gpus = recipe.resources.classifier_gpus if gpu else 0
     attempts = recipe.resources.max_attempts
     plan = _Plan()
+    test_sets = ["test", EXTERNAL] if recipe.dataset.external_test else ["test"]
 
     def add(kind, config, deps, label, gpus, priority=0):
         return plan.add(make_job(kind, config, deps, label=label, gpus_needed=gpus, max_attempts=attempts,
@@ -190,9 +196,11 @@ def plan_study(loaded) -> list[PlannedJob]:
                     # The real-only baseline runs first: it is the first answer a user can read.
                     priority = BASELINE_PRIORITY if arm == "baseline" else 0
                     train = add("train_classifier", config, deps, f"train {label}", classifier_gpus, priority)
-                    evaluate = add("evaluate", config, [train.key, prepare.key], f"evaluate {label}",
-                                   min(classifier_gpus, 1), priority)
-                    final_deps.append(evaluate.key)
+                    for test_set in test_sets:
+                        evaluate = add("evaluate", _evaluate_config(config, test_set), [train.key, prepare.key],
+                                       f"evaluate {label}" + ("" if test_set == "test" else f" on {test_set}"),
+                                       min(classifier_gpus, 1), priority)
+                        final_deps.append(evaluate.key)
     analysis = {"study": recipe.name, "classes": classes, "analysis": recipe.analysis.model_dump(mode="json")}
     add("analyse", analysis, final_deps, f"analyse {recipe.name}", 0)
     return plan.jobs
@@ -272,6 +280,11 @@ def _classifier_config(loaded, spec: ClassifierSpec, where: dict[str, int], seed
             "image_size": spec.image_size or recipe.dataset.image_size, "amp": recipe.resources.amp}
 
 
+def _evaluate_config(config: dict[str, Any], test_set: str) -> dict[str, Any]:
+    """An evaluate job's config: its classifier's, plus `test_set` when it is not the fold's test split."""
+    return config if test_set == "test" else {**config, "test_set": test_set}
+
+
 def _classifier_label(spec: ClassifierSpec, where: dict[str, int], seed: int, arm: str, gen: GeneratorSpec | None,
                       amount: int) -> str:
     what = {"baseline": "baseline", "synthetic": f"{gen.name if gen else ''} +{amount}",
@@ -279,9 +292,22 @@ def _classifier_label(spec: ClassifierSpec, where: dict[str, int], seed: int, ar
     return f"{spec.id} {what} {_unit_label(where)} seed {seed}"
 
 
+# Dataset options added after studies were first keyed, as paths into DatasetConfig's dump.
+_KEYED_WHEN_SET = (("subsample",), ("external_test",), ("csv", "image_root"), ("csv", "where"), ("csv", "where_not"),
+                   ("csv", "on_missing_label"), ("csv", "on_other_label"), ("csv", "on_mixed_patient"), ("csv", "findings_column"),
+                   ("csv", "finding_columns"), ("csv", "multiple_findings"), ("csv", "priority"))
+
+
 def _prepare_config(loaded) -> dict[str, Any]:
     recipe: Recipe = loaded.recipe
     dataset = recipe.dataset.model_dump(mode="json")
+    defaults = DatasetConfig().model_dump(mode="json")
+    for *parents, name in _KEYED_WHEN_SET:
+        here, default = dataset, defaults
+        for parent in parents:
+            here, default = here[parent], default[parent]
+        if here[name] == default[name]:
+            del here[name]
     dataset["path"] = _abs(loaded, recipe.dataset.path)
     splits = recipe.splits.model_dump(mode="json")
     splits["run_folds"] = None
@@ -293,10 +319,11 @@ def _prepare_config(loaded) -> dict[str, Any]:
 def _generator_dump(loaded, gen: GeneratorSpec) -> dict[str, Any]:
     dump = gen.model_dump(mode="json")
     dump["amounts"] = None
-    base_model = dump["params"].get("base_model")
-    if isinstance(base_model, str) and loaded.resolve(base_model).exists():
-        # A local base model folder, relative to the recipe like every other path; otherwise a hub repo id.
-        dump["params"] = {**dump["params"], "base_model": str(loaded.resolve(base_model))}
+    for name in PATH_PARAMS:
+        value = dump["params"].get(name)
+        if isinstance(value, str) and loaded.resolve(value).exists():
+            # A local file or folder, relative to the recipe like every other path; otherwise e.g. a hub repo id.
+            dump["params"] = {**dump["params"], name: str(loaded.resolve(value))}
     return dump
 
 
@@ -315,9 +342,8 @@ def study_classes(loaded) -> list[str]:
     path = Path(loaded.resolve(dataset.path))
     if dataset.source == "folder":
         return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    with path.open(newline="", encoding="utf-8") as handle:
-        labels = {row[dataset.csv.label_column] for row in csv.DictReader(handle)}
-    return sorted({dataset.csv.label_map.get(label, label) for label in labels})
+    # The loader itself (rules, label layouts, mixed patients, missing files): planned classes are loaded classes.
+    return load_csv(dataset.model_copy(update={"path": str(path)})).classes
 
 
 def summarise_plan(jobs: list[PlannedJob]) -> dict[str, int]:

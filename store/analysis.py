@@ -18,7 +18,8 @@ COMPARISON_COLUMNS = ("generator", "classifier", "amount", "reference", "metric"
 CORRELATION_COLUMNS = ("quality_metric", "utility_metric", "method", "n", "r", "ci_low", "ci_high", "p_value")
 HEADLINE_COLUMNS = ("generator", "reference", "metric", "class_name", "n", "mean", "sd", "ci_low", "ci_high",
                     "statistic", "p_value", "p_adjusted", "test", "correction", "amounts")
-ARM_SUMMARY_COLUMNS = ("classifier", "arm", "generator", "amount", "metric", "class_name", "n", "seeds", "mean", "sd")
+ARM_SUMMARY_COLUMNS = ("classifier", "arm", "generator", "amount", "metric", "class_name", "n", "seeds", "mean", "sd",
+                       "test_set")
 ANALYSIS_COLUMNS = ("n_units", "repeats", "unit", "test", "correction", "alpha", "test_train_ratio", "amounts", "note")
 
 
@@ -47,11 +48,13 @@ def _study_jobs_of_kind(db: sqlite_utils.Database, study: str, kind: str, status
     return [(key, json.loads(cfg)) for key, cfg in db.execute(sql + " ORDER BY j.key", params).fetchall()]
 
 
-def load_study_evaluations(db: sqlite_utils.Database, study: str) -> list[dict]:
-    """Every finished `evaluate` job of a study: classifier, repeat, fold, seed, arm, generator, amount, `results`
-    (accuracy, balanced_accuracy, macro_f1, ...), per-class `f1`, per-class `class_metrics` (precision, recall,
-    f1, support) and `n_test` (sum of class supports)."""
-    jobs = _study_jobs_of_kind(db, study, "evaluate")
+def load_study_evaluations(db: sqlite_utils.Database, study: str, test_set: str = "test") -> list[dict]:
+    """Every finished `evaluate` job of a study on one test set ('test': the folds' test splits, which the study's
+    statistics use; 'external': dataset.external_test): classifier, repeat, fold, seed, arm, generator, amount,
+    `results` (accuracy, balanced_accuracy, macro_f1, ...), per-class `f1`, per-class `class_metrics` (precision,
+    recall, f1, support), `n_test` (sum of class supports) and `test_set`."""
+    jobs = [(key, cfg) for key, cfg in _study_jobs_of_kind(db, study, "evaluate")
+            if cfg.get("test_set", "test") == test_set]
     results: dict[str, dict] = defaultdict(dict)
     class_f1: dict[str, dict] = defaultdict(dict)
     class_metrics: dict[str, dict] = defaultdict(dict)
@@ -73,7 +76,7 @@ def load_study_evaluations(db: sqlite_utils.Database, study: str) -> list[dict]:
              fold=int(cfg.get("fold", 0)), seed=int(cfg.get("seed", 0)), arm=cfg.get("arm"),
              generator=generator_name(cfg.get("generator")), amount=int(cfg.get("amount") or 0),
              results=results.get(key, {}), f1=class_f1.get(key, {}), class_metrics=class_metrics.get(key, {}),
-             n_test=support.get(key, 0))
+             n_test=support.get(key, 0), test_set=test_set)
         for key, cfg in jobs
     ]
 
@@ -194,7 +197,7 @@ def record_analysis(db: sqlite_utils.Database, study: str, info: Mapping, headli
     _replace_rows(db, "analyses", study, ANALYSIS_COLUMNS, [info])
     _replace_rows(db, "headline", study, HEADLINE_COLUMNS, headline, {"class_name": "", "amounts": ""})
     _replace_rows(db, "arm_summaries", study, ARM_SUMMARY_COLUMNS, arm_summaries,
-                  {"generator": "", "amount": 0, "class_name": ""})
+                  {"generator": "", "amount": 0, "class_name": "", "test_set": "test"})
 
 
 def load_analysis(db: sqlite_utils.Database, study: str) -> dict | None:
@@ -219,11 +222,13 @@ def load_headline(db: sqlite_utils.Database, study: str, *, reference: str | Non
                                            order_by="reference, metric, class_name, generator"))
 
 
-def load_arm_summaries(db: sqlite_utils.Database, study: str, *, per_class: bool | None = None) -> list[dict]:
-    """A study's per classifier x arm x metric summaries over units (overall metrics: class_name '')."""
-    where = "study = ?" + ("" if per_class is None else " AND class_name != ''" if per_class
-                           else " AND class_name = ''")
-    return list(db["arm_summaries"].rows_where(where, [study], order_by="rowid"))
+def load_arm_summaries(db: sqlite_utils.Database, study: str, *, per_class: bool | None = None,
+                       test_set: str = "test") -> list[dict]:
+    """A study's per classifier x arm x metric summaries over units (overall metrics: class_name ''), on one test
+    set ('test': the folds' test splits; 'external': dataset.external_test)."""
+    where = "study = ? AND test_set = ?" + ("" if per_class is None else " AND class_name != ''" if per_class
+                                            else " AND class_name = ''")
+    return list(db["arm_summaries"].rows_where(where, [study, test_set], order_by="rowid"))
 
 
 def _plain(value):

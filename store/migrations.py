@@ -377,7 +377,34 @@ def _make_private(folder: Path) -> None:
 
 
 @migrations()
-def m007_gpubench_gpu_memory(db):
+def m007_data_subsample_external(db):
+    """dataset.subsample's draw per class (subsample_draws) and the members of the external test set
+    (external_members, patients as salted pseudonyms), both written by prepare_data; arm_summaries gain `test_set`
+    ('test': the folds' test splits; 'external': dataset.external_test), part of their primary key."""
+    db["arm_summaries"].add_column("test_set", str, not_null_default="test")
+    db["arm_summaries"].transform(pk=("study", "classifier", "arm", "generator", "amount", "metric", "class_name",
+                                      "test_set"))
+    db.execute("""CREATE TABLE subsample_draws (
+        job_key TEXT NOT NULL,
+        class_name TEXT NOT NULL,
+        target INTEGER NOT NULL,
+        available_images INTEGER NOT NULL,
+        available_patients INTEGER NOT NULL,
+        selected_images INTEGER NOT NULL,
+        selected_patients INTEGER NOT NULL,
+        PRIMARY KEY (job_key, class_name)
+    )""")
+    db.execute("""CREATE TABLE external_members (
+        job_key TEXT NOT NULL,
+        image_id TEXT NOT NULL,
+        patient TEXT NOT NULL,
+        label TEXT NOT NULL,
+        PRIMARY KEY (job_key, image_id)
+    )""")
+
+
+@migrations()
+def m008_gpubench_gpu_memory(db):
     """GPU memory per job, so the local scheduler can run several small jobs on one GPU: the memory declared in the
     recipe (`resources.gpu_memory_gb`), the group whose measured peaks estimate it (jobs of one kind and one model
     spec), and the peak the job's worker measured when it finished."""

@@ -28,14 +28,16 @@ def results_unit(db: sqlite_utils.Database, study: str) -> str:
     return info["unit"] if info else "no stored analysis yet (the study's analyse job has not run)"
 
 
-def class_metric_table(db: sqlite_utils.Database, study: str) -> list[dict]:
-    """Per classifier, arm and class: n units, seeds per unit, and mean/SD over units of precision, recall, F1."""
-    return _pivot(load_arm_summaries(db, study, per_class=True), with_class=True)
+def class_metric_table(db: sqlite_utils.Database, study: str, test_set: str = "test") -> list[dict]:
+    """Per classifier, arm and class: n units, seeds per unit, and mean/SD over units of precision, recall, F1 on
+    one test set ('test': the folds' test splits; 'external': dataset.external_test)."""
+    return _pivot(load_arm_summaries(db, study, per_class=True, test_set=test_set), with_class=True)
 
 
-def score_table(db: sqlite_utils.Database, study: str) -> list[dict]:
-    """Per classifier and arm: n units, seeds per unit, and mean/SD over units of each overall score."""
-    return _pivot(load_arm_summaries(db, study, per_class=False), with_class=False)
+def score_table(db: sqlite_utils.Database, study: str, test_set: str = "test") -> list[dict]:
+    """Per classifier and arm: n units, seeds per unit, and mean/SD over units of each overall score on one test
+    set."""
+    return _pivot(load_arm_summaries(db, study, per_class=False, test_set=test_set), with_class=False)
 
 
 def _pivot(rows: list[dict], with_class: bool) -> list[dict]:

@@ -133,3 +133,36 @@ def record_skipped_images(db: sqlite_utils.Database, job_key: str, rows: Iterabl
 def load_skipped_images(db: sqlite_utils.Database, job_key: str) -> list[dict]:
     """Images skipped by a data-preparation job, with the reason."""
     return list(db["skipped_images"].rows_where("job_key = ?", [job_key], order_by="source"))
+
+
+def record_subsample(db: sqlite_utils.Database, job_key: str, draws: Iterable[Mapping]) -> None:
+    """Record dataset.subsample's draw per class: class_name, target, available_images, available_patients,
+    selected_images, selected_patients."""
+    columns = ("class_name", "target", "available_images", "available_patients", "selected_images",
+               "selected_patients")
+    with db.conn:
+        db.conn.execute("DELETE FROM subsample_draws WHERE job_key = ?", (job_key,))
+        db.conn.executemany(
+            f"INSERT INTO subsample_draws (job_key, {', '.join(columns)}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(job_key, *(d[c] for c in columns)) for d in draws],
+        )
+
+
+def load_subsample(db: sqlite_utils.Database, job_key: str) -> list[dict]:
+    """The subsample draw per class recorded by a data-preparation job (empty without dataset.subsample)."""
+    return list(db["subsample_draws"].rows_where("job_key = ?", [job_key], order_by="rowid"))
+
+
+def record_external_members(db: sqlite_utils.Database, job_key: str, rows: Iterable[Mapping]) -> None:
+    """Record the external test set's images: rows with image_id, patient (already a pseudonym), label."""
+    with db.conn:
+        db.conn.execute("DELETE FROM external_members WHERE job_key = ?", (job_key,))
+        db.conn.executemany(
+            "INSERT INTO external_members (job_key, image_id, patient, label) VALUES (?, ?, ?, ?)",
+            [(job_key, r["image_id"], r["patient"], r["label"]) for r in rows],
+        )
+
+
+def load_external_members(db: sqlite_utils.Database, job_key: str) -> list[dict]:
+    """The external test set recorded by a data-preparation job (empty without dataset.external_test)."""
+    return list(db["external_members"].rows_where("job_key = ?", [job_key], order_by="image_id"))

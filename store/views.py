@@ -150,12 +150,13 @@ def list_grids(db: sqlite_utils.Database, key: str) -> list[dict]:
 
 
 def evaluation_key(db: sqlite_utils.Database, key: str) -> str | None:
-    """The job whose per-class metrics belong to `key`: itself, or the evaluate job that depends on it."""
+    """The job whose per-class metrics belong to `key`: itself, or the evaluate job that depends on it (the one on
+    the fold's test split, not the one on an external test set)."""
     if db.execute("SELECT 1 FROM class_metrics WHERE job_key = ? LIMIT 1", (key,)).fetchone():
         return key
     row = db.execute(
         "SELECT d.job_key FROM job_deps d JOIN jobs j ON j.key = d.job_key WHERE d.dep_key = ? AND j.kind = 'evaluate'"
-        " LIMIT 1", (key,)).fetchone()
+        " ORDER BY json_extract(j.config_json, '$.test_set') IS NOT NULL LIMIT 1", (key,)).fetchone()
     return row[0] if row else None
 
 

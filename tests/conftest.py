@@ -29,3 +29,40 @@ def store_db(tmp_path):
     from xaug.store import open_store
 
     return open_store(tmp_path / "xaug.db")
+
+
+@pytest.fixture
+def install_plugin(tmp_path, monkeypatch):
+    """A factory that installs a throwaway package the way pip would, for xaug to find through its entry points.
+
+    `install_plugin(name, entry_points, modules)` copies the `modules` (files) and writes a `<name>.dist-info` with
+    `entry_points.txt` ({group: {entry name: value}}) into a fresh folder, puts it first on sys.path and on
+    PYTHONPATH (so exec'd, forked and Slurm workers find it too) and returns the folder. At teardown the folder
+    is deleted, so that a fork server which saw it on its sys.path finds nothing there for later tests.
+    """
+    import shutil
+
+    from xaug.engine.plugins import forget_plugins
+
+    folders = []
+
+    def install(name: str, entry_points: dict[str, dict[str, str]], modules=()):
+        folder = tmp_path / f"plugin-{name}"
+        info = folder / f"{name}-0.1.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+        (info / "entry_points.txt").write_text("".join(
+            f"[{group}]\n" + "".join(f"{key} = {value}\n" for key, value in points.items()) + "\n"
+            for group, points in entry_points.items()))
+        for module in modules:
+            shutil.copy(module, folder)
+        monkeypatch.syspath_prepend(str(folder))
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(folder), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        folders.append(folder)
+        forget_plugins()
+        return folder
+
+    yield install
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    forget_plugins()

@@ -208,12 +208,13 @@ def _headline_order(key: tuple) -> tuple:
 
 def arm_summaries(evaluations: list[dict]) -> list[dict]:
     """Per classifier, arm and metric (overall results and per-class precision/recall/F1): the mean and SD over
-    units of the unit means (seeds averaged within a unit), n units and the seeds per unit. Rows match the
-    `arm_summaries` table; they are what `xaug results` and the report's baseline table print."""
+    units of the unit means (seeds averaged within a unit), n units and the seeds per unit, per test set. Rows
+    match the `arm_summaries` table; they are what `xaug results` and the report's baseline and external tables
+    print."""
     values: dict = defaultdict(lambda: defaultdict(list))
     for e in evaluations:
         arm = e["arm"] or ("baseline" if e["amount"] == 0 else "synthetic")
-        group = (e["classifier"], arm, e["generator"] or "", int(e["amount"] or 0))
+        group = (e["classifier"], arm, e["generator"] or "", int(e["amount"] or 0), e.get("test_set", "test"))
         for name, value in e["results"].items():
             if value is not None:
                 values[(*group, name, "")][unit_of(e)].append(value)
@@ -222,9 +223,10 @@ def arm_summaries(evaluations: list[dict]) -> list[dict]:
                 if metrics.get(name) is not None:
                     values[(*group, name, class_name)][unit_of(e)].append(metrics[name])
     rows = []
-    for (clf, arm, gen, amount, metric, class_name), units in values.items():
+    for (clf, arm, gen, amount, test_set, metric, class_name), units in values.items():
         means = np.array([np.mean(v) for v in units.values()])
         rows.append(dict(classifier=clf, arm=arm, generator=gen, amount=amount, metric=metric,
                          class_name=class_name, n=int(means.size), seeds=max(len(v) for v in units.values()),
-                         mean=float(means.mean()), sd=float(means.std(ddof=1)) if means.size > 1 else None))
+                         mean=float(means.mean()), sd=float(means.std(ddof=1)) if means.size > 1 else None,
+                         test_set=test_set))
     return rows

@@ -4,7 +4,8 @@ Everything statistical is read from the study's stored analysis (written once by
 formats it. Tables: the comparison matrix (every generator x classifier x amount against the baseline and the
 duplicate control), the headline generator effects, baseline performance, per-class F1 changes, image quality against
 the training and held-out references, each generator's near-copy rate next to its utility, the quality-vs-utility
-correlations and a power plan. Every table states n and what one unit is. Figures: per-class F1
+correlations, a power plan, and with dataset.external_test every arm's performance on the external test set. Every
+table states n and what one unit is. Figures: per-class F1
 changes with CIs, quality vs utility, classifier loss curves.
 """
 
@@ -77,6 +78,12 @@ def build_report(db: sqlite_utils.Database, study: str, out_dir: Path) -> Report
     columns, rows = baseline_table(result)
     report.files += write_table(out_dir, "baseline", columns, rows,
                                 f"{study}: real-only baseline, mean (SD) over units. {result.unit}")
+    columns, rows = external_table(result)
+    if rows:
+        report.files += write_table(out_dir, "external", columns, rows,
+                                    f"{study}: every arm on the external test set (the images dataset.subsample did"
+                                    " not draw), mean (SD) over units; it never took part in model selection or in"
+                                    f" the tests above. {result.unit}")
     columns, rows = class_f1_table(result)
     report.files += write_table(out_dir, "class_f1", columns, rows,
                                 f"{study}: change in per-class F1 vs the baseline (x100), mean [{ci}]; "
@@ -199,19 +206,39 @@ def effects_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
 
 def baseline_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
     """Absolute performance of the real-only baseline per classifier: mean (SD) over units, from arm_summaries."""
+    rows = [r for r in result.arm_summaries if r["arm"] == "baseline"]
+    return _performance_table(result, rows, lambda r: {"classifier": r["classifier"]})
+
+
+def external_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
+    """Absolute performance of every arm on the external test set (dataset.external_test): mean (SD) over units."""
+    return _performance_table(result, result.external_summaries, lambda r: {
+        "classifier": r["classifier"], "arm": r["arm"], "generator": r["generator"], "amount": r["amount"]})
+
+
+def _performance_table(result: StudyAnalysis, summaries: list[dict], group) -> tuple[list[str], list[dict]]:
+    """One row per group of arm_summaries rows (`group(row)` -> the row's key columns): n, unit, accuracy,
+    balanced accuracy, macro-F1 and per-class F1 as mean (SD)."""
     cells: dict = defaultdict(dict)
-    n: dict = {}
-    for r in result.arm_summaries:
-        if r["arm"] != "baseline":
-            continue
+    keys: dict = {}
+    for r in summaries:
         if r["class_name"] == "" or r["metric"] == "f1":
+            key = tuple(group(r).items())
             name = r["metric"] if r["class_name"] == "" else f"F1 {r['class_name']}"
-            cells[r["classifier"]][name] = _mean_sd(r)
-            n[r["classifier"]] = r["n"]
-    columns = ["classifier", "n", "unit", "accuracy", "balanced_accuracy", "macro_f1",
+            cells[key][name] = _mean_sd(r)
+            keys[key] = {**group(r), "n": r["n"]}
+    key_columns = list(group(summaries[0])) if summaries else ["classifier"]
+    columns = [*key_columns, "n", "unit", "accuracy", "balanced_accuracy", "macro_f1",
                *[f"F1 {c}" for c in result.classes]]
     unit = _unit_column(result)
-    return columns, [{"classifier": clf, "n": n[clf], "unit": unit, **cells[clf]} for clf in sorted(cells)]
+    return columns, [{**keys[key], "unit": unit, **cells[key]} for key in sorted(cells, key=_arm_key)]
+
+
+def _arm_key(key: tuple) -> tuple:
+    """Sort key of a group: classifier, then baseline, synthetic arms by generator and amount, duplicates."""
+    values = dict(key)
+    arm_rank = {"baseline": 0, "synthetic": 1, "duplicate": 2}.get(values.get("arm", "baseline"), 3)
+    return (values["classifier"], arm_rank, values.get("generator") or "", values.get("amount", 0))
 
 
 def _mean_sd(row: dict) -> str:

@@ -16,6 +16,7 @@ from xaug.engine.analysis.compare import (DUPLICATE, arm_summaries, common_amoun
                                           family_size, generator_effects, resampling_ratio)
 from xaug.engine.analysis.correlate import quality_by_generator, quality_utility_correlations, ratings_by_generator
 from xaug.engine.analysis.stats import describe_correction, describe_units
+from xaug.engine.data.splits import EXTERNAL
 from xaug.engine.errors import StoreError
 from xaug.engine.recipe.schema import AnalysisConfig
 from xaug.store.analysis import (load_analysis, load_arm_summaries, load_comparisons, load_correlations,
@@ -48,6 +49,8 @@ class StudyAnalysis:
     classes: list[str] = field(default_factory=list)
     ratings: dict[str, dict] = field(default_factory=dict)
     """Mean reader scores per generator: {'reader_quality': {generator: mean}, 'reader_plausibility': {...}}."""
+    external_summaries: list[dict] = field(default_factory=list)
+    """arm_summaries on the external test set (dataset.external_test); no statistics are computed from them."""
 
     @property
     def unit(self) -> str:
@@ -96,8 +99,10 @@ def analyse_study(db: sqlite_utils.Database, study: str, analysis: AnalysisConfi
                 test_train_ratio=ratio,
                 amounts=",".join(str(a) for a in common_amounts(evaluations)))
     info["note"] = _note(info, family_size(comparisons))
+    external = arm_summaries(load_study_evaluations(db, study, test_set=EXTERNAL))
     return StudyAnalysis(study, analysis, info, comparisons, headline, arm_summaries(evaluations),
-                         _correlations(quality, ratings, headline, analysis.alpha), quality, list(classes), ratings)
+                         _correlations(quality, ratings, headline, analysis.alpha), quality, list(classes), ratings,
+                         external)
 
 
 def _note(info: dict, arms: int) -> str:
@@ -112,7 +117,7 @@ def _note(info: dict, arms: int) -> str:
 def record_study_analysis(db: sqlite_utils.Database, result: StudyAnalysis) -> None:
     """Store a computed analysis: the one set of rows every reader uses."""
     record_comparisons(db, result.study, result.comparisons)
-    record_analysis(db, result.study, result.info, result.headline, result.arm_summaries)
+    record_analysis(db, result.study, result.info, result.headline, result.arm_summaries + result.external_summaries)
     record_correlations(db, result.study, result.correlations)
 
 
@@ -131,7 +136,8 @@ def load_study_analysis(db: sqlite_utils.Database, study: str) -> StudyAnalysis:
         classes = list(dict.fromkeys(r["class_name"] for r in load_arm_summaries(db, study, per_class=True)))
     return StudyAnalysis(study, analysis, info, load_comparisons(db, study), load_headline(db, study),
                          load_arm_summaries(db, study), load_correlations(db, study), quality, classes,
-                         ratings_by_generator(load_study_ratings(db, study)))
+                         ratings_by_generator(load_study_ratings(db, study)),
+                         load_arm_summaries(db, study, test_set=EXTERNAL))
 
 
 def _correlations(quality: list[dict], ratings: dict[str, dict], headline: list[dict], alpha: float) -> list[dict]:

@@ -21,9 +21,11 @@ app = typer.Typer(
 recipe_app = typer.Typer(no_args_is_help=True, help="Check recipes and export their JSON schema.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print speed ratios measured side by side.")
 weights_app = typer.Typer(no_args_is_help=True, help="Pretrained weights a recipe needs: fetch them beforehand.")
+data_app = typer.Typer(no_args_is_help=True, help="Look at a recipe's dataset the way the loader sees it.")
 app.add_typer(recipe_app, name="recipe")
 app.add_typer(bench_app, name="bench")
 app.add_typer(weights_app, name="weights")
+app.add_typer(data_app, name="data")
 
 # Each module adds its commands to `app` (or a sub-app above) when imported.
 _COMMAND_MODULES = [
@@ -34,6 +36,7 @@ _COMMAND_MODULES = [
     "xaug.engine.cli.power_cmds",
     "xaug.engine.cli.bench_cmds",
     "xaug.engine.cli.weights_cmds",
+    "xaug.engine.cli.data_cmds",
 ]
 
 err_console = Console(stderr=True, soft_wrap=True)

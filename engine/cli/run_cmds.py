@@ -211,11 +211,13 @@ def results(
     study: Annotated[str, typer.Argument(help="Study name (the recipe's `name`).")],
     store: StoreOption = None,
     as_json: JsonOption = False,
+    test_set: Annotated[str, typer.Option("--test-set", help="test (the folds' test splits) or external"
+                                          " (dataset.external_test).")] = "test",
 ) -> None:
     """Print per-class precision/recall/F1 per classifier and arm, mean ± SD over replication units (folds x
     repeats, seeds averaged within a fold), read from the study's stored analysis.
 
-    Example: xaug results quickstart --store runs/quickstart.db
+    Example: xaug results quickstart --store runs/quickstart.db (or --test-set external)
     """
     from xaug.engine.cli.queue_cmds import open_existing_store
     from xaug.store.results import class_metric_table, results_unit, score_table
@@ -227,16 +229,20 @@ def results(
 
         known = ", ".join(s["name"] for s in list_studies(db)) or "none"
         raise EngineError(f"no study '{study}' in {store or default_store()}; studies there: {known}")
-    rows = class_metric_table(db, study)
-    scores = score_table(db, study)
+    if test_set not in ("test", "external"):
+        raise EngineError(f"--test-set {test_set!r}: use test (the folds' test splits) or external")
+    rows = class_metric_table(db, study, test_set)
+    scores = score_table(db, study, test_set)
     unit = results_unit(db, study)
     if as_json:
-        print(json.dumps({"study": study, "unit": unit, "classes": rows, "scores": scores}))
+        print(json.dumps({"study": study, "unit": unit, "test_set": test_set, "classes": rows, "scores": scores}))
         return
     if not rows:
-        console.print(f"study {study} has no analysed runs yet: {unit} (see `xaug status --study {study}`)")
+        console.print(f"study {study} has no analysed runs on test set '{test_set}' yet: {unit} (see"
+                      f" `xaug status --study {study}`)")
         return
-    table = Table(title=f"{study}: per-class results, mean ± SD over units; {unit}", box=None,
+    where = " on the external test set" if test_set == "external" else ""
+    table = Table(title=f"{study}: per-class results{where}, mean ± SD over units; {unit}", box=None,
                   header_style="bold")
     for column in ("classifier", "arm", "class", "n", "precision", "recall", "F1"):
         table.add_column(column, no_wrap=column not in ("classifier", "arm"))

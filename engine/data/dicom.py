@@ -41,6 +41,17 @@ def dicom_patient_id(path: str | Path) -> str | None:
     return value or None
 
 
+def dicom_geometry(path: str | Path) -> tuple[int, int, str]:
+    """(width, height, 'DICOM <photometric> <bits>-bit') of a DICOM file, from its header only."""
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True,
+                             specific_tags=["Rows", "Columns", "PhotometricInterpretation", "BitsStored"])
+    except _DECODE_ERRORS as exc:
+        raise DataError(f"{path}: cannot read the DICOM header ({_reason(exc)})") from exc
+    bits = ds.get("BitsStored", "?")
+    return int(ds.get("Columns", 0)), int(ds.get("Rows", 0)), f"DICOM {ds.get('PhotometricInterpretation', '?')} {bits}-bit"
+
+
 def read_dicom(path: str | Path) -> np.ndarray:
     """Decode a DICOM image to a 2-D uint8 array in display orientation (dense = bright)."""
     try:

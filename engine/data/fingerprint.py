@@ -2,7 +2,8 @@
 
 - A dataset's fingerprint hashes, for every file the dataset reads, its path relative to the dataset (the folder,
   or the CSV file's folder), its size and its content hash: the class folders' images (folder source), or the CSV
-  file plus every file it names (csv source; a named file that is missing counts too, as missing).
+  file plus every file it names below dataset.csv.image_root, rows that the row filters leave out included (csv
+  source; a named file that is missing counts too, as missing). Row filters and label rules are in the config.
 - The phantom has no files: its fingerprint is its config, which prepare_data's config already holds.
 - A weights file's fingerprint is its content hash; a folder's (a local base model, a weights folder) hashes every
   non-hidden file below it like a dataset.
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from xaug.engine.errors import DataError
+from xaug.engine.generators.registry import PATH_PARAMS
 from xaug.engine.recipe.schema import DatasetConfig
 
 HASH = "blake2b"
@@ -133,9 +135,12 @@ def dataset_fingerprint(cfg: DatasetConfig, path: Path, cache: HashCache) -> str
     if cfg.source == "csv":
         if not path.is_file():
             raise DataError(f"{path}: dataset CSV file not found (dataset.path, source: csv); fix the path")
+        from xaug.engine.data.csvtable import image_path, image_root
+
         entries = [_entry(path.name, path, cache)]
+        root = image_root(path, cfg.csv)
         for named in _csv_named_files(path, cfg.csv.path_column):
-            file = Path(named) if Path(named).is_absolute() else path.parent / named
+            file = image_path(root, named)
             entries.append(_entry(_relative_name(file, path.parent), file, cache))
         return _combine(entries)
     raise ValueError(f"dataset source {cfg.source!r} has no files to fingerprint")
@@ -168,7 +173,8 @@ class InputFingerprints:
 
 
 def fingerprint_inputs(loaded, cache: HashCache | None = None) -> InputFingerprints:
-    """Fingerprint the dataset, classifier weights, local base models and Inception weights that a recipe names."""
+    """Fingerprint the dataset, classifier weights, generators' local files (PATH_PARAMS: base models, pipelines,
+    LoRA weights) and Inception weights that a recipe names."""
     recipe = loaded.recipe
     cache = cache or HashCache()
     by_path: dict[str, str] = {}
@@ -176,8 +182,8 @@ def fingerprint_inputs(loaded, cache: HashCache | None = None) -> InputFingerpri
         where = loaded.resolve(recipe.dataset.path)
         by_path[str(where)] = dataset_fingerprint(recipe.dataset, where, cache)
     others = [spec.weights for spec in recipe.classifiers] + [recipe.quality.inception_weights]
-    others += [gen.params.get("base_model") for gen in recipe.generators
-               if isinstance(gen.params.get("base_model"), str)]
+    others += [gen.params[name] for gen in recipe.generators for name in PATH_PARAMS
+               if isinstance(gen.params.get(name), str)]
     for relative in others:
         where = loaded.resolve(relative)
         if where is not None and str(where) not in by_path:

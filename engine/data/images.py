@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from xaug.engine.data.dicom import is_dicom_file, read_dicom
+from xaug.engine.data.dicom import dicom_geometry, is_dicom_file, read_dicom
 from xaug.engine.errors import DataError
 
 PIXEL_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -42,6 +42,19 @@ def read_image(path: str | Path) -> np.ndarray:
     if is_dicom_path(path):
         return read_dicom(path)
     return _read_pixels(path)
+
+
+def image_geometry(path: str | Path) -> tuple[int, int, str]:
+    """(width, height, mode) of an image file from its header, without decoding the pixels: Pillow's mode
+    ('L', 'RGB', 'I;16', ...) for PNG/JPEG, 'DICOM <photometric> <bits>-bit' for DICOM."""
+    path = Path(path)
+    if is_dicom_path(path):
+        return dicom_geometry(path)
+    try:
+        with Image.open(path) as img:
+            return img.width, img.height, f"{img.format} {img.mode}"
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
+        raise DataError(f"{path}: not a readable PNG/JPEG image ({exc})") from exc
 
 
 def fit_square(image: np.ndarray, size: int) -> np.ndarray:

@@ -5,7 +5,8 @@ Layout of the output folder:
 - `images.npy`: uint8 [N, S, S], S = dataset.image_size, loaded memory-mapped;
 - `index.json`: classes, per-image labels (class indices), image ids (`<class>/<n:05d>`), patient pseudonyms
   (never the raw ids), folds (per repetition of the k-fold split, per fold: image indices of train/val/test),
-  skipped files, and the configs it was made from.
+  skipped files, and the configs it was made from; with dataset.subsample, the draw per class (`subsample`) and,
+  with dataset.external_test, the indices of the images not drawn (`external`), which are in no fold.
 
 `index.json` is written last, so its presence means the folder is complete: preparing again with the same
 configs reuses the files without decoding anything.
@@ -20,7 +21,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,8 @@ from xaug.engine.data.images import fit_square
 from xaug.engine.data.pseudonyms import PrivatePaths
 from xaug.engine.data.records import handle_unreadable
 from xaug.engine.data.sources import load_records, record_decoder
-from xaug.engine.data.splits import SPLIT_NAMES, Fold, make_repeated_folds
+from xaug.engine.data.splits import EXTERNAL, SPLIT_NAMES, Fold, make_repeated_folds
+from xaug.engine.data.subsample import draw_subsample
 from xaug.engine.errors import DataError
 from xaug.engine.recipe.schema import DatasetConfig, SplitsConfig
 
@@ -52,6 +54,10 @@ class PrepareReport:
     reused: bool = False
     """True when the folder already held this preparation and nothing was decoded."""
     seconds: float = 0.0
+    subsample: list[dict] = field(default_factory=list)
+    """dataset.subsample's draw per class: class_name, target, available/selected images and patients."""
+    n_external: int = 0
+    """Images of the external test set (dataset.external_test), not counted in n_images."""
 
 
 @dataclass
@@ -67,6 +73,8 @@ class PreparedData:
     repeats: list[list[Fold]]
     """The folds of each repetition of the k-fold split: repeats[repeat][fold]."""
     skipped: list[tuple[str, str]]
+    external: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    """Indices of the external test set's images (dataset.external_test); in no fold."""
 
     @property
     def folds(self) -> list[Fold]:
@@ -75,7 +83,9 @@ class PreparedData:
 
     def split(self, fold: int, name: str, repeat: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Images uint8 [n, S, S] and labels int64 [n] of split 'train', 'val' or 'test' of a fold (of one
-        repetition of the k-fold split)."""
+        repetition of the k-fold split), or of the external test set ('external', the same for every fold)."""
+        if name == EXTERNAL:
+            return np.asarray(self.images[self.external]), self.labels[self.external]
         if not 0 <= repeat < len(self.repeats):
             raise IndexError(f"repeat {repeat} does not exist; this dataset has repeats 0..{len(self.repeats) - 1}")
         folds = self.repeats[repeat]
@@ -99,6 +109,11 @@ class PreparedData:
             for r, folds in enumerate(self.repeats) for k, fold in enumerate(folds)
             for name in SPLIT_NAMES for i in fold.indices(name)
         ]
+
+    def external_members(self) -> list[dict]:
+        """Rows for the store's external_members: image_id, patient (pseudonym), label."""
+        return [{"image_id": self.image_ids[i], "patient": self.patients[i], "label": self.classes[self.labels[i]]}
+                for i in self.external]
 
 
 def prepare_dataset(dataset_cfg: DatasetConfig, splits_cfg: SplitsConfig, out_dir: str | Path, *,
@@ -133,12 +148,16 @@ def _prepare(dataset_cfg: DatasetConfig, splits_cfg: SplitsConfig, out: Path, ps
 
     record_set = load_records(dataset_cfg)
     skipped = list(record_set.skipped)
-    images, kept = _decode_all(dataset_cfg, record_set.records, skipped, progress)
-    if not kept:
-        raise DataError(f"dataset: none of the {len(record_set.records)} images could be read; see the skipped list")
     classes = record_set.classes
+    study, external, draws = _study_and_external(dataset_cfg, record_set.records, classes)
+    images, kept = _decode_all(dataset_cfg, study + external, skipped, progress)
+    study_ids = {r.image_id for r in study}
+    n_study = sum(r.image_id in study_ids for r in kept)
+    if not n_study:
+        raise DataError(f"dataset: none of the {len(study)} images could be read; see the skipped list")
     labels = np.array([classes.index(r.label) for r in kept], dtype=np.int64)
-    repeats = make_repeated_folds([r.patient_id for r in kept], labels, classes, splits_cfg)
+    # Decoding keeps the order, so the study's images come first and the external test set's after them.
+    repeats = make_repeated_folds([r.patient_id for r in kept[:n_study]], labels[:n_study], classes, splits_cfg)
     pseudo = private.pseudonymise
     index = {
         "format": INDEX_FORMAT, "config": configs, "image_size": dataset_cfg.image_size, "classes": classes,
@@ -147,6 +166,7 @@ def _prepare(dataset_cfg: DatasetConfig, splits_cfg: SplitsConfig, out: Path, ps
         "folds": [[{name: fold.indices(name).tolist() for name in SPLIT_NAMES} for fold in folds]
                   for folds in repeats],
         "skipped": [[private.name(source), private.scrub(reason)] for source, reason in skipped],
+        "subsample": [asdict(d) for d in draws], "external": list(range(n_study, len(kept))),
     }
     _write_outputs(out, images, index)
     return _report(index, reused=False, seconds=time.monotonic() - start)
@@ -164,7 +184,18 @@ def load_prepared(out_dir: str | Path) -> PreparedData:
     return PreparedData(images=images, labels=np.asarray(index["labels"], dtype=np.int64),
                         classes=list(index["classes"]), image_ids=list(index["image_ids"]),
                         patients=list(index["patients"]), repeats=repeats,
-                        skipped=[tuple(s) for s in index.get("skipped", [])])
+                        skipped=[tuple(s) for s in index.get("skipped", [])],
+                        external=np.asarray(index.get("external", []), dtype=np.int64))
+
+
+def _study_and_external(cfg: DatasetConfig, records: list, classes: list[str]) -> tuple[list, list, list]:
+    """The records of the study (dataset.subsample's draw, or all), those of the external test set (the rest, with
+    dataset.external_test), and the draw per class."""
+    if cfg.subsample is None:
+        return list(records), [], []
+    draw = draw_subsample(records, classes, cfg.subsample)
+    external = [records[i] for i in draw.rest] if cfg.external_test else []
+    return [records[i] for i in draw.selected], external, draw.draws
 
 
 def _decode_all(cfg: DatasetConfig, records, skipped: list, progress) -> tuple[np.ndarray, list]:
@@ -223,11 +254,14 @@ def _reusable_index(out: Path, configs: dict, pseudonymise) -> dict | None:
 
 def _report(index: dict, reused: bool, seconds: float) -> PrepareReport:
     """A PrepareReport from an index (new or reused)."""
-    counts = np.bincount(np.asarray(index["labels"], dtype=np.int64), minlength=len(index["classes"]))
-    return PrepareReport(n_images=len(index["labels"]), classes=list(index["classes"]),
+    n_external = len(index.get("external", []))
+    study_labels = np.asarray(index["labels"][: len(index["labels"]) - n_external], dtype=np.int64)
+    counts = np.bincount(study_labels, minlength=len(index["classes"]))
+    return PrepareReport(n_images=len(study_labels), classes=list(index["classes"]),
                          class_counts={c: int(n) for c, n in zip(index["classes"], counts)},
                          folds=len(index["folds"][0]), skipped=[tuple(s) for s in index["skipped"]],
-                         reused=reused, seconds=seconds, repeats=len(index["folds"]))
+                         reused=reused, seconds=seconds, repeats=len(index["folds"]),
+                         subsample=list(index.get("subsample", [])), n_external=n_external)
 
 
 def _random_pseudonymiser() -> Callable[[str], str]:

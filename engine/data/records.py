@@ -102,5 +102,6 @@ def check_one_class_per_patient(items: Iterable[tuple[str, str, str]]) -> None:
             raise DataError(
                 f"{seen_source} (class '{seen_label}') and {source} (class '{label}') have the same patient id;"
                 " a patient's images must all be of one class for patient-level splits. Fix the patient id of one"
-                " of them (dataset.patient_pattern, the DICOM PatientID or the CSV's patient column), or remove the"
-                " image that does not belong")
+                " of them (dataset.patient_pattern, the DICOM PatientID or the CSV's patient column), remove the"
+                " image that does not belong, or (CSV) set dataset.csv.on_mixed_patient: skip to leave such patients"
+                " out")

@@ -22,6 +22,8 @@ from xaug.engine.errors import DataError
 from xaug.engine.recipe.schema import SplitsConfig
 
 SPLIT_NAMES = ("train", "val", "test")
+EXTERNAL = "external"
+"""The external test set (dataset.external_test) where a split name is expected: the same images for every fold."""
 
 
 @dataclass(frozen=True)

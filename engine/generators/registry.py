@@ -1,28 +1,29 @@
 """The generator registry: recipes pick a generative model by name (`model: ddpm`).
 
-Each generator module registers itself with `@register_generator`; adding a sixth generator is one new file
-plus its name in `_MODULES` below. Modules are imported lazily so that loading a recipe stays cheap.
+Each generator module registers itself with `@register_generator`, and an entry point of the group
+`xaug.generators` names that module (engine/plugins.py): xaug declares its own generators in pyproject.toml, and a
+sixth one is one file in any installed package that declares it the same way. A module is imported on first use
+of its name, so that loading a recipe stays cheap.
+
+A generator's params model may define `recipe_problems(resolve, classes, per_class)`, yielding (params key,
+message) for what the recipe check can see is wrong (e.g. a missing folder), so that it fails before queueing.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
 from dataclasses import dataclass
 from typing import Callable
 
 from pydantic import BaseModel
 
 from xaug.engine.generators.base import GeneratorImpl
+from xaug.engine.plugins import GENERATORS, NOT_INSTALLED, plugin_entry_points, provider
 
-# Registered name -> module that registers it (imported on first use).
-_MODULES = {
-    "gan": "xaug.engine.generators.gan",
-    "ddpm": "xaug.engine.generators.ddpm",
-    "sd_finetune": "xaug.engine.generators.sd_finetune",
-    "dreambooth": "xaug.engine.generators.dreambooth",
-    "lora": "xaug.engine.generators.lora",
-}
+
+PATH_PARAMS = ("base_model", "pipeline", "lora")
+"""Generator params that name a local file or folder, relative to the recipe file (when something is there; else,
+e.g., a Hugging Face repo id): the planner writes them as absolute paths, and job keys hash what lies there."""
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,8 @@ def register_generator(name: str, config_class: type[BaseModel], distributed: bo
 
 
 def generator_names() -> list[str]:
-    """All generator names a recipe may use."""
-    return sorted(set(_MODULES) | set(_REGISTRY))
+    """All generator names a recipe may use (installed entry points, and any registered in this process)."""
+    return sorted(set(plugin_entry_points(GENERATORS)) | set(_REGISTRY))
 
 
 def suggest(name: str, known: list[str]) -> str:
@@ -62,10 +63,20 @@ def suggest(name: str, known: list[str]) -> str:
 
 
 def get_generator(name: str) -> GeneratorEntry:
-    """The registry entry for `name`; an unknown name raises KeyError listing the known ones."""
-    if name not in _REGISTRY and name in _MODULES:
-        importlib.import_module(_MODULES[name])
+    """The registry entry for `name`, importing the module its entry point names on first use; an unknown name
+    raises KeyError listing the known ones."""
+    point = plugin_entry_points(GENERATORS).get(name)
+    if name not in _REGISTRY and point is not None:
+        try:
+            point.load()
+        except Exception as exc:  # a plugin's own bug or missing dependency: say which package, and what
+            raise KeyError(f"generator '{name}' could not be imported from its entry point {provider(point)}: "
+                           f"{type(exc).__name__}: {exc}") from exc
+        if name not in _REGISTRY:
+            raise KeyError(f"generator entry point {provider(point)} registered no generator named '{name}': "
+                           f"decorate its class with @register_generator('{name}', ParamsModel)")
     if name not in _REGISTRY:
         known = generator_names()
-        raise KeyError(f"unknown generator '{name}'.{suggest(name, known)} Known generators: {', '.join(known)}")
+        raise KeyError(f"unknown generator '{name}'.{suggest(name, known)} Known generators: "
+                       f"{', '.join(known) or NOT_INSTALLED}")
     return _REGISTRY[name]

@@ -1,22 +1,15 @@
-"""Job kinds: each module has `run(ctx: JobContext) -> None` and computes one step of a study.
+"""Job kinds: each is a `run(ctx: JobContext) -> None` function that computes one step of a study.
 
-The engine imports a kind's module only in the worker that runs it, so the scheduler never imports torch.
+Kinds are entry points of the group `xaug.job_kinds` (see engine/plugins.py): xaug declares its seven (and the
+benchmarks' `noop`) in pyproject.toml, and another installed package adds a kind the same way. The engine imports
+a kind's module only in the worker that runs it, so the scheduler never imports torch.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Callable
 
-JOB_KINDS = {
-    "prepare_data": "xaug.engine.jobs.prepare_data",
-    "train_generator": "xaug.engine.jobs.train_generator",
-    "sample": "xaug.engine.jobs.sample",
-    "image_quality": "xaug.engine.jobs.image_quality",
-    "train_classifier": "xaug.engine.jobs.train_classifier",
-    "evaluate": "xaug.engine.jobs.evaluate",
-    "analyse": "xaug.engine.jobs.analyse",
-}
+from xaug.engine.plugins import JOB_KINDS, NOT_INSTALLED, plugin_entry_points, provider
 
 # The code version of each job kind: part of its key. Bump a kind's version when a change to its code (or to code
 # it calls) changes what it computes for the same config and inputs (another loss, sampler, metric, preprocessing,
@@ -34,8 +27,18 @@ JOB_VERSIONS = {
 }
 
 
+def job_kinds() -> list[str]:
+    """The names of every installed job kind."""
+    return sorted(plugin_entry_points(JOB_KINDS))
+
+
 def job_function(kind: str) -> Callable:
-    """The `run(ctx)` function of a job kind."""
-    if kind not in JOB_KINDS:
-        raise KeyError(f"unknown job kind '{kind}'; known kinds: {', '.join(JOB_KINDS)}")
-    return importlib.import_module(JOB_KINDS[kind]).run
+    """The `run(ctx)` function of a job kind (importing its module)."""
+    point = plugin_entry_points(JOB_KINDS).get(kind)
+    if point is None:
+        known = ", ".join(job_kinds()) or NOT_INSTALLED
+        raise KeyError(f"unknown job kind '{kind}'; installed kinds: {known}")
+    run = point.load()
+    if not callable(run):
+        raise TypeError(f"job kind entry point {provider(point)} is not a run(ctx) function")
+    return run

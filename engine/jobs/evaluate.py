@@ -1,6 +1,8 @@
-"""The `evaluate` job: score a trained classifier's best checkpoint on its fold's test split.
+"""The `evaluate` job: score a trained classifier's best checkpoint on its fold's test split, or, when the config
+says `test_set: external`, on the dataset's external test set (dataset.external_test: the images the subsample did
+not draw).
 
-The test split is touched here and only here; the checkpoint was chosen on the validation split.
+Test images are touched here and only here; the checkpoint was chosen on the validation split.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ def run(ctx: JobContext) -> None:
     model = create_classifier(spec, len(classes))
     load_weights(model, best)
     model.to(ctx.device)
-    images, labels = load_splits(ctx, int(cfg["fold"]), ("test",), classes, int(meta["image_size"]))["test"]
+    test_set = cfg.get("test_set", "test")
+    images, labels = load_splits(ctx, int(cfg["fold"]), (test_set,), classes, int(meta["image_size"]))[test_set]
     ctx.check_stop()
     probs = predict_probs(model, images, spec.in_chans, meta["mean"], meta["std"], ctx.device,
                           amp=bool(cfg.get("amp", True)))

@@ -67,8 +67,9 @@ def start_forked_worker(store_path: Path, key: str, env: dict[str, str], log_pat
 
 def _worker_main(store_path: str, key: str, env: dict[str, str], log_path: str) -> None:
     """In the forked child: become the job's own worker process, run the job, leave with its exit status."""
+    from xaug.engine.plugins import forget_plugins
     from xaug.engine.queue.executor import die_with_parent, worker_command
-    from xaug.engine.queue.worker import exit_now, register_extra_kinds, run_job
+    from xaug.engine.queue.worker import exit_now, run_job
 
     os.setsid()
     die_with_parent()
@@ -81,7 +82,7 @@ def _worker_main(store_path: str, key: str, env: dict[str, str], log_path: str) 
         print("worker: CUDA was initialised before the fork; starting a fresh worker process", flush=True)
         command = worker_command(Path(store_path), key)
         os.execv(command[0], command)
-    register_extra_kinds()
+    forget_plugins()  # the fork server read the entry points on its own sys.path; this job's PYTHONPATH may add some
     exit_now(run_job(Path(store_path), key))
 
 

@@ -9,7 +9,6 @@ has set its own GPUs.
 
 from __future__ import annotations
 
-import importlib
 import os
 
 # torch.cuda.is_available() (which some libraries call on import) asks NVML instead of initialising the driver.
@@ -18,11 +17,11 @@ os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
 
 def _preload() -> None:
     """Import every job kind's module; one that fails is left for its own worker to import again and report."""
-    from xaug.engine.jobs import JOB_KINDS
+    from xaug.engine.plugins import JOB_KINDS, plugin_entry_points
 
-    for module in dict.fromkeys(JOB_KINDS.values()):
+    for point in plugin_entry_points(JOB_KINDS).values():
         try:
-            importlib.import_module(module)
+            point.load()
         except Exception:  # noqa: BLE001 - the job's worker imports it again and records the real error
             pass
 

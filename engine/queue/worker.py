@@ -6,7 +6,8 @@ see `xaug.engine.errors.is_permanent`); or, when the job checkpointed and
 raised `JobInterrupted` (SIGTERM from the engine, or a cancel request), queued again to resume later without
 counting an attempt, or cancelled if a cancel was requested.
 
-Extra job kinds (tests, benchmarks) can be named in `XAUG_EXTRA_JOB_KINDS` as `kind=module,kind2=module2`.
+Job kinds are the installed entry points of the group `xaug.job_kinds` (engine/plugins.py), as the worker's
+sys.path finds them.
 """
 
 from __future__ import annotations
@@ -24,21 +25,6 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 3
 EXIT_NOT_RUNNING = 4
-
-
-def register_extra_kinds(spec: str | None = None) -> dict[str, str]:
-    """Add job kinds named in `spec` (default: $XAUG_EXTRA_JOB_KINDS, 'kind=module,...') to the job registry."""
-    from xaug.engine.jobs import JOB_KINDS
-
-    spec = os.environ.get("XAUG_EXTRA_JOB_KINDS", "") if spec is None else spec
-    added = {}
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        kind, _, module = item.partition("=")
-        if not module:
-            raise SystemExit(f"XAUG_EXTRA_JOB_KINDS: '{item}' is not kind=module")
-        added[kind.strip()] = module.strip()
-    JOB_KINDS.update(added)
-    return added
 
 
 def hub_offline() -> None:
@@ -209,21 +195,19 @@ def run_remote_job(store: str, key: str, journal: str, log_path: str) -> int:
     os.dup2(fd, 2)
     os.close(fd)
     print(f"=== Slurm job {os.environ.get('SLURM_JOB_ID')} on {os.uname().nodename} ===", flush=True)
-    register_extra_kinds()
     code = run_job(Path(store), key, Path(journal))
     sys.stdout.flush()
     return code
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: parse --store/--job, register extra kinds, run the job."""
+    """Entry point: parse --store/--job, run the job."""
     parser = argparse.ArgumentParser(prog="python -m xaug.engine.queue.worker",
                                      description="Run one claimed xaug job (started by the engine).")
     parser.add_argument("--store", required=True, type=Path, help="The study database.")
     parser.add_argument("--job", required=True, help="Key of the job to run.")
     parser.add_argument("--journal", type=Path, help="Journal folder: record there instead of in the store.")
     args = parser.parse_args(argv)
-    register_extra_kinds()
     return run_job(args.store, args.job, args.journal)
 
 

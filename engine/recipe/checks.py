@@ -22,6 +22,7 @@ def semantic_problems(loaded: "LoadedRecipe") -> list[tuple["Loc", str]]:
         *_amount_problems(loaded),
         *_classifier_problems(loaded),
         *_path_problems(loaded),
+        *_generator_params_problems(loaded),
         *_multi_gpu_problems(loaded),
     ]
 
@@ -59,6 +60,9 @@ def _dataset_problems(loaded):
             yield from _patient_id_problems(dataset, path)
         elif dataset.source == "csv" and not path.is_file():
             yield ("dataset", "path"), f"{path} is not a file (source: csv wants a CSV file)"
+        elif dataset.source == "csv":
+            yield from _csv_column_problems(dataset, path)
+    yield from _subsample_problems(dataset)
     if dataset.one_patient_per_image and dataset.source != "folder":
         yield ("dataset", "one_patient_per_image"), (
             f"applies to source: folder only; source '{dataset.source}' has its own patient ids")
@@ -72,6 +76,31 @@ def _dataset_problems(loaded):
         else:
             if groups != 1:
                 yield ("dataset", "patient_pattern"), f"needs exactly one (group) for the patient id, has {groups}"
+
+
+def _csv_column_problems(dataset, path):
+    """Every column the recipe names must be in the CSV's header: read the header only, not the rows."""
+    from xaug.engine.data.csvtable import missing_columns, read_header
+
+    header = read_header(path)
+    if not header:
+        yield ("dataset", "path"), f"{path}: not a readable CSV file with a header row"
+        return
+    for loc, column in missing_columns(header, dataset.csv):
+        yield ("dataset", "csv", *loc), f"{path} has no column {column!r}; its header has {header}"
+
+
+def _subsample_problems(dataset):
+    subsample = dataset.subsample
+    if dataset.external_test and subsample is None:
+        yield ("dataset", "external_test"), (
+            "needs dataset.subsample: the external test set is the images the subsample does not draw")
+    if subsample is not None and subsample.per_class is not None and dataset.classes is not None:
+        for name in subsample.per_class:
+            if name not in dataset.classes:
+                yield ("dataset", "subsample", "per_class", name), (
+                    f"'{name}' is not in dataset.classes.{suggest(name, list(dataset.classes))}"
+                    f" Classes: {', '.join(dataset.classes)}")
 
 
 def _patient_id_problems(dataset, path):
@@ -137,6 +166,34 @@ def _path_problems(loaded):
         path = loaded.resolve(recipe.quality.inception_weights)
         if not path.exists():
             yield ("quality", "inception_weights"), f"{path} does not exist"
+
+
+def _generator_params_problems(loaded):
+    """What a generator's params model finds wrong with the files it names (its optional `recipe_problems`, e.g.
+    pretrained_pipeline's folders), so that a missing one fails here rather than in a queued job."""
+    from pydantic import ValidationError
+
+    from xaug.engine.generators.registry import get_generator
+
+    for g, gen in enumerate(loaded.recipe.generators):
+        try:
+            params = get_generator(gen.model).config_class.model_validate(gen.params)
+        except (KeyError, ValidationError):
+            continue  # reported by the params validation
+        check = getattr(params, "recipe_problems", None)
+        if check is not None:
+            for loc, message in check(loaded.resolve, _classes_or_none(loaded), gen.per_class):
+                yield ("generators", g, "params", *loc), message
+
+
+def _classes_or_none(loaded) -> list[str] | None:
+    """The study's classes, or None when the dataset cannot be read (a problem reported on its own)."""
+    from xaug.engine.planner import study_classes
+
+    try:
+        return study_classes(loaded)
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def _multi_gpu_problems(loaded):

@@ -148,7 +148,11 @@ def _generator_params_problems(data: dict) -> list[Problem]:
         params = spec.get("params") or {}
         if not isinstance(params, dict):
             continue
-        config_class = get_generator(name).config_class
+        try:
+            config_class = get_generator(name).config_class
+        except KeyError as exc:  # a plugin generator that does not import or register
+            problems.append(Problem(("generators", i, "model"), exc.args[0]))
+            continue
         try:
             config_class.model_validate(params)
         except ValidationError as exc:

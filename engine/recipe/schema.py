@@ -39,17 +39,111 @@ class PhantomConfig(Strict):
     """Scales noise and overlap between findings; higher is harder."""
 
 
+class FindingsColumn(Strict):
+    """One column listing every finding of an image, separated (NIH ChestX-ray14's `Finding Labels`: `A|B`)."""
+
+    column: str
+    """Column with the findings, e.g. 'Finding Labels'."""
+    separator: str = Field("|", min_length=1)
+    """What separates two findings in a cell."""
+
+
+class FindingColumns(Strict):
+    """One column per finding holding 1 (present), 0 (absent), -1 (uncertain) or blank (not mentioned), as in
+    CheXpert and MIMIC-CXR; 1.0/0.0/-1.0 are read the same."""
+
+    columns: list[str] = Field(min_length=2)
+    """The finding columns to read, e.g. [No Finding, Pneumonia, Edema]; the other columns are ignored."""
+    uncertain: Literal["skip", "positive", "negative"] = "skip"
+    """-1 (uncertain): `skip` the image (only certain labels train and test), count it as `positive` (U-Ones) or
+    as `negative` (U-Zeros)."""
+    blank: Literal["negative", "skip"] = "negative"
+    """Blank (the report did not mention the finding): `negative`, CheXpert's own reading, or `skip` the image."""
+
+
 class CsvConfig(Strict):
-    """Columns of a metadata CSV: one row per image."""
+    """A metadata CSV with one row per image: its columns, which rows count, and how labels become classes.
+
+    Labels come from one of three layouts: `label_column` (one class label per row, the default), `findings_column`
+    (one column listing several findings, NIH style) or `finding_columns` (one column per finding, CheXpert style).
+    """
 
     path_column: str = "path"
-    """Column with the image path, relative to the CSV file's folder (or absolute)."""
+    """Column with the image path, relative to `image_root` (or absolute)."""
     label_column: str = "label"
-    """Column with the class label."""
+    """Column with the class label (the default layout; unused with findings_column or finding_columns)."""
     patient_column: str = "patient_id"
     """Column with the patient identifier (stored only as a salted pseudonym)."""
     label_map: dict[str, SafeName] = {}
-    """Maps label values found in the CSV to class names, e.g. {'PNEUMONIA_VIRAL': viral}."""
+    """Maps label values (or findings) found in the CSV to class names, e.g. {'PNEUMONIA_VIRAL': viral}."""
+    image_root: str | None = None
+    """Folder that the image paths are relative to, itself relative to the CSV file's folder (or absolute),
+    e.g. `images`; default: the CSV file's folder."""
+    where: dict[str, list[str]] = {}
+    """Keep only rows whose column holds one of the values, e.g. {view: [PA], modality: [X-ray]}; the other rows
+    are skipped and counted (reported by `xaug data inspect` and recorded in the store's skipped_images)."""
+    where_not: dict[str, list[str]] = {}
+    """Skip rows whose column holds one of the values, e.g. {view: [L, LL]}; skipped rows are counted."""
+    on_missing_label: Literal["error", "skip"] = "error"
+    """A row without a label (an empty label cell, no findings, no positive finding column): stop with an error
+    naming the file and row, or skip the row and count it."""
+    on_other_label: Literal["error", "skip"] = "error"
+    """A label that is not one of the study's classes (dataset.classes, else the label_map's values when it is
+    set): stop with an error naming the file and row, or skip the row and count it (e.g. to keep 2 of NIH's 14
+    findings)."""
+    on_mixed_patient: Literal["error", "skip"] = "error"
+    """A patient whose kept images have different classes (follow-up images in NIH or CheXpert): stop with an error
+    naming two of the files, or skip every image of that patient and count them. Patient-level folds need one
+    class per patient, and xaug never re-labels an image to get it."""
+    findings_column: FindingsColumn | None = None
+    """Multi-label layout: one column lists every finding of an image (see multiple_findings)."""
+    finding_columns: FindingColumns | None = None
+    """One-column-per-finding layout with 1/0/-1/blank values (see multiple_findings)."""
+    multiple_findings: Literal["skip", "priority"] = "skip"
+    """An image with more than one finding (the two multi-finding layouts): `skip` it (single-finding images only)
+    or give it the first finding of `priority` that it has."""
+    priority: list[str] = []
+    """Findings in order of precedence for multiple_findings: priority, as written in the CSV (before label_map),
+    e.g. [Pneumonia, Effusion, No Finding]. With it, findings not listed are ignored."""
+
+    @model_validator(mode="after")
+    def _one_layout(self) -> "CsvConfig":
+        if self.findings_column is not None and self.finding_columns is not None:
+            raise ValueError("set findings_column (one column listing findings) or finding_columns (one column per"
+                             " finding), not both")
+        if self.multiple_findings == "priority" and not self.priority:
+            raise ValueError("multiple_findings: priority needs the priority list (findings, most important first)")
+        return self
+
+    @property
+    def layout(self) -> str:
+        """'column', 'findings_column' or 'finding_columns'."""
+        if self.findings_column is not None:
+            return "findings_column"
+        return "finding_columns" if self.finding_columns is not None else "column"
+
+
+class SubsampleConfig(Strict):
+    """A patient-level subset of the dataset, drawn once (seeded) to simulate a limited-data setting on a large
+    public dataset; folds are made on the subset only."""
+
+    per_class: dict[str, int] | None = None
+    """Target images per class, e.g. the paper's {healthy: 673, bacterial: 100, viral: 74, fungal: 125,
+    covid19: 110}. Whole patients are drawn in a seeded random order, each taken when it does not overshoot the
+    target; a class with fewer images than its target is an error. Classes not listed are kept whole."""
+    fraction: float | None = Field(None, gt=0, lt=1)
+    """Instead of per_class: this fraction of each class's images (rounded), drawn the same way."""
+    seed: int = 0
+    """Seed of the draw (independent of splits.seed, so folds can be re-drawn on the same subset)."""
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "SubsampleConfig":
+        if (self.per_class is None) == (self.fraction is None):
+            raise ValueError("set exactly one of per_class (images per class) or fraction")
+        for name, count in (self.per_class or {}).items():
+            if count < 1:
+                raise ValueError(f"per_class[{name}] is {count}: a target must be at least 1 image")
+        return self
 
 
 class DatasetConfig(Strict):
@@ -78,6 +172,12 @@ class DatasetConfig(Strict):
     """Settings of the built-in phantom (source: phantom)."""
     csv: CsvConfig = CsvConfig()
     """Columns of the metadata table (source: csv)."""
+    subsample: SubsampleConfig | None = None
+    """Draw a patient-level subset (target counts per class, or a fraction) before making the folds."""
+    external_test: bool = False
+    """With subsample: the images not drawn become an extra held-out test set. Every trained classifier is also
+    evaluated on it (results recorded with test set 'external'); model selection never sees it. Its images are
+    decoded too, so preparing takes longer."""
 
 
 class SplitsConfig(Strict):
@@ -103,7 +203,8 @@ class GeneratorSpec(Strict):
     name: str = Field(pattern=SAFE_NAME)
     """Your name for this generator, unique in the recipe; used in tables."""
     model: str
-    """Registered generator: gan, ddpm, sd_finetune, dreambooth or lora."""
+    """Registered generator: gan, ddpm, sd_finetune, dreambooth, lora, pretrained_pipeline (a local diffusers
+    pipeline you already have, sampled without training), or one an installed plugin package declares."""
     per_class: bool = False
     """Train one model per class instead of one class-conditional model."""
     amounts: list[int] | None = None

@@ -1,20 +1,19 @@
 """`xaug plan|submit|run|results|status|cancel|retry|priority|logs|pause|resume` through typer's CliRunner.
 
-The real job kinds are replaced by the fake counting job of tests/engine/queue so that `xaug run` exercises the
-planner, the queue and the engine in seconds.
+The real job kinds are replaced by the fake counting job of tests/engine/queue (a plugin package first on the
+path declares the same kind names) so that `xaug run` exercises the planner, the queue and the engine in seconds.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 from xaug.engine.cli import load_commands
 
-FAKES = Path(__file__).resolve().parent / "queue"
+FAKE_JOBS = Path(__file__).resolve().parent / "queue" / "xaug_fake_jobs.py"
 KINDS = ("prepare_data", "train_classifier", "evaluate", "train_generator", "sample", "image_quality")
 # The real analyse job runs (no torch): `xaug results` reads the analysis it stores.
 
@@ -32,10 +31,9 @@ resources: {{device: cpu, max_attempts: {attempts}}}
 
 
 @pytest.fixture
-def cli(tmp_path, monkeypatch):
+def cli(tmp_path, monkeypatch, install_plugin):
     """A CliRunner invoker bound to a temporary store, with every job kind faked."""
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(FAKES), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("XAUG_EXTRA_JOB_KINDS", ",".join(f"{k}=xaug_fake_jobs" for k in KINDS))
+    install_plugin("xaug_fake_jobs", {"xaug.job_kinds": {kind: "xaug_fake_jobs:run" for kind in KINDS}}, [FAKE_JOBS])
     monkeypatch.setenv("XAUG_STORE", str(tmp_path / "cli.db"))
     app = load_commands()
     runner = CliRunner()
@@ -109,9 +107,8 @@ def test_run_executes_the_study_and_results_prints_per_class_table(cli, tmp_path
     assert "worker: done" in cli("logs", key[:12]).output
 
 
-def test_run_reports_a_failed_job_and_exits_non_zero(cli, tmp_path, monkeypatch):
-    monkeypatch.setenv("XAUG_EXTRA_JOB_KINDS", ",".join(
-        [*(f"{k}=xaug_fake_jobs" for k in KINDS), "analyse=xaug_no_such_module"]))
+def test_run_reports_a_failed_job_and_exits_non_zero(cli, tmp_path, install_plugin):
+    install_plugin("broken_analyse", {"xaug.job_kinds": {"analyse": "xaug_no_such_module:run"}})
     out = cli("run", _recipe(tmp_path, attempts=1), "--jobs", "2")
     text = "".join(out.output.split())
     assert out.exit_code == 1

@@ -288,3 +288,41 @@ def test_gpu_memory_is_only_for_gpu_kinds(tmp_path):
         _loaded(tmp_path, resources={"gpu_memory_gb": {"train_classifier": 0}})
     cpu = plan_study(_loaded(tmp_path, resources={"device": "cpu", "gpu_memory_gb": {"train_classifier": 6}}))
     assert all(j.gpu_memory_mb is None for j in cpu)
+
+
+def test_new_dataset_options_change_keys_only_when_used(tmp_path):
+    plain = plan_study(_loaded(tmp_path, generators=[], amounts=[0]))
+    prepare = plain[0]
+    # Options a study does not use are not in prepare_data's config, so its keys are those of before they existed.
+    assert not {"subsample", "external_test"} & set(prepare.config["dataset"])
+    assert not {"where", "image_root", "findings_column", "finding_columns"} & set(prepare.config["dataset"]["csv"])
+    subsampled = plan_study(_loaded(tmp_path, generators=[], amounts=[0],
+                                    dataset={"subsample": {"fraction": 0.5}}))
+    assert subsampled[0].config["dataset"]["subsample"]["fraction"] == 0.5
+    assert not {j.key for j in plain} & {j.key for j in subsampled}
+    reseeded = plan_study(_loaded(tmp_path, generators=[], amounts=[0],
+                                  dataset={"subsample": {"fraction": 0.5, "seed": 1}}))
+    assert reseeded[0].key != subsampled[0].key
+    options = [{"csv": {"where": {"view": ["PA"]}}}, {"csv": {"image_root": "images"}},
+               {"csv": {"on_missing_label": "skip"}}, {"csv": {"findings_column": {"column": "Finding Labels"}}},
+               {"csv": {"finding_columns": {"columns": ["a", "b"], "uncertain": "positive"}}}]
+    keys = {plan_study(_loaded(tmp_path, generators=[], amounts=[0], dataset=d))[0].key for d in options}
+    assert len(keys) == len(options) and prepare.key not in keys
+
+
+def test_external_test_set_adds_one_evaluate_job_per_trained_classifier(tmp_path):
+    internal = plan_study(_loaded(tmp_path, dataset={"subsample": {"fraction": 0.5}}))
+    jobs = plan_study(_loaded(tmp_path, dataset={"subsample": {"fraction": 0.5}, "external_test": True}))
+    kinds, internal_kinds = Counter(j.kind for j in jobs), Counter(j.kind for j in internal)
+    assert kinds["evaluate"] == 2 * kinds["train_classifier"] == 2 * internal_kinds["evaluate"]
+    external = [j for j in jobs if j.kind == "evaluate" and j.config.get("test_set") == "external"]
+    assert len(external) == kinds["train_classifier"] and all(j.label.endswith(" on external") for j in external)
+    by_key = {j.key: j for j in jobs}
+    for job in external:  # scores the same trained classifier as the fold's own evaluate job
+        train = next(by_key[d] for d in job.deps if by_key[d].kind == "train_classifier")
+        assert {k: v for k, v in job.config.items() if k != "test_set"} == train.config
+    analyse = next(j for j in jobs if j.kind == "analyse")
+    assert {j.key for j in external} <= set(analyse.deps)
+    # The fold evaluations keep their config: only the dataset options (via prepare_data's key) differ.
+    fold_evals = [j.config for j in jobs if j.kind == "evaluate" and "test_set" not in j.config]
+    assert fold_evals == [j.config for j in internal if j.kind == "evaluate"]

@@ -216,3 +216,36 @@ def test_recipe_check_cli_prints_the_guard_and_exits_non_zero(tmp_path, monkeypa
     guard = [line for line in err.splitlines() if "patient_pattern" in line]
     assert len(guard) == 1 and guard[0].strip().startswith(f"{path}:2: dataset.patient_pattern: not set, and")
     assert "Traceback" not in err
+
+
+def test_csv_dataset_options_are_checked_against_the_header_with_file_line_and_key(tmp_path):
+    (tmp_path / "meta.csv").write_text("Image Index,Finding Labels,Patient ID,View Position\n")
+    text = """\
+    name: nih
+    dataset:
+      source: csv
+      path: meta.csv
+      classes: [healthy, pneumonia]
+      csv:
+        path_column: Image Index
+        patient_column: Patient ID
+        findings_column: {column: Finding Label}
+        where:
+          View: [PA]
+      subsample:
+        per_class: {healthy: 10, pneumonai: 5}
+      external_test: true
+    classifiers:
+      - model: resnet10t
+    """
+    message = _error(tmp_path, text)
+    assert "recipe.yaml:9: dataset.csv.findings_column.column:" in message
+    assert "has no column 'Finding Label'" in message
+    assert "recipe.yaml:11: dataset.csv.where.View:" in message
+    assert "recipe.yaml:13: dataset.subsample.per_class.pneumonai: 'pneumonai' is not in dataset.classes." \
+           " Did you mean 'pneumonia'?" in message
+    fixed = text.replace("Finding Label}", "Finding Labels}").replace("View:", "View Position:")
+    fixed = fixed.replace("pneumonai", "pneumonia").replace("      subsample:\n        per_class: {healthy: 10,"
+                                                            " pneumonia: 5}\n", "")
+    assert "recipe.yaml:12: dataset.external_test: needs dataset.subsample" in _error(tmp_path, fixed)
+    assert parse_recipe(textwrap.dedent(fixed.replace("external_test: true", "external_test: false")), tmp_path / "r.yaml")

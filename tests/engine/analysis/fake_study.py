@@ -19,6 +19,7 @@ AMOUNTS = [10, 20]
 FOLDS = [0, 1, 2]
 SEEDS = [0, 1]
 FID = {"goodgan": 30.0, "midsd": 50.0, "badddpm": 80.0}
+EXTERNAL_DROP = 0.1
 
 
 def _key(*parts) -> str:
@@ -30,9 +31,10 @@ def _job(kind, config, deps=()):
                            priority=0, max_attempts=1, gpus_needed=0, deps=list(deps))
 
 
-def build_fake_study(db, name: str = "toy", seed: int = 0, analyse: bool = True) -> dict:
+def build_fake_study(db, name: str = "toy", seed: int = 0, analyse: bool = True, external: bool = False) -> dict:
     """Submit and 'finish' a study (with its stored analysis unless `analyse` is False); returns the jobs by kind.
-    Accuracy = 0.70 + effect + noise per run."""
+    Accuracy = 0.70 + effect + noise per run; with `external`, each run is also evaluated on an external test set
+    (dataset.external_test) with accuracy EXTERNAL_DROP lower."""
     rng = np.random.default_rng(seed)
     prep = _job("prepare_data", {"fold": "all"})
     jobs = [prep]
@@ -52,7 +54,9 @@ def build_fake_study(db, name: str = "toy", seed: int = 0, analyse: bool = True)
                     jobs += [train, ev]
                     acc = 0.70 + effect + run_noise + rng.normal(0, 0.004)
                     viral_f1 = 0.2 + (0.15 if gen == "goodgan" else 0.0) + rng.normal(0, 0.01)
-                    evaluations.append((train, ev, acc, viral_f1))
+                    ext = _job("evaluate", {**config, "test_set": "external"}, [train.key, prep.key])
+                    jobs += [ext] if external else []
+                    evaluations.append((train, ev, acc, viral_f1, ext if external else None))
     for gen in GENERATORS:
         for fold in FOLDS:
             jobs.append(_job("image_quality", dict(generator={"name": gen, "model": "gan"}, fold=fold,
@@ -65,12 +69,17 @@ def build_fake_study(db, name: str = "toy", seed: int = 0, analyse: bool = True)
     record_split_members(db, prep.key, [
         dict(fold=f, split=split, image_id=f"{f}-{split}-{i}", patient=f"p{i}", label="healthy")
         for f in FOLDS for split, n in (("train", 80), ("val", 20), ("test", 40)) for i in range(n)])
-    for train, ev, acc, viral_f1 in evaluations:
-        record_results(db, ev.key, dict(accuracy=acc, balanced_accuracy=acc - 0.1, macro_f1=acc - 0.2))
-        record_class_metrics(db, ev.key, [
-            dict(class_name="healthy", precision=0.8, recall=0.9, f1=0.85, support=30),
-            dict(class_name="viral", precision=viral_f1, recall=viral_f1, f1=viral_f1, support=4),
-            dict(class_name="fungal", precision=0.5, recall=0.5, f1=0.5 + 0.01 * rng.normal(), support=6)])
+    for train, ev, acc, viral_f1, ext in evaluations:
+        fungal_f1 = 0.5 + 0.01 * rng.normal()
+        for job, drop in ((ev, 0.0), (ext, EXTERNAL_DROP)):
+            if job is None:
+                continue
+            record_results(db, job.key, dict(accuracy=acc - drop, balanced_accuracy=acc - 0.1 - drop,
+                                             macro_f1=acc - 0.2 - drop))
+            record_class_metrics(db, job.key, [
+                dict(class_name="healthy", precision=0.8, recall=0.9, f1=0.85, support=30),
+                dict(class_name="viral", precision=viral_f1, recall=viral_f1, f1=viral_f1, support=4),
+                dict(class_name="fungal", precision=0.5, recall=0.5, f1=fungal_f1, support=6)])
         for epoch in range(3):
             record_metrics(db, train.key, epoch, dict(val_loss=1.0 / (epoch + 1) + acc / 10))
         for step in range(12):

@@ -1,6 +1,7 @@
 """`xaug report`: the tables and figures exist and hold the expected rows."""
 
 import csv
+import json
 
 import pytest
 from fake_study import AMOUNTS, CLASSES, CLASSIFIERS, GENERATORS, build_fake_study
@@ -186,3 +187,40 @@ def test_a_study_without_results_still_gets_a_report(tmp_path):
     report = build_report(db, "empty", tmp_path / "out")
     assert (tmp_path / "out" / "comparisons.csv").read_text().startswith("generator,classifier,amount")
     assert report.key_rows == [] and (tmp_path / "out" / "quality_vs_utility.png").is_file()
+
+
+def test_external_test_set_is_reported_apart_and_leaves_the_statistics_alone(tmp_path):
+    from fake_study import EXTERNAL_DROP
+
+    from xaug.engine.analysis.study import load_study_analysis
+
+    plain_db, external_db = open_store(tmp_path / "plain.db"), open_store(tmp_path / "external.db")
+    build_fake_study(plain_db)
+    build_fake_study(external_db, external=True)
+    plain, external = load_study_analysis(plain_db, "toy"), load_study_analysis(external_db, "toy")
+    assert external.comparisons == plain.comparisons and external.headline == plain.headline
+    assert external.arm_summaries == plain.arm_summaries and plain.external_summaries == []
+    by_arm = {(r["classifier"], r["arm"], r["generator"], r["amount"], r["metric"], r["class_name"]): r
+              for r in external.arm_summaries}
+    assert len(external.external_summaries) == len(by_arm)
+    for row in external.external_summaries:
+        fold = by_arm[(row["classifier"], row["arm"], row["generator"], row["amount"], row["metric"],
+                       row["class_name"])]
+        drop = EXTERNAL_DROP if row["metric"] in ("accuracy", "balanced_accuracy", "macro_f1") else 0.0
+        assert row["test_set"] == "external" and row["n"] == fold["n"]
+        assert row["mean"] == pytest.approx(fold["mean"] - drop)
+    build_report(plain_db, "toy", tmp_path / "plain")
+    assert not (tmp_path / "plain" / "external.csv").exists()
+    build_report(external_db, "toy", tmp_path / "out")
+    rows = _csv(tmp_path / "out" / "external.csv")
+    arms = 1 + len(AMOUNTS) + len(GENERATORS) * len(AMOUNTS)
+    assert len(rows) == len(CLASSIFIERS) * arms
+    baseline = next(r for r in rows if r["arm"] == "baseline" and r["classifier"] == CLASSIFIERS[0])
+    fold_baseline = by_arm[(CLASSIFIERS[0], "baseline", "", 0, "accuracy", "")]
+    assert baseline["accuracy"].startswith(f"{fold_baseline['mean'] - EXTERNAL_DROP:.3f} (")
+    assert baseline["n"] == "3" and baseline["unit"]
+    results = CliRunner().invoke(load_commands(), ["results", "toy", "--store", str(tmp_path / "external.db"),
+                                                   "--test-set", "external", "--json"])
+    scores = json.loads(results.output)["scores"]
+    first = next(r for r in scores if r["arm"] == "baseline" and r["classifier"] == CLASSIFIERS[0])
+    assert first["accuracy_mean"] == pytest.approx(fold_baseline["mean"] - EXTERNAL_DROP)

@@ -145,18 +145,24 @@ def test_every_arm_trains_the_same_optimizer_steps(make_ctx, store_db, tiny_spec
     assert validated == {arm: [3, 6] for arm in arms}  # selection at the same steps: one real epoch apart
 
 
-def test_jobs_run_on_a_real_prepared_phantom(store_db, tmp_path, tiny_spec):
-    """The contract with the data layer: prepare_dataset's folder feeds train_classifier and evaluate."""
+@pytest.mark.parametrize("external", [False, True])
+def test_jobs_run_on_a_real_prepared_phantom(store_db, tmp_path, tiny_spec, external):
+    """The contract with the data layer: prepare_dataset's folder feeds train_classifier and evaluate (on the
+    fold's test split, and with dataset.external_test on the images the subsample did not draw)."""
     from classifier_helpers import insert_job
 
     from xaug.engine.data.prepared import load_prepared, prepare_dataset
     from xaug.engine.jobs.context import JobContext
-    from xaug.engine.recipe.schema import DatasetConfig, PhantomConfig, SplitsConfig
+    from xaug.engine.recipe.schema import DatasetConfig, PhantomConfig, SplitsConfig, SubsampleConfig
     from xaug.store import artifact_root
 
     db_path = tmp_path / "xaug.db"
     prep = insert_job(store_db, "q" * 64, "prepare_data", {})
     dataset = DatasetConfig(source="phantom", image_size=32, phantom=PhantomConfig(scale=0.01, native_size=32))
+    if external:
+        dataset = DatasetConfig(source="phantom", image_size=32, external_test=True,
+                                phantom=PhantomConfig(scale=0.03, native_size=32),
+                                subsample=SubsampleConfig(fraction=0.5))
     folder = artifact_root(db_path) / "jobs" / "prepare_data" / prep["key"][:16]
     prepare_dataset(dataset, SplitsConfig(folds=2, validation_fraction=0.25), folder)
     n_train = len(load_prepared(folder).split(0, "train")[1])
@@ -174,3 +180,11 @@ def test_jobs_run_on_a_real_prepared_phantom(store_db, tmp_path, tiny_spec):
     supports = [r["support"] for r in load_class_metrics(store_db, "v" * 64)]
     assert supports == np.bincount(test_labels, minlength=5).tolist()
     assert np.array(load_confusion(store_db, "v" * 64, classes)).sum() == len(test_labels)
+    if external:
+        external_labels = load_prepared(folder).split(0, "external")[1]
+        assert len(external_labels) > len(test_labels)
+        insert_job(store_db, "x" * 64, "evaluate", {**config, "test_set": "external"}, (train["key"], prep["key"]))
+        evaluate.run(JobContext(key="x" * 64, kind="evaluate", config={**config, "test_set": "external"},
+                                db=store_db, db_path=db_path, deps={prep["key"]: prep, train["key"]: train}))
+        supports = [r["support"] for r in load_class_metrics(store_db, "x" * 64)]
+        assert supports == np.bincount(external_labels, minlength=5).tolist()

@@ -76,6 +76,21 @@ def test_csv_dataset_covers_the_table_and_the_files_it_names(tmp_path):
     assert dataset_fingerprint(CSV, moved / "meta.csv", cache) == after_edit
 
 
+def test_csv_image_root_is_where_named_files_are_read(tmp_path):
+    from xaug.engine.recipe.schema import CsvConfig
+
+    cache = HashCache(tmp_path / "hashes.json")
+    root = tmp_path / "study"
+    write_png(root / "images" / "a.png", 10)
+    table = root / "meta.csv"
+    table.write_text("path,label,patient_id\na.png,healthy,p1\n")
+    with_root = CSV.model_copy(update={"csv": CsvConfig(image_root="images")})
+    before = dataset_fingerprint(with_root, table, cache)
+    assert dataset_fingerprint(CSV, table, cache) != before  # without image_root, a.png is missing
+    write_png(root / "images" / "a.png", 11)
+    assert dataset_fingerprint(with_root, table, cache) != before
+
+
 def test_weights_file_and_folder(tmp_path):
     cache = HashCache(tmp_path / "hashes.json")
     weights = tmp_path / "w.bin"

@@ -128,3 +128,23 @@ def test_a_csv_label_that_climbs_out_fails_cleanly_and_writes_nothing_outside_th
     assert outside == set()  # only the artifact root and the store's own files (db, WAL, key) may change
     assert not (tmp_path / "x").exists() and not (tmp_path / "site" / "x").exists()
     assert list(ctx.db["split_members"].rows) == []
+
+
+def test_subsample_and_external_test_set_are_recorded(tmp_path):
+    from xaug.engine.recipe.schema import SubsampleConfig
+    from xaug.store.studies import load_external_members, load_subsample
+
+    dataset = DatasetConfig(image_size=32, phantom=PhantomConfig(scale=0.1, native_size=64), external_test=True,
+                            subsample=SubsampleConfig(per_class={"healthy": 30, "viral": 5}, seed=2))
+    ctx = _context(tmp_path, dataset, SplitsConfig(folds=2))
+    job_function("prepare_data")(ctx)
+    draws = {d["class_name"]: d for d in load_subsample(ctx.db, ctx.key)}
+    assert (draws["healthy"]["target"], draws["healthy"]["selected_images"]) == (30, 30)
+    assert (draws["viral"]["target"], draws["viral"]["selected_images"]) == (5, 5)
+    assert draws["fungal"]["selected_images"] == draws["fungal"]["available_images"]  # not listed: kept whole
+    external = load_external_members(ctx.db, ctx.key)
+    members = load_split_members(ctx.db, ctx.key, fold=0)
+    assert len(external) == sum(d["available_images"] - d["selected_images"] for d in draws.values()) > 0
+    assert not {r["patient"] for r in external} & {r["patient"] for r in members}
+    assert {r["image_id"] for r in external}.isdisjoint(r["image_id"] for r in members)
+    assert f"{len(external)} in the external test set" in load_job(ctx.db, ctx.key)["message"]

@@ -10,18 +10,12 @@ HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture
-def fake_kinds(monkeypatch):
-    """Register the fake kinds for worker subprocesses (and this process)."""
-    import os
-
-    paths = [str(HERE)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
-    monkeypatch.setenv("XAUG_EXTRA_JOB_KINDS", "fake=xaug_fake_jobs,fake_gpu=xaug_fake_jobs")
-    from xaug.engine.jobs import JOB_KINDS
-
-    monkeypatch.setitem(JOB_KINDS, "fake", "xaug_fake_jobs")
-    monkeypatch.setitem(JOB_KINDS, "fake_gpu", "xaug_fake_jobs")
-    return ["fake", "fake_gpu"]
+def fake_kinds(install_plugin):
+    """The fake kinds `fake` and `fake_gpu`, installed as a plugin package that this process and its workers find."""
+    kinds = ["fake", "fake_gpu"]
+    install_plugin("xaug_fake_jobs", {"xaug.job_kinds": {kind: "xaug_fake_jobs:run" for kind in kinds}},
+                   [HERE / "xaug_fake_jobs.py"])
+    return kinds
 
 
 @pytest.fixture
