@@ -98,7 +98,8 @@ def train_arm(spec, arm: Arm, images: np.ndarray, labels: np.ndarray, device: st
     from xaug.engine.classifiers.augment import make_augmentation
     from xaug.engine.classifiers.batches import BatchPlan
     from xaug.engine.classifiers.registry import create_classifier, input_stats
-    from xaug.engine.classifiers.train import autocast_dtype, make_optimizer, train_step, training_batch
+    from xaug.engine.classifiers.train import make_optimizer, train_step, training_batch
+    from xaug.engine.precision import Precision, autocast_dtype
 
     cuda = device.startswith("cuda")
     with PeakMemory(device) as peak:
@@ -110,8 +111,9 @@ def train_arm(spec, arm: Arm, images: np.ndarray, labels: np.ndarray, device: st
         optimizer = (torch.optim.Adam(model.parameters(), lr=spec.lr, fused=True) if arm.fused and cuda
                      else make_optimizer(spec, model))
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10**6)
-        dtype = autocast_dtype(device, arm.amp)
-        scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+        # The layout is set above for both arms, so the step itself leaves the memory format alone.
+        precision = Precision(device=device, dtype=autocast_dtype(device, arm.amp), channels_last=False)
+        scaler = precision.grad_scaler()
         step_model = torch.compile(model) if arm.compile else model
         pool, targets = torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
         plan = BatchPlan.for_run(spec, len(images), 0, seed=0)
@@ -128,7 +130,7 @@ def train_arm(spec, arm: Arm, images: np.ndarray, labels: np.ndarray, device: st
                 x, y = x.contiguous(memory_format=layout), targets[index].to(device)
                 sync(device)
                 t1 = time.perf_counter()
-                train_step(step_model, optimizer, scheduler, scaler, x, y, dtype, None)  # its loss.item() syncs
+                train_step(step_model, optimizer, scheduler, scaler, x, y, precision, None)  # its loss.item() syncs
                 t2 = time.perf_counter()
                 steps += 1
                 if steps > WARMUP_STEPS:

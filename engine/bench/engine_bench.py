@@ -188,6 +188,7 @@ def big_recipe(target: int = 10_000):
         "classifiers": [{"name": f"c{i}", "model": "resnet18"} for i in range(classifiers)],
         "amounts": [0, 100, 250, 500, 750, 1000],
         "seeds": list(range(seeds)),
+        "quality": {"features": "pixels"},  # no Inception weights needed: submitting checks weights first
     }
     return LoadedRecipe(recipe=Recipe.model_validate(data), path=Path(tempfile.gettempdir()) / "bench.yaml", text="")
 

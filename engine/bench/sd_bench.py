@@ -194,19 +194,19 @@ def sd_rows(device: str, resolution: int | None = None, arch: str | None = None,
 
 def _sampling_rows(checkpoint: Path, device: str, resolution: int, n: int) -> list[dict]:
     """Images/s of DPM-Solver++ 25 (mixed precision) vs PNDM 50 (fp32) from the fine-tuned checkpoint."""
-    from xaug.engine.generators import sd_common
+    from xaug.engine.generators import sd_sampling
     from xaug.engine.generators.sd_finetune import SdFinetune
 
     gen = SdFinetune()
     rates = []
     for overrides in ({"scheduler": "dpmsolver++", "inference_steps": 25, "mixed_precision": "auto"},
                       {"scheduler": "pndm", "inference_steps": 50, "mixed_precision": "no"}):
-        sd_common._PIPE_CACHE.clear()
+        sd_sampling._PIPE_CACHE.clear()
         gen.sample(checkpoint, "healthy", 1, 0, device, batch_size=n, **{**overrides, "inference_steps": 2})  # warm-up
         sync(device)
         start = time.perf_counter()
         gen.sample(checkpoint, "healthy", n, 0, device, batch_size=n, **overrides)
         sync(device)
         rates.append(n / (time.perf_counter() - start))
-    sd_common._PIPE_CACHE.clear()
+    sd_sampling._PIPE_CACHE.clear()
     return [row(f"sd sampling {resolution}px", "images/s", rates[0], rates[1])]

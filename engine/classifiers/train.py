@@ -1,4 +1,5 @@
-"""Training one classifier on in-memory arrays: Adam(W), cosine schedule, AMP on GPU, an augmentation preset.
+"""Training one classifier on in-memory arrays: Adam(W), cosine schedule, AMP on GPU (engine/precision.py), an
+augmentation preset.
 
 Every arm of one classifier trains the same number of optimiser steps (`batches.py`: the baseline's epochs over the
 real training split), drawing its batches from the real images and the arm's added ones. Every `val_every_steps`
@@ -25,6 +26,7 @@ from xaug.engine.classifiers.batches import BatchPlan, step_budget, steps_per_ep
 from xaug.engine.classifiers.inputs import normalise, to_unit
 from xaug.engine.classifiers.registry import create_classifier, input_stats
 from xaug.engine.errors import DataError
+from xaug.engine.precision import Precision, precision_for
 from xaug.engine.recipe.schema import ClassifierSpec
 
 
@@ -88,13 +90,6 @@ class TrainOutcome:
     best_checkpoint: Path
 
 
-def autocast_dtype(device: str, amp: bool) -> torch.dtype | None:
-    """bf16 where the GPU supports it, fp16 on older GPUs, no autocast on CPU or when amp is off."""
-    if not amp or not device.startswith("cuda"):
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
 def make_optimizer(spec: ClassifierSpec, model: nn.Module) -> torch.optim.Optimizer:
     """Adam with the spec's learning rate, or AdamW when weight decay is set."""
     if spec.weight_decay > 0:
@@ -107,13 +102,13 @@ def predict_probs(model: nn.Module, images: np.ndarray, in_chans: int, mean: lis
                   device: str, amp: bool = False, batch_size: int = 64) -> np.ndarray:
     """Softmax probabilities float32 [N,C] for grey uint8 images [N,S,S] (eval mode, no augmentation)."""
     model.eval()
-    dtype = autocast_dtype(device, amp)
+    precision = precision_for(device, amp, channels_last=True)
     out = []
     for start in range(0, len(images), batch_size):
         x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
         x = normalise(to_unit(x), in_chans, mean, std)
-        with torch.autocast(device_type="cuda", dtype=dtype, enabled=dtype is not None):
-            logits = model(x)
+        with precision.autocast():
+            logits = model(precision.memory_format(x))
         out.append(torch.softmax(logits.float(), dim=1).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 
@@ -167,10 +162,10 @@ def training_batch(images: torch.Tensor, augmentation: nn.Module | None, in_chan
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler,
-               x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype | None, weight: torch.Tensor | None) -> float:
-    """One optimizer step (autocast and loss scaling as configured); returns the batch loss."""
-    with torch.autocast(device_type="cuda", dtype=dtype, enabled=dtype is not None):
-        logits = model(x)
+                x: torch.Tensor, y: torch.Tensor, precision: Precision, weight: torch.Tensor | None) -> float:
+    """One optimizer step (autocast, loss scaling and memory format as configured); returns the batch loss."""
+    with precision.autocast():
+        logits = model(precision.memory_format(x))
     loss = F.cross_entropy(logits.float(), y, weight=weight)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
@@ -208,12 +203,12 @@ def train_classifier(spec: ClassifierSpec, classes: list[str], data: TrainData, 
     total, val_every = step_budget(spec, n_real), validation_interval(spec, n_real)
     real_epoch = steps_per_epoch(n_real, spec.batch_size)
     torch.manual_seed(seed)
-    model = create_classifier(spec, len(classes)).to(device)
+    precision = precision_for(device, amp, channels_last=True)
+    model = precision.memory_format(create_classifier(spec, len(classes)).to(device))
     mean, std = input_stats(model, spec.in_chans)
     optimizer = make_optimizer(spec, model)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-    dtype = autocast_dtype(device, amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    scaler = precision.grad_scaler()
     meta = dict(model=spec.model, classes=list(classes), in_chans=spec.in_chans, mean=mean, std=std,
                 image_size=int(data.train_images.shape[-1]), seed=seed, model_kwargs=spec.model_kwargs)
 
@@ -240,7 +235,8 @@ def train_classifier(spec: ClassifierSpec, classes: list[str], data: TrainData, 
         batch = plan.indices(loop.step)
         lr = optimizer.param_groups[0]["lr"]
         x = training_batch(images[batch], augmentation, spec.in_chans, mean, std, device)
-        loss = train_step(model, optimizer, scheduler, scaler, x, labels[batch].to(device), dtype, device_weight)
+        loss = train_step(model, optimizer, scheduler, scaler, x, labels[batch].to(device), precision,
+                          device_weight)
         loop.step += 1
         callbacks.metrics(loop.step, {"train_loss": loss, "lr": lr})
         callbacks.progress(loop.step, total)

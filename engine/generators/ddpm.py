@@ -1,7 +1,8 @@
 """A pixel-space DDPM for grey-scale images: diffusers UNet2DModel + DDPMScheduler, resumable training, sampling.
 
-Training predicts the noise (epsilon) with an MSE loss, keeps an EMA of the weights (diffusers EMAModel, with
-warm-up as in diffusers' unconditional training example) and uses bf16 autocast on a GPU. Class-conditional models
+Training predicts the noise (epsilon) with an MSE loss, keeps an EMA of the weights (ema.py, with warm-up as in
+diffusers' unconditional training example) and uses bf16 autocast on a GPU (engine/precision.py); the driver
+(driver.py) runs the steps, grids and checkpoints. Class-conditional models
 embed the class (UNet2DModel num_class_embeds, plus a null class for classifier-free guidance when
 cond_drop_prob > 0); per-class models are unconditional, one per class, as in the paper.
 Sampling: `ddpm` (ancestral; the paper used 250 steps), `ddim` or `dpmsolver++` (DPM-Solver++ 2M) with
@@ -14,7 +15,6 @@ Checkpoint layout in `work_dir`: `generator.json`, and per model (`all`, or one 
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Literal
 
@@ -27,8 +27,11 @@ from xaug.engine import checkpoint as ckpt
 from xaug.engine.errors import DataError
 from xaug.engine.generators import distributed as dist
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
+from xaug.engine.generators.driver import TrainerRun, Unit, train_image_models
+from xaug.engine.generators.ema import warmup_ema
 from xaug.engine.generators.registry import register_generator
-from xaug.engine.generators.samples import resize_images, to_model_range, to_uint8, train_each_unit
+from xaug.engine.generators.samples import to_uint8
+from xaug.engine.precision import precision_for
 
 SAMPLERS = ("ddpm", "ddim", "dpmsolver++")
 
@@ -159,8 +162,6 @@ class DdpmTrainer:
     """
 
     def __init__(self, cfg: DdpmConfig, num_classes: int, device: str, seed: int, accelerator=None):
-        from diffusers.training_utils import EMAModel
-
         torch.manual_seed(seed)
         self.acc = accelerator or dist.accelerator_for(device)
         device = str(self.acc.device) if device.startswith("cuda") else device  # cuda:<local rank> under DDP
@@ -168,12 +169,9 @@ class DdpmTrainer:
         self.gen = torch.Generator().manual_seed(seed)
         """The training stream (batch indices, flips, label drops, timesteps, noise), the same in every process."""
         on_gpu = device.startswith("cuda")
-        # bf16 needs no loss scaling; GPUs without it (pre-Ampere) train in fp32.
-        self.autocast_dtype = torch.bfloat16 if (on_gpu and cfg.amp and torch.cuda.is_bf16_supported()) else None
-        self.channels_last = on_gpu and cfg.channels_last
-        self.unet = build_unet(cfg, num_classes).to(device)
-        if self.channels_last:
-            self.unet = self.unet.to(memory_format=torch.channels_last)
+        # Trained without loss scaling: bf16 where supported, else fp32.
+        self.precision = precision_for(device, cfg.amp, channels_last=cfg.channels_last, fp16_fallback=False)
+        self.unet = self.precision.memory_format(build_unet(cfg, num_classes).to(device))
         self.scheduler = build_train_scheduler(cfg)
         optimizer = torch.optim.AdamW(self.unet.parameters(), lr=cfg.lr, betas=(0.95, 0.999),
                                       weight_decay=cfg.weight_decay, eps=1e-8)
@@ -181,15 +179,8 @@ class DdpmTrainer:
         self._unet, self.optimizer = self.acc.prepare(self.unet, optimizer)
         if on_gpu and cfg.compile:
             self._unet = torch.compile(self._unet)
-        self.ema = EMAModel(self.unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, inv_gamma=1.0,
-                            power=0.75)
-        self.ema.to(device)
+        self.ema = warmup_ema(self.unet, cfg.ema_decay, power=0.75)
         self.step = 0
-
-    def _autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=self.autocast_dtype)
 
     def next_batch(self, clean: torch.Tensor, labels: torch.Tensor | None):
         """The next global training batch (cfg.batch_size images drawn with replacement, and their labels)."""
@@ -217,52 +208,72 @@ class DdpmTrainer:
         # Drawn on the CPU: the same curve on any device and any number of processes, and resumable.
         noise = torch.randn(clean.shape, generator=self.gen)[mine].to(self.device)
         clean = clean[mine].to(self.device)
-        noisy = self.scheduler.add_noise(clean, noise, timesteps)
-        if self.channels_last:
-            noisy = noisy.contiguous(memory_format=torch.channels_last)
+        noisy = self.precision.memory_format(self.scheduler.add_noise(clean, noise, timesteps))
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr * min(1.0, (self.step + 1) / max(cfg.lr_warmup_steps, 1))
-        with self._autocast():
+        with self.precision.autocast():
             pred = self._unet(noisy, timesteps, class_labels=class_labels).sample
         loss = F.mse_loss(pred.float(), noise)
         self.optimizer.zero_grad(set_to_none=True)
         self.acc.backward(loss)  # DDP averages the gradients of the processes' equal slices: the global batch's
         self.acc.clip_grad_norm_(self.unet.parameters(), cfg.grad_clip)
         self.optimizer.step()
-        self.ema.step(self.unet.parameters())  # every process keeps the same EMA; only rank 0 saves it
         self.step += 1
+        self.ema.update(self.unet, step=self.step)  # every process keeps the same EMA; only rank 0 saves it
         return {**dist.mean_across(self.acc, {"loss": loss.item()}), "lr": self.optimizer.param_groups[0]["lr"],
-                "ema_decay": self.ema.cur_decay_value if self.ema.cur_decay_value is not None else 0.0}
+                "ema_decay": self.ema.get_decay(self.step)}
 
     def ema_unet(self):
-        """A copy of the U-Net holding the EMA weights (for grids and saving)."""
-        model = build_unet(self.cfg, self.num_classes).to(self.device)
-        self.ema.copy_to(model.parameters())
-        return model.eval()
+        """The U-Net holding the EMA weights (for grids and saving)."""
+        return self.ema.module
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict]:
         """Everything needed to resume, as tensors and JSON scalars."""
         opt_tensors, opt_scalars = ckpt.optimizer_to_state(self.optimizer)
-        ema_state = self.ema.state_dict()
         tensors = {**ckpt.prefixed("unet", ckpt.module_tensors(self.unet)), **ckpt.prefixed("opt", opt_tensors),
-                   **{f"ema.{i}": t for i, t in enumerate(ema_state.pop("shadow_params"))},
+                   **ckpt.prefixed("ema", ckpt.module_tensors(self.ema.module)),
                    **ckpt.prefixed("rng", {**ckpt.rng_to_tensors(), "train": self.gen.get_state()})}
-        return tensors, {"step": self.step, "optimizer": opt_scalars, "ema": ema_state}
+        return tensors, {"step": self.step, "optimizer": opt_scalars}
 
     def load(self, tensors: dict[str, torch.Tensor], scalars: dict) -> None:
         """Restore a state saved by `state` (RNG included)."""
         self.unet.load_state_dict(ckpt.unprefixed("unet", tensors))
         ckpt.optimizer_from_state(self.optimizer, ckpt.unprefixed("opt", tensors), scalars["optimizer"])
-        shadow = ckpt.unprefixed("ema", tensors)
-        ema_state = dict(scalars["ema"])
-        ema_state["min_decay"] = float(ema_state["min_decay"])
-        ema_state["shadow_params"] = [shadow[str(i)].to(self.device) for i in range(len(shadow))]
-        self.ema.load_state_dict(ema_state)
+        ema = ckpt.unprefixed("ema", tensors)
+        if "ema" in scalars:  # written before ema.py, by diffusers' EMAModel: the shadow parameters in order
+            with torch.no_grad():
+                for param, saved in zip(self.ema.module.parameters(), (ema[str(i)] for i in range(len(ema)))):
+                    param.copy_(saved)
+        else:
+            self.ema.module.load_state_dict(ema)
         self.step = int(scalars["step"])
         rng = ckpt.unprefixed("rng", tensors)
         ckpt.rng_from_tensors(rng)
         if "train" in rng:
             self.gen.set_state(rng["train"].to(torch.uint8).cpu())
+
+
+class DdpmRun(TrainerRun):
+    """A DdpmTrainer bound to one unit's training images: the step and sample functions the driver calls."""
+
+    def train_step(self) -> dict[str, float]:
+        """One denoising update on the next global batch."""
+        return self.trainer.train_step(*self.trainer.next_batch(self.images, self.labels))
+
+    def sample_grid(self) -> tuple[np.ndarray, list[str]]:
+        """EMA samples from fixed noise, grid_per_class per class."""
+        trainer, classes = self.trainer, self.classes
+        per_class = trainer.cfg.grid_per_class
+        n = per_class * len(classes)
+        labels = torch.arange(len(classes)).repeat_interleave(per_class) if trainer.num_classes else None
+        x = denoise(trainer.ema_unet(), trainer.scheduler.config, trainer.cfg, labels, n,
+                    torch.Generator().manual_seed(1234), trainer.device, trainer.num_classes)
+        return to_uint8(x), [classes[i // per_class] for i in range(n)]
+
+    def export(self, folder: Path) -> None:
+        """The EMA U-Net and the training scheduler, the model that sampling loads."""
+        self.trainer.ema_unet().save_pretrained(folder / "unet", safe_serialization=True)
+        self.trainer.scheduler.save_pretrained(folder / "scheduler")
 
 
 @torch.no_grad()
@@ -277,13 +288,12 @@ def denoise(unet, train_scheduler_config, cfg: DdpmConfig, labels: torch.Tensor 
         labels = labels.to(device)
         if guided:
             labels = torch.cat([labels, torch.full_like(labels, num_classes)])
-    bf16 = device.startswith("cuda") and cfg.amp and torch.cuda.is_bf16_supported()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    precision = precision_for(device, cfg.amp, fp16_fallback=False)  # as in training
     for t in sampler.timesteps:
         inp = sampler.scale_model_input(x, t)
         if guided:
             inp = torch.cat([inp, inp])
-        with autocast:
+        with precision.autocast():
             eps = unet(inp, t.to(device), class_labels=labels).sample.float()
         if guided:
             cond, uncond = eps.chunk(2)
@@ -302,60 +312,11 @@ class Ddpm:
     def train(self, params: DdpmConfig, per_class: bool, data: TrainImages, work_dir: Path, hooks: TrainHooks,
               device: str, seed: int) -> TrainOutcome:
         """Train (or resume) every model in `work_dir`; stops early, with a checkpoint, when hooks.should_stop()."""
-        def train_unit(cfg, classes, images, labels, unit_dir, index, offset, total):
-            return self._train_unit(cfg, classes, images, labels, unit_dir, hooks, device, seed + index, offset, total)
+        def make_run(unit: Unit, images: np.ndarray, labels: np.ndarray | None, index: int) -> DdpmRun:
+            trainer = DdpmTrainer(params, len(unit.classes) if labels is not None else 0, device, seed + index)
+            return DdpmRun(trainer, unit.classes, images, labels)
 
-        return train_each_unit("ddpm", params, per_class, data, work_dir, train_unit)
-
-    def _train_unit(self, cfg: DdpmConfig, classes: list[str], images: np.ndarray, labels: np.ndarray | None,
-                    unit_dir: Path, hooks: TrainHooks, device: str, seed: int, offset: int, total: int) -> int:
-        """Train one model to cfg.steps (resuming if a state exists); returns the step reached."""
-        num_classes = len(classes) if labels is not None else 0
-        trainer = DdpmTrainer(cfg, num_classes, device, seed)
-        resumed = ckpt.resume_checkpoint(unit_dir / ckpt.CHECKPOINTS)
-        if resumed is not None:
-            trainer.load(resumed.tensors(trainer.device), resumed.scalars)
-        if trainer.step >= cfg.steps:
-            return trainer.step
-        clean = to_model_range(resize_images(images, cfg.resolution))
-        label_t = torch.from_numpy(np.asarray(labels)).long() if labels is not None else None
-        main = trainer.acc.is_main_process  # under DDP only rank 0 reports, samples grids and saves
-        while trainer.step < cfg.steps:
-            losses = trainer.train_step(*trainer.next_batch(clean, label_t))
-            step = trainer.step
-            if main:
-                hooks.progress(offset + step, total, losses)
-            last = step == cfg.steps
-            if main and (step % cfg.grid_every == 0 or last):
-                hooks.grid(offset + step, *self._grid(trainer, classes))
-            if main and (step % cfg.checkpoint_every == 0 or last):
-                self._save(trainer, unit_dir)
-            if not last and dist.agreed_stop(trainer.acc, hooks.should_stop()):
-                if main and step % cfg.checkpoint_every:
-                    self._save(trainer, unit_dir)
-                trainer.acc.wait_for_everyone()
-                return step
-        trainer.acc.wait_for_everyone()  # the other ranks return once rank 0's final checkpoint is written
-        return trainer.step
-
-    @staticmethod
-    def _grid(trainer: DdpmTrainer, classes: list[str]) -> tuple[np.ndarray, list[str]]:
-        """EMA samples from fixed noise, grid_per_class per class."""
-        cfg = trainer.cfg
-        n = cfg.grid_per_class * len(classes)
-        labels = torch.arange(len(classes)).repeat_interleave(cfg.grid_per_class) if trainer.num_classes else None
-        x = denoise(trainer.ema_unet(), trainer.scheduler.config, cfg, labels, n, torch.Generator().manual_seed(1234),
-                    trainer.device, trainer.num_classes)
-        return to_uint8(x), [classes[i // cfg.grid_per_class] for i in range(n)]
-
-    @staticmethod
-    def _save(trainer: DdpmTrainer, unit_dir: Path) -> None:
-        """One atomic checkpoint: the training state plus the EMA UNet and scheduler that sampling loads."""
-        def export(folder: Path) -> None:
-            trainer.ema_unet().save_pretrained(folder / "unet", safe_serialization=True)
-            trainer.scheduler.save_pretrained(folder / "scheduler")
-
-        ckpt.save_checkpoint(unit_dir / ckpt.CHECKPOINTS, trainer.step, *trainer.state(), fill=export)
+        return train_image_models("ddpm", params, per_class, data, work_dir, hooks, device, make_run)
 
     def _load_for_sampling(self, checkpoint: Path, class_name: str, device: str):
         """(unet, scheduler config, params, label index or None, number of classes) for a class, cached."""

@@ -1,9 +1,10 @@
 """One generator trained by N processes (one per GPU) with Hugging Face accelerate (DDP).
 
 Two halves:
-- In the training loops (ddpm.py, sd_common.py): `accelerator_for` gives each process its Accelerator (DDP over
-  NCCL on GPUs, gloo on the CPU); `shard` cuts every global batch into equal per-process slices; `agreed_stop`
-  makes all processes stop at the same step; `mean_across` averages a logged loss over processes.
+- In the training driver (driver.py) and the models' steps (ddpm.py, sd_training.py): `accelerator_for` gives
+  each process its Accelerator (DDP over NCCL on GPUs, gloo on the CPU); `shard` cuts every global batch into
+  equal per-process slices; `agreed_stop` makes all processes stop at the same step; `mean_across` averages a
+  logged loss over processes.
 - Launching (`train_in_processes`, called by the train_generator job instead of `impl.train` when N > 1): the
   parent writes a request (params, images) into a launch folder and starts `python -m torch.distributed.run
   --standalone --nproc_per_node N -m xaug.engine.generators.distributed --launch-dir DIR`. accelerate's own

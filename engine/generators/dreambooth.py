@@ -18,8 +18,12 @@ from pydantic import Field
 
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
 from xaug.engine.generators.registry import register_generator
-from xaug.engine.generators.sd_common import (Parts, PriorSet, SdMethod, SdParams, Unit, pipeline_from_parts,
-                                              prompt_for, run_pipeline, sample_sd, train_dtype, train_sd)
+from xaug.engine.generators.driver import Unit
+from xaug.engine.generators.sd_method import PriorSet, SdMethod
+from xaug.engine.generators.sd_model import Parts
+from xaug.engine.generators.sd_params import SdParams, prompt_for
+from xaug.engine.generators.sd_sampling import pipeline_from_parts, run_pipeline, sample_sd
+from xaug.engine.generators.sd_training import train_sd
 from xaug.store.artifacts import artifact_path
 
 
@@ -85,7 +89,7 @@ def _class_images(parts: Parts, prompt: str, params: DreamBoothConfig, folder: P
             count = min(batch, params.num_class_images - start)
             images = run_pipeline(pipe, prompt, count, seed + 10_000 + start, params.class_image_steps,
                                   params.guidance_scale, params.negative_prompt, count, params.resolution,
-                                  train_dtype(params, device))
+                                  params.precision(device).dtype)
             for j, img in enumerate(images):
                 Image.fromarray(img).save(folder / f"{start + j:05d}.png")
     files = sorted(folder.glob("*.png"))[: params.num_class_images]

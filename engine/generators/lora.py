@@ -14,7 +14,11 @@ from pydantic import Field
 
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
 from xaug.engine.generators.registry import register_generator
-from xaug.engine.generators.sd_common import Parts, SdMethod, SdParams, sample_sd, train_sd
+from xaug.engine.generators.sd_method import SdMethod
+from xaug.engine.generators.sd_model import Parts
+from xaug.engine.generators.sd_params import SdParams
+from xaug.engine.generators.sd_sampling import sample_sd
+from xaug.engine.generators.sd_training import train_sd
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 

@@ -47,49 +47,6 @@ def load_samples(db, artifact_root: Path, sample_job_key: str, class_name: str, 
     return np.stack(images)
 
 
-def training_units(per_class: bool, data) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
-    """The models a generator trains: [('all', images, labels)] (class-conditional) or one (class, images, None)
-    per class; a class without training images raises DataError."""
-    if not per_class:
-        return [("all", data.images, data.labels)]
-    units = []
-    for name in data.classes:
-        images = data.of_class(name)
-        if len(images) == 0:
-            raise DataError(f"class '{name}' has no training images in this fold, so no per-class model can be "
-                            "trained for it; use per_class: false or fewer folds")
-        units.append((name, images, None))
-    return units
-
-
-def train_each_unit(model: str, params, per_class: bool, data, work_dir: Path, train_unit):
-    """Train every model of a generator in turn (one, or one per class), resuming each from its state.
-
-    Writes `generator.json` (what `sample` needs), then calls `train_unit(params, classes, images, labels,
-    unit_dir, seed_offset, step_offset, total_steps) -> step reached` per unit; returns a TrainOutcome that is
-    unfinished as soon as a unit stops early (it checkpointed; a later run resumes it).
-    """
-    from xaug.engine import checkpoint as ckpt
-    from xaug.engine.generators.base import TrainOutcome
-
-    work_dir = Path(work_dir)
-    units = training_units(per_class, data)
-    from xaug.engine.generators.distributed import is_main_process
-
-    if is_main_process():  # under DDP (distributed.py) rank 0 writes the shared files
-        ckpt.write_json(work_dir / "generator.json", {
-            "model": model, "per_class": per_class, "classes": list(data.classes), "params": params.model_dump(),
-            "units": [u[0] for u in units]})
-    total = params.steps * len(units)
-    for index, (unit, images, labels) in enumerate(units):
-        offset = index * params.steps
-        classes = data.classes if not per_class else [unit]
-        step = train_unit(params, classes, images, labels, artifact_path(work_dir, unit), index, offset, total)
-        if step < params.steps:
-            return TrainOutcome(checkpoint=work_dir, finished=False, step=offset + step)
-    return TrainOutcome(checkpoint=work_dir, finished=True, step=total)
-
-
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     """Resize uint8 [N, H, W] images to [N, size, size] (antialiased bilinear); returns the input if already so."""
     import torch

@@ -1,8 +1,8 @@
 """Stable Diffusion full fine-tuning: one text-conditioned model for all classes, trained on captioned images.
 
 The UNet is trained (optionally the text encoder too) on the fold's training images, each captioned with its
-class prompt (the paper's prompts by default). Shared machinery (loading, loop, checkpoints, sampler) lives in
-sd_common.py.
+class prompt (the paper's prompts by default). Shared machinery lives in sd_params.py (settings), sd_model.py
+(loading), sd_data.py, sd_method.py (the hooks each method overrides), sd_training.py and sd_sampling.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ from pydantic import Field
 
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
 from xaug.engine.generators.registry import register_generator
-from xaug.engine.generators.sd_common import SdMethod, SdParams, sample_sd, train_sd
+from xaug.engine.generators.sd_method import SdMethod
+from xaug.engine.generators.sd_params import SdParams
+from xaug.engine.generators.sd_sampling import sample_sd
+from xaug.engine.generators.sd_training import train_sd
 
 
 class SdFinetuneConfig(SdParams):

@@ -261,35 +261,6 @@ def test_plan_reports_all_reused_after_submit_and_move(tmp_path, study_files, mo
     assert json.loads(pending["config_json"])["classifier"]["weights"] == str(tmp_path / "a" / "w.safetensors")
 
 
-def test_gpu_memory_per_kind_is_declared_or_measured_and_keys_do_not_change(tmp_path):
-    plain = plan_study(_loaded(tmp_path))
-    resources = {"generator_gpus": 2, "classifier_gpus": 1,
-                 "gpu_memory_gb": {"train_classifier": 6, "evaluate": "measured"}}
-    jobs = plan_study(_loaded(tmp_path, resources=resources))
-    assert [j.key for j in jobs] == [j.key for j in plain]  # where a job runs is not what it computes
-    for job in jobs:
-        if job.kind == "train_classifier":
-            assert job.gpu_memory_mb == 6 * 1024 and job.memory_group is None
-        elif job.kind == "evaluate":
-            assert job.gpu_memory_mb is None and job.memory_group.startswith("evaluate:")
-        else:
-            assert job.gpu_memory_mb is None and job.memory_group is None
-    groups = {j.config["classifier"]["model"]: j.memory_group for j in jobs if j.kind == "evaluate"}
-    assert len(groups) == 2  # one group per classifier spec, shared by its folds, seeds and arms
-    assert len({j.memory_group for j in jobs if j.kind == "evaluate"}) == 2
-
-
-def test_gpu_memory_is_only_for_gpu_kinds(tmp_path):
-    from pydantic import ValidationError
-
-    with pytest.raises(ValidationError, match="train_classifier"):
-        _loaded(tmp_path, resources={"gpu_memory_gb": {"analyse": 2}})
-    with pytest.raises(ValidationError):
-        _loaded(tmp_path, resources={"gpu_memory_gb": {"train_classifier": 0}})
-    cpu = plan_study(_loaded(tmp_path, resources={"device": "cpu", "gpu_memory_gb": {"train_classifier": 6}}))
-    assert all(j.gpu_memory_mb is None for j in cpu)
-
-
 def test_new_dataset_options_change_keys_only_when_used(tmp_path):
     plain = plan_study(_loaded(tmp_path, generators=[], amounts=[0]))
     prepare = plain[0]
@@ -326,3 +297,32 @@ def test_external_test_set_adds_one_evaluate_job_per_trained_classifier(tmp_path
     # The fold evaluations keep their config: only the dataset options (via prepare_data's key) differ.
     fold_evals = [j.config for j in jobs if j.kind == "evaluate" and "test_set" not in j.config]
     assert fold_evals == [j.config for j in internal if j.kind == "evaluate"]
+
+
+def test_gpu_memory_per_kind_is_declared_or_measured_and_keys_do_not_change(tmp_path):
+    plain = plan_study(_loaded(tmp_path))
+    resources = {"generator_gpus": 2, "classifier_gpus": 1,
+                 "gpu_memory_gb": {"train_classifier": 6, "evaluate": "measured"}}
+    jobs = plan_study(_loaded(tmp_path, resources=resources))
+    assert [j.key for j in jobs] == [j.key for j in plain]  # where a job runs is not what it computes
+    for job in jobs:
+        if job.kind == "train_classifier":
+            assert job.gpu_memory_mb == 6 * 1024 and job.memory_group is None
+        elif job.kind == "evaluate":
+            assert job.gpu_memory_mb is None and job.memory_group.startswith("evaluate:")
+        else:
+            assert job.gpu_memory_mb is None and job.memory_group is None
+    groups = {j.config["classifier"]["model"]: j.memory_group for j in jobs if j.kind == "evaluate"}
+    assert len(groups) == 2  # one group per classifier spec, shared by its folds, seeds and arms
+    assert len({j.memory_group for j in jobs if j.kind == "evaluate"}) == 2
+
+
+def test_gpu_memory_is_only_for_gpu_kinds(tmp_path):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="train_classifier"):
+        _loaded(tmp_path, resources={"gpu_memory_gb": {"analyse": 2}})
+    with pytest.raises(ValidationError):
+        _loaded(tmp_path, resources={"gpu_memory_gb": {"train_classifier": 0}})
+    cpu = plan_study(_loaded(tmp_path, resources={"device": "cpu", "gpu_memory_gb": {"train_classifier": 6}}))
+    assert all(j.gpu_memory_mb is None for j in cpu)

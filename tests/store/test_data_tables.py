@@ -51,7 +51,8 @@ def test_a_classifier_run_shows_its_fold_evaluation_not_the_external_one(tmp_pat
 
     def job(key, kind, config, deps=()):
         return SimpleNamespace(key=key * 64, kind=kind, label=kind, config=config, priority=0, max_attempts=1,
-                               gpus_needed=0, deps=[d * 64 for d in deps])
+                               gpus_needed=0, gpu_memory_mb=None, memory_group=None,
+                               deps=[d * 64 for d in deps])
 
     db = open_store(tmp_path / "x.db")
     train = job("t", "train_classifier", {"fold": 0})

@@ -8,7 +8,8 @@ import torch
 from pydantic import ValidationError
 
 from xaug.engine.checkpoint import has_checkpoint
-from xaug.engine.generators.gan import GanConfig, GanTrainer, augment
+from xaug.engine.generators.gan import GanConfig, GanTrainer
+from xaug.engine.generators.gan_augment import augment
 from xaug.engine.generators.registry import get_generator
 
 

@@ -13,7 +13,7 @@ from tiny_sd import CLASSES, RecordingHooks, tiny_images, tiny_sd_dir
 from xaug.engine.checkpoint import load_checkpoint
 from xaug.engine.errors import WeightsError
 from xaug.engine.generators.registry import get_generator
-from xaug.engine.generators.sd_common import load_pipeline, make_scheduler, to_grey_uint8
+from xaug.engine.generators.sd_sampling import load_pipeline, make_scheduler, to_grey_uint8
 
 # Cheap settings: 2 optimizer steps, a checkpoint every step, 1-2 denoising steps when sampling.
 CHEAP = dict(resolution=32, steps=2, batch_size=2, checkpoint_every=1, grid_every=2, grid_per_class=1,
@@ -214,7 +214,8 @@ def test_lora_scale_zero_samples_the_base_model_and_one_the_adapter(tiny_sd, tmp
 def test_dreambooth_paper_and_xaug_prompts():
     """The paper's design trains and samples with the plain class prompt; xaug's puts an identifier in front."""
     from xaug.engine.generators.dreambooth import DreamBoothConfig, DreamBoothMethod
-    from xaug.engine.generators.sd_common import PAPER_PROMPTS, Unit
+    from xaug.engine.generators.driver import Unit
+    from xaug.engine.generators.sd_params import PAPER_PROMPTS
 
     unit, method = Unit("viral", ["viral"]), DreamBoothMethod()
     paper = DreamBoothConfig(identifier="", prior_preservation=True)

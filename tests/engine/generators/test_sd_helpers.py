@@ -10,14 +10,14 @@ import torch
 from pydantic import ValidationError
 
 from xaug.engine.errors import WeightsError
-from xaug.engine.generators import sd_common
+from xaug.engine.generators import sd_data, sd_model, sd_params, sd_sampling
 from xaug.engine.generators.registry import get_generator
 
 
 def test_missing_local_folder_fails_fast_with_how_to(tmp_path):
     start = time.perf_counter()
     with pytest.raises(WeightsError) as err:
-        sd_common.resolve_base_model(str(tmp_path / "no-such-sd"))
+        sd_model.resolve_base_model(str(tmp_path / "no-such-sd"))
     assert time.perf_counter() - start < 2.0
     assert "no-such-sd" in str(err.value) and "huggingface-cli download" in str(err.value)
 
@@ -27,7 +27,7 @@ def test_missing_repo_id_fails_fast_offline(tmp_path, monkeypatch):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     start = time.perf_counter()
     with pytest.raises(WeightsError) as err:
-        sd_common.resolve_base_model("CompVis/stable-diffusion-v1-4")
+        sd_model.resolve_base_model("CompVis/stable-diffusion-v1-4")
     assert time.perf_counter() - start < 2.0
     message = str(err.value)
     assert "'CompVis/stable-diffusion-v1-4'" in message
@@ -36,7 +36,7 @@ def test_missing_repo_id_fails_fast_offline(tmp_path, monkeypatch):
 
 def test_folder_without_model_index_is_rejected(tmp_path):
     with pytest.raises(WeightsError, match="model_index.json"):
-        sd_common.resolve_base_model(str(tmp_path))
+        sd_model.resolve_base_model(str(tmp_path))
 
 
 def test_training_with_missing_base_model_fails_before_loading(tmp_path):
@@ -51,12 +51,12 @@ def test_training_with_missing_base_model_fails_before_loading(tmp_path):
 
 
 def test_prompts_paper_override_and_generic():
-    params = sd_common.SdParams(prompts={"viral": "custom viral"})
-    assert sd_common.prompt_for("covid19", params) == "An x-ray image of the lung with covid-19 pneumonia"
-    assert sd_common.prompt_for("healthy", params) == (
+    params = sd_params.SdParams(prompts={"viral": "custom viral"})
+    assert sd_params.prompt_for("covid19", params) == "An x-ray image of the lung with covid-19 pneumonia"
+    assert sd_params.prompt_for("healthy", params) == (
         "An x-ray image of the lung, healthy patient, no signs of pneumonia")
-    assert sd_common.prompt_for("viral", params) == "custom viral"
-    assert sd_common.prompt_for("pleural_effusion", params) == "An x-ray image of the lung with pleural effusion"
+    assert sd_params.prompt_for("viral", params) == "custom viral"
+    assert sd_params.prompt_for("pleural_effusion", params) == "An x-ray image of the lung with pleural effusion"
 
 
 @pytest.mark.parametrize("name", ["sd_finetune", "dreambooth", "lora"])
@@ -71,31 +71,31 @@ def test_registered_configs_reject_unknown_keys_and_document_fields(name):
 
 
 def test_default_sampling_steps_follow_scheduler():
-    assert sd_common.SdParams().steps_to_sample() == 25
-    assert sd_common.SdParams(scheduler="pndm").steps_to_sample() == 50
-    assert sd_common.SdParams(scheduler="ddim", inference_steps=10).steps_to_sample() == 10
+    assert sd_params.SdParams().steps_to_sample() == 25
+    assert sd_params.SdParams(scheduler="pndm").steps_to_sample() == 50
+    assert sd_params.SdParams(scheduler="ddim", inference_steps=10).steps_to_sample() == 10
 
 
 def test_grey_conversion_of_pipeline_output():
     rgb = np.zeros((2, 4, 4, 3), np.float32)
     rgb[0] = 1.0
     rgb[1, ..., 1] = 0.5
-    grey = sd_common.to_grey_uint8(rgb)
+    grey = sd_sampling.to_grey_uint8(rgb)
     assert grey.shape == (2, 4, 4) and grey.dtype == np.uint8
     assert grey[0].min() == 255 and grey[1, 0, 0] == round(0.587 * 0.5 * 255)
 
 
 def test_images_are_resized_and_replicated_to_rgb():
     images = np.full((3, 40, 40), 255, np.uint8)
-    grey = sd_common.resize_grey(images, 32, chunk=2)
+    grey = sd_data.resize_grey(images, 32, chunk=2)
     assert tuple(grey.shape) == (3, 32, 32) and grey.dtype == torch.uint8 and int(grey.min()) == 255
-    pixels = sd_common.grey_to_pixels(grey)
+    pixels = sd_data.grey_to_pixels(grey)
     assert tuple(pixels.shape) == (3, 3, 32, 32)
     assert float(pixels.min()) == pytest.approx(1.0)
 
 
 def test_mixed_precision_only_on_cuda_and_amp_switches_it_off():
-    assert sd_common.train_dtype(sd_common.SdParams(), "cpu") is None
-    assert sd_common.train_dtype(sd_common.SdParams(mixed_precision="fp16"), "cuda") == torch.float16
-    assert sd_common.train_dtype(sd_common.SdParams(mixed_precision="bf16"), "cuda:0") == torch.bfloat16
-    assert sd_common.train_dtype(sd_common.SdParams(mixed_precision="fp16", amp=False), "cuda") is None
+    assert sd_params.SdParams().precision("cpu").dtype is None
+    assert sd_params.SdParams(mixed_precision="fp16").precision("cuda").dtype == torch.float16
+    assert sd_params.SdParams(mixed_precision="bf16").precision("cuda:0").dtype == torch.bfloat16
+    assert sd_params.SdParams(mixed_precision="fp16", amp=False).precision("cuda").dtype is None
