@@ -64,6 +64,6 @@ start=$(date +%s)
 timeout --kill-after=15 "$PYTEST_S" "$PYTHON" -m pytest -q -m "gpu and not slow" -p no:cacheprovider \
   --timeout "$PYTEST_S" tests > "$OUT/pytest-gpu.txt" 2>&1
 code=$?
-note "pytest -m 'gpu and not slow': exit $code after $(( $(date +%s) - start )) s (5: no test selected) -> pytest-gpu.txt"
+note "pytest -m 'gpu and not slow': exit $code after $(( $(date +%s) - start )) s (5: none selected) -> pytest-gpu.txt"
 note "$(tail -1 "$OUT/pytest-gpu.txt")"
 note "gpu_check ended $(date -u +%FT%TZ)"
