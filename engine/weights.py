@@ -117,7 +117,7 @@ def _base_model_needs(loaded):
         base_model = getattr(params, "base_model", None)
         if not isinstance(base_model, str):
             continue
-        from xaug.engine.generators.sd_common import resolve_base_model
+        from xaug.engine.generators.sd_model import resolve_base_model
 
         where, local = f"generators[{g}] ({gen.name}) base_model", loaded.resolve(base_model)
         if local.exists():  # a local diffusers folder, relative to the recipe (as the planner resolves it)

@@ -30,7 +30,7 @@ from xaug.engine.errors import WeightsError
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
 from xaug.engine.generators.registry import register_generator
 from xaug.engine.generators.samples import resize_images
-from xaug.engine.generators.sd_common import GENERIC_PROMPT, prompt_for
+from xaug.engine.generators.sd_params import GENERIC_PROMPT, prompt_for
 
 MANIFEST = "generator.json"
 PIPELINE_INDEX = "model_index.json"
@@ -189,9 +189,10 @@ def _load(folder: Path, lora: str | None, params: PretrainedPipelineParams, devi
     import torch
     from diffusers import DiffusionPipeline
 
-    from xaug.engine.generators.sd_common import make_scheduler, train_dtype
+    from xaug.engine.generators.sd_sampling import make_scheduler
+    from xaug.engine.precision import autocast_dtype
 
-    dtype = train_dtype(params, device)
+    dtype = autocast_dtype(device)  # bf16 (fp16 on older GPUs) on a GPU, fp32 on the CPU
     extra = {}
     if "safety_checker" in json.loads((folder / PIPELINE_INDEX).read_text()):
         # Its NSFW filter blanks medical images it misreads; xaug's own Stable Diffusion pipelines drop it too.
@@ -211,8 +212,8 @@ def _load(folder: Path, lora: str | None, params: PretrainedPipelineParams, devi
 
 
 def _sample_text(pipe, prompt: str, n: int, seed: int, params: PretrainedPipelineParams) -> np.ndarray:
-    """A text-conditioned pipeline at its own size, LoRA at params.lora_scale (sd_common's sampler)."""
-    from xaug.engine.generators.sd_common import run_pipeline
+    """A text-conditioned pipeline at its own size, LoRA at params.lora_scale (sd_sampling's sampler)."""
+    from xaug.engine.generators.sd_sampling import run_pipeline
 
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
     extra = {"cross_attention_kwargs": {"scale": params.lora_scale}} if params.lora else {}
@@ -224,7 +225,7 @@ def _sample_unconditional(pipe, n: int, seed: int, params: PretrainedPipelinePar
     """An unconditional pipeline (DDPMPipeline, DDIMPipeline, ...), one generator per image."""
     import torch
 
-    from xaug.engine.generators.sd_common import to_grey_uint8
+    from xaug.engine.generators.sd_sampling import to_grey_uint8
 
     steps = {"num_inference_steps": params.inference_steps} if params.inference_steps else {}
     out = []

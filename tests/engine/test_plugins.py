@@ -31,6 +31,7 @@ classifiers:
   - {model: resnet10t, epochs: 1}
 amounts: [0, 6]
 seeds: [0]
+quality: {features: pixels}  # image_quality is faked; no Inception weights needed
 resources: {device: cpu, max_attempts: 1}
 """
 

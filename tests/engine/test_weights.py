@@ -40,7 +40,7 @@ def empty_cache(tmp_path, monkeypatch):
     import huggingface_hub.constants
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    # sd_common's base-model lookup reads the cache folder huggingface_hub fixed at its import, not the environment.
+    # sd_model's base-model lookup reads the cache folder huggingface_hub fixed at its import, not the environment.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     return tmp_path / "hub"

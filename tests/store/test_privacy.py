@@ -40,7 +40,7 @@ def _run_prepare(db_path: Path, dataset: DatasetConfig) -> dict:
     config = {"dataset": dataset.model_dump(mode="json"), "splits": SplitsConfig(folds=2).model_dump(mode="json")}
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
     job = SimpleNamespace(key=key, kind="prepare_data", label="prepare data", config=config, priority=0,
-                          max_attempts=1, gpus_needed=0, deps=[])
+                          max_attempts=1, gpus_needed=0, gpu_memory_mb=None, memory_group=None, deps=[])
     submit_study(db, "study", None, "name: study", {}, [job])
     assert claim_job(db, lambda job: [], host="test", log_path_for=lambda job: "")["key"] == key
     subprocess.run([sys.executable, "-m", "xaug.engine.queue.worker", "--store", str(db_path), "--job", key],

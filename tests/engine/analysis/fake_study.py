@@ -28,7 +28,8 @@ def _key(*parts) -> str:
 
 def _job(kind, config, deps=()):
     return SimpleNamespace(key=_key(kind, sorted(config.items())), kind=kind, label=kind, config=config,
-                           priority=0, max_attempts=1, gpus_needed=0, deps=list(deps))
+                           priority=0, max_attempts=1, gpus_needed=0, gpu_memory_mb=None, memory_group=None,
+                           deps=list(deps))
 
 
 def build_fake_study(db, name: str = "toy", seed: int = 0, analyse: bool = True, external: bool = False) -> dict:

@@ -26,7 +26,7 @@ def _context(tmp_path, dataset: DatasetConfig, splits: SplitsConfig):
     config = {"dataset": dataset.model_dump(mode="json"), "splits": splits.model_dump(mode="json")}
     key = hashlib.sha256(repr(config).encode()).hexdigest()
     job = SimpleNamespace(key=key, kind="prepare_data", label="prepare data", config=config, priority=0,
-                          max_attempts=1, gpus_needed=0, deps=[])
+                          max_attempts=1, gpus_needed=0, gpu_memory_mb=None, memory_group=None, deps=[])
     submit_study(db, "study", None, "name: study", {}, [job])
     return JobContext(key=key, kind="prepare_data", config=config, db=db, db_path=db_path)
 

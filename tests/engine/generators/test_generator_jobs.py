@@ -24,7 +24,7 @@ CLASSES = ["healthy", "viral"]
 
 def _job(key, kind, config, deps=()):
     return SimpleNamespace(key=key, kind=kind, label=f"{kind} {key[:6]}", config=config, priority=0, max_attempts=3,
-                           gpus_needed=0, deps=list(deps))
+                           gpus_needed=0, gpu_memory_mb=None, memory_group=None, deps=list(deps))
 
 
 @pytest.fixture

@@ -162,7 +162,7 @@ def test_lora_through_the_train_generator_and_sample_jobs(tiny_sd, tmp_path):
 
     def job(key, kind, config, deps=()):
         return SimpleNamespace(key=key, kind=kind, label=kind, config=config, priority=0, max_attempts=3,
-                               gpus_needed=0, deps=list(deps))
+                               gpus_needed=0, gpu_memory_mb=None, memory_group=None, deps=list(deps))
 
     db_path = tmp_path / "x.db"
     db = open_store(db_path)
