@@ -97,14 +97,15 @@ def submit_study(db: sqlite_utils.Database, name: str, recipe_path: str | None, 
             "INSERT OR IGNORE INTO jobs (key, kind, label, config_json, priority, max_attempts, gpus_needed,"
             " gpu_memory_mb, memory_group, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(j.key, j.kind, j.label, json.dumps(j.config, sort_keys=True), j.priority, j.max_attempts,
-              j.gpus_needed, *_gpu_memory(j), stamp) for j in jobs],
+              j.gpus_needed, j.gpu_memory_mb, j.memory_group, stamp) for j in jobs],
         )
         # A key names content, not places: a moved dataset keeps the key but changes the paths in the config, so
         # jobs that have yet to run read the new paths (and the recipe's current GPU memory settings).
         conn.executemany(
             "UPDATE jobs SET config_json = ?, gpu_memory_mb = ?, memory_group = ? WHERE key = ?"
             " AND status IN ('queued', 'blocked', 'failed', 'cancelled')",
-            [(json.dumps(j.config, sort_keys=True), *_gpu_memory(j), j.key) for j in jobs if j.key in existing],
+            [(json.dumps(j.config, sort_keys=True), j.gpu_memory_mb, j.memory_group, j.key) for j in jobs
+             if j.key in existing],
         )
         requeue = [k for k in keys if existing.get(k) in states.sources("retry")]
         conn.executemany(
@@ -124,11 +125,6 @@ def submit_study(db: sqlite_utils.Database, name: str, recipe_path: str | None, 
     reused = sum(1 for k in keys if existing.get(k) == "done")
     return {"jobs": len(keys), "new": len(keys) - len(existing), "reused": reused, "requeued": len(requeue),
             "pending": len(existing) - reused - len(requeue)}
-
-
-def _gpu_memory(job) -> tuple[float | None, str | None]:
-    """A planned job's declared GPU memory and memory group (a job planned without them has neither)."""
-    return getattr(job, "gpu_memory_mb", None), getattr(job, "memory_group", None)
 
 
 def _marks(event: str) -> str:
