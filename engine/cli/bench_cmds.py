@@ -30,7 +30,7 @@ def print_rows(title: str, rows: list[dict]) -> None:
 @bench_app.command("gpu")
 def bench_gpu(
     smoke: Annotated[bool, typer.Option("--smoke", help="Tiny sizes on the CPU: a format check, no GPU.")] = False,
-    section: Annotated[list[str] | None, typer.Option(help="Sections to run: sd, gan, ddpm, classifier, packing "
+    section: Annotated[list[str] | None, typer.Option(help="Sections to run: sd, classifier, packing, ddpm, gan "
                                                            "(repeatable; default all).")] = None,
     jobs_per_gpu: Annotated[int | None, typer.Option(min=2, help="k of the packing section (default 4).")] = None,
     compile: Annotated[bool, typer.Option("--compile/--no-compile", help="Add torch.compile arms.")] = False,
