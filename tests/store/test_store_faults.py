@@ -54,6 +54,8 @@ def _one_clean_line(err: str) -> str:
 
 def _acting_store(monkeypatch, pragma: str):
     """Make every store the CLI opens act out a fault through `pragma` (formatted with its page count)."""
+    import xaug.engine.queue.engine  # noqa: F401  modules that bind open_store at import: bind the real one now,
+    import xaug.engine.queue.slurm  # noqa: F401  or they keep the faulty one for every later test in this process
     import xaug.store
 
     real = xaug.store.open_store
