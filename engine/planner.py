@@ -293,7 +293,7 @@ def _classifier_label(spec: ClassifierSpec, where: dict[str, int], seed: int, ar
 
 
 # Dataset options added after studies were first keyed, as paths into DatasetConfig's dump.
-_KEYED_WHEN_SET = (("subsample",), ("external_test",), ("csv", "image_root"), ("csv", "where"), ("csv", "where_not"),
+_KEYED_WHEN_SET = (("subsample",), ("external_test",), ("external_test_per_class",), ("csv", "image_root"), ("csv", "where"), ("csv", "where_not"),
                    ("csv", "on_missing_label"), ("csv", "on_other_label"), ("csv", "on_mixed_patient"), ("csv", "findings_column"),
                    ("csv", "finding_columns"), ("csv", "multiple_findings"), ("csv", "priority"))
 
@@ -343,7 +343,7 @@ def study_classes(loaded) -> list[str]:
     if dataset.source == "folder":
         return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     # The loader itself (rules, label layouts, mixed patients, missing files): planned classes are loaded classes.
-    return load_csv(dataset.model_copy(update={"path": str(path)})).classes
+    return load_csv(loaded.dataset).classes
 
 
 def summarise_plan(jobs: list[PlannedJob]) -> dict[str, int]:

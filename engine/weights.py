@@ -7,13 +7,14 @@ model are missing, and a worker must never spend minutes retrying a download on 
   way the jobs will, and raises one WeightsError listing every missing one with how to provide it;
 - workers run with the Hugging Face hub offline (engine/queue/worker.py), so nothing is downloaded at run time;
 - `fetch_weights` (`xaug weights fetch RECIPE`, on a machine with internet) downloads what the recipe names into
-  the Hugging Face cache, to be copied to the offline machine.
+  the Hugging Face cache (and Inception's weights into torch.hub's), to be copied to the offline machine.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from xaug.store.errors import WeightsError
 
@@ -30,6 +31,10 @@ class Need:
     """The Hugging Face repository it comes from, when it comes from one."""
     filename: str | None = None
     """The one file of `repo_id` that is needed; None for a whole snapshot (a diffusers model)."""
+    url: str | None = None
+    """A plain download address instead of a repository (torch-fidelity's Inception weights)."""
+    target: Path | None = None
+    """Where the file from `url` goes: the cache folder the job looks in."""
 
 
 def recipe_needs(loaded) -> list[Need]:
@@ -54,36 +59,48 @@ def check_weights(loaded) -> None:
                            f"{fetch}.\n" + "\n".join("  " + p for p in problems))
 
 
-def fetch_weights(loaded, download_file: Callable | None = None, download_snapshot: Callable | None = None
-                  ) -> list[str]:
-    """Download every hub weight the recipe needs into the Hugging Face cache; returns what was fetched.
+def fetch_weights(loaded, download_file: Callable | None = None, download_snapshot: Callable | None = None,
+                  download_url: Callable | None = None) -> list[str]:
+    """Download every weight the recipe needs from the hub (into the Hugging Face cache) or from its address (into
+    the cache folder its job reads); returns what was fetched. Weights from local paths are only checked.
 
-    `download_file(repo_id, filename, cache_dir=...)` and `download_snapshot(repo_id, cache_dir=...)` default to
-    huggingface_hub's hf_hub_download and snapshot_download. Weights from local paths are only checked.
+    `download_file(repo_id, filename, cache_dir=...)`, `download_snapshot(repo_id, cache_dir=...)` and
+    `download_url(url, path)` default to huggingface_hub's hf_hub_download and snapshot_download, and torch.hub's
+    download_url_to_file.
     """
     from xaug.engine.classifiers.registry import hf_cache_dir
 
-    if download_file is None or download_snapshot is None:
-        from huggingface_hub import hf_hub_download, snapshot_download
-
-        download_file = download_file or hf_hub_download
-        download_snapshot = download_snapshot or snapshot_download
     cache = hf_cache_dir()
     fetched = []
     for need in recipe_needs(loaded):
-        if need.repo_id is None:
+        if need.repo_id is None and need.url is None:
             need.resolve()  # a local file: nothing to download, but say now if it is missing
             continue
+        source = need.repo_id or need.url
         try:
-            if need.filename is not None:
-                download_file(need.repo_id, need.filename, cache_dir=cache)
+            if need.url is not None:
+                need.target.parent.mkdir(parents=True, exist_ok=True)
+                (download_url or _torch_download)(need.url, str(need.target))
+            elif need.filename is not None:
+                (download_file or _hub("hf_hub_download"))(need.repo_id, need.filename, cache_dir=cache)
             else:
-                download_snapshot(need.repo_id, cache_dir=cache)
+                (download_snapshot or _hub("snapshot_download"))(need.repo_id, cache_dir=cache)
         except Exception as exc:  # noqa: BLE001 - network, auth, missing repo: one message says which and why
-            raise WeightsError(f"{need.where}: downloading {need.repo_id} failed ({type(exc).__name__}: {exc})"
-                               ) from None
-        fetched.append(f"{need.where}: {need.repo_id}" + (f" ({need.filename})" if need.filename else ""))
+            raise WeightsError(f"{need.where}: downloading {source} failed ({type(exc).__name__}: {exc})") from None
+        fetched.append(f"{need.where}: {source}" + (f" ({need.filename})" if need.filename else ""))
     return fetched
+
+
+def _hub(name: str) -> Callable:
+    import huggingface_hub
+
+    return getattr(huggingface_hub, name)
+
+
+def _torch_download(url: str, path: str) -> None:
+    from torch.hub import download_url_to_file
+
+    download_url_to_file(url, path)
 
 
 def _classifier_needs(loaded):
@@ -131,8 +148,14 @@ def _inception_needs(loaded):
     recipe = loaded.recipe
     if not recipe.generators or recipe.quality.features != "inception":
         return
-    from xaug.engine.metrics.features import inception_weights_path
+    from xaug.engine.metrics.features import INCEPTION_FILE, INCEPTION_URL, inception_weights_path
 
     explicit = loaded.resolve(recipe.quality.inception_weights)
-    yield Need("quality.features: inception", lambda: inception_weights_path(explicit))
+    if explicit is not None:
+        yield Need("quality.inception_weights", lambda: inception_weights_path(explicit))
+        return
+    import torch
+
+    target = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    yield Need("quality.features: inception", lambda: inception_weights_path(None), url=INCEPTION_URL, target=target)
 

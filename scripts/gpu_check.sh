@@ -30,6 +30,11 @@ summary="$OUT/summary.txt"
 note() { echo "$*" | tee -a "$summary"; }
 
 note "gpu_check started $(date -u +%FT%TZ) on $(hostname); python: $PYTHON"
+if ! "$PYTHON" -c "import xaug.engine.cli" 2>/dev/null; then
+  # A bare checkout: install it in place, without dependencies or a build environment (the machine is offline).
+  "$PYTHON" -m pip install -q --no-deps --no-build-isolation -e . > "$OUT/install.txt" 2>&1
+  note "xaug was not importable: pip install -e . exited $? (install.txt)"
+fi
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || note "nvidia-smi failed (see nvidia-smi.txt)"
 "$PYTHON" - > "$OUT/env.txt" 2>&1 <<'PY'
 import platform, torch
@@ -59,6 +64,6 @@ start=$(date +%s)
 timeout --kill-after=15 "$PYTEST_S" "$PYTHON" -m pytest -q -m "gpu and not slow" -p no:cacheprovider \
   --timeout "$PYTEST_S" tests > "$OUT/pytest-gpu.txt" 2>&1
 code=$?
-note "pytest -m 'gpu and not slow': exit $code after $(( $(date +%s) - start )) s (5: no test selected) -> pytest-gpu.txt"
+note "pytest -m 'gpu and not slow': exit $code after $(( $(date +%s) - start )) s (5: none selected) -> pytest-gpu.txt"
 note "$(tail -1 "$OUT/pytest-gpu.txt")"
 note "gpu_check ended $(date -u +%FT%TZ)"

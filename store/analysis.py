@@ -4,13 +4,13 @@ TUI read instead of computing statistics themselves."""
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from statistics import fmean
 
 import sqlite_utils
 
+from xaug.store.jobs import classifier_name, generator_name, study_jobs_of_kind
 from xaug.store.quality import load_study_quality
 
 COMPARISON_COLUMNS = ("generator", "classifier", "amount", "reference", "metric", "class_name", "n", "mean", "sd",
@@ -23,37 +23,12 @@ ARM_SUMMARY_COLUMNS = ("classifier", "arm", "generator", "amount", "metric", "cl
 ANALYSIS_COLUMNS = ("n_units", "repeats", "unit", "test", "correction", "alpha", "test_train_ratio", "amounts", "note")
 
 
-def classifier_name(classifier) -> str | None:
-    """A job config's classifier: a ClassifierSpec dump (name, else model) or already a name."""
-    if isinstance(classifier, Mapping):
-        return classifier.get("name") or classifier.get("model")
-    return classifier
-
-
-def generator_name(generator) -> str | None:
-    """A job config's generator: a GeneratorSpec dump (its name), a name, or None for real-only arms."""
-    if isinstance(generator, Mapping):
-        return generator.get("name")
-    return generator
-
-
-def _study_jobs_of_kind(db: sqlite_utils.Database, study: str, kind: str, status: str | None = "done") -> list[tuple]:
-    """(key, config dict) of a study's jobs of one kind, optionally only with one status."""
-    sql = ("SELECT j.key, j.config_json FROM jobs j JOIN study_jobs s ON s.job_key = j.key"
-           " WHERE s.study = ? AND j.kind = ?")
-    params: list = [study, kind]
-    if status is not None:
-        sql += " AND j.status = ?"
-        params.append(status)
-    return [(key, json.loads(cfg)) for key, cfg in db.execute(sql + " ORDER BY j.key", params).fetchall()]
-
-
 def load_study_evaluations(db: sqlite_utils.Database, study: str, test_set: str = "test") -> list[dict]:
     """Every finished `evaluate` job of a study on one test set ('test': the folds' test splits, which the study's
     statistics use; 'external': dataset.external_test): classifier, repeat, fold, seed, arm, generator, amount,
     `results` (accuracy, balanced_accuracy, macro_f1, ...), per-class `f1`, per-class `class_metrics` (precision,
     recall, f1, support), `n_test` (sum of class supports) and `test_set`."""
-    jobs = [(key, cfg) for key, cfg in _study_jobs_of_kind(db, study, "evaluate")
+    jobs = [(key, cfg) for key, cfg in study_jobs_of_kind(db, study, "evaluate")
             if cfg.get("test_set", "test") == test_set]
     results: dict[str, dict] = defaultdict(dict)
     class_f1: dict[str, dict] = defaultdict(dict)
@@ -83,7 +58,7 @@ def load_study_evaluations(db: sqlite_utils.Database, study: str, test_set: str 
 
 def load_split_sizes(db: sqlite_utils.Database, study: str) -> dict[tuple[int, int], dict[str, int]]:
     """Images per (repeat, fold) and split ('train', 'val', 'test') recorded by the study's prepare_data job(s)."""
-    keys = [key for key, _ in _study_jobs_of_kind(db, study, "prepare_data", status=None)]
+    keys = [key for key, _ in study_jobs_of_kind(db, study, "prepare_data", status=None)]
     sizes: dict[tuple[int, int], dict[str, int]] = defaultdict(dict)
     for chunk in _chunks(keys, 500):
         marks = ",".join("?" * len(chunk))
@@ -102,10 +77,13 @@ def load_study_ratings(db: sqlite_utils.Database, study: str) -> list[dict]:
 
 
 def load_study_training_curves(db: sqlite_utils.Database, study: str,
-                               names: tuple[str, ...] = ("train_loss", "val_loss", "epoch")) -> list[dict]:
-    """Loss curves of a study's train_classifier jobs: one dict per job with its arm keys and `curves`
-    {name: [(step, value), ...]}."""
-    jobs = _study_jobs_of_kind(db, study, "train_classifier", status=None)
+                               names: tuple[str, ...] = ("train_loss", "val_loss", "epoch"), *,
+                               classifier: str | None = None, fold: int | None = None) -> list[dict]:
+    """Loss curves of a study's train_classifier jobs (optionally of one classifier and fold: the arms of one
+    classifier x fold): one dict per job with its arm keys and `curves` {name: [(step, value), ...]}."""
+    jobs = [(key, cfg) for key, cfg in study_jobs_of_kind(db, study, "train_classifier", status=None)
+            if (classifier is None or classifier_name(cfg.get("classifier")) == classifier)
+            and (fold is None or cfg.get("fold") == fold)]
     out = []
     for key, cfg in jobs:
         curves: dict[str, list] = defaultdict(list)
@@ -116,7 +94,8 @@ def load_study_training_curves(db: sqlite_utils.Database, study: str,
             curves[name].append((step, value))
         if curves:
             out.append(dict(job_key=key, classifier=classifier_name(cfg.get("classifier")),
-                            fold=cfg.get("fold"), seed=cfg.get("seed"), arm=cfg.get("arm"),
+                            fold=cfg.get("fold"), repeat=int(cfg.get("repeat") or 0), seed=cfg.get("seed"),
+                            arm=cfg.get("arm"),
                             generator=generator_name(cfg.get("generator")), amount=cfg.get("amount") or 0,
                             curves=dict(curves)))
     return out
@@ -155,9 +134,12 @@ def record_comparisons(db: sqlite_utils.Database, study: str, rows: Iterable[Map
 
 
 def load_comparisons(db: sqlite_utils.Database, study: str, reference: str | None = None,
-                     metric: str | None = None) -> list[dict]:
-    """A study's comparison rows, optionally for one reference ('baseline'/'duplicate') and metric."""
+                     metric: str | None = None, *, per_class: bool | None = None) -> list[dict]:
+    """A study's comparison rows, optionally for one reference ('baseline'/'duplicate') and metric; per_class True
+    for per-class rows only, False for overall rows only."""
     where, params = ["study = ?"], [study]
+    if per_class is not None:
+        where.append("class_name != ''" if per_class else "class_name = ''")
     if reference is not None:
         where.append("reference = ?")
         params.append(reference)

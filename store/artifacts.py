@@ -89,3 +89,18 @@ def delete_artifacts(db: sqlite_utils.Database, job_key: str, kind: str) -> None
     """Forget a job's files of one kind (e.g. samples, before a re-run writes them again)."""
     with db.conn:
         db.conn.execute("DELETE FROM artifacts WHERE job_key = ? AND kind = ?", (job_key, kind))
+
+
+def load_study_samples(db: sqlite_utils.Database, study: str) -> dict[str, dict[str, list[str]]]:
+    """A study's synthetic samples as generator -> class -> [paths relative to the artifact folder]."""
+    from xaug.store.jobs import generator_name, study_jobs_of_kind
+
+    samples: dict[str, dict[str, list[str]]] = {}
+    for key, config in study_jobs_of_kind(db, study, "sample", status=None):
+        name = generator_name(config.get("generator")) or key[:8]
+        for row in load_artifacts(db, key, kind="sample"):
+            samples.setdefault(name, {}).setdefault(row["class_name"] or "", []).append(row["path"])
+    for per_class in samples.values():
+        for paths in per_class.values():
+            paths.sort()
+    return samples

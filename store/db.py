@@ -49,8 +49,10 @@ def _create_private(path: Path) -> bool:
     return True
 
 
-def open_store(db_path: str | Path, *, migrate: bool = True) -> sqlite_utils.Database:
-    """Open (creating if needed) the store at `db_path`, with WAL, a busy timeout and all migrations applied.
+def open_store(db_path: str | Path, *, migrate: bool = True, read_only: bool = False) -> sqlite_utils.Database:
+    """Open (creating if needed) the store at `db_path`, with WAL, a busy timeout and all migrations applied;
+    `read_only` opens an existing store for reading only (a viewer's worker thread: never creates, migrates or
+    writes).
 
     Any SQLite failure (not a database, read-only, disk full, busy) is raised as a StoreError that says what to do.
     Every process that writes artifacts (engine, workers, `xaug` exports) opens its store first, so this is where
@@ -61,6 +63,8 @@ def open_store(db_path: str | Path, *, migrate: bool = True) -> sqlite_utils.Dat
 
     os.umask(PRIVATE_UMASK)
     path = Path(db_path)
+    if read_only:
+        return _open_read_only(path)
     if str(path) != ":memory:":
         try:
             _create_private(path)
@@ -101,6 +105,19 @@ def _refuse_another_tools_database(conn: sqlite3.Connection, path: Path) -> None
         shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
         raise StoreError(f"{path} is not an xaug store: it is an SQLite database with other tables ({shown}); "
                          "pass the right --store, or a new file name; it was left unchanged")
+
+
+def _open_read_only(path: Path) -> sqlite_utils.Database:
+    """A read-only connection to an existing store (usable from another thread than the one that opened it)."""
+    if not path.exists():
+        raise StoreError(f"no store at {path}: run `xaug submit RECIPE --store {path}` first, or pass --store")
+    try:
+        conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, check_same_thread=False,
+                               timeout=BUSY_TIMEOUT_MS / 1000)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    except sqlite3.Error as exc:
+        raise store_error(exc, path) from exc
+    return sqlite_utils.Database(conn)
 
 
 def _retry_while_busy(attempt, pause_s: float = 0.05):

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 
 import sqlite_utils
 
+from xaug.store.jobs import generator_name
+
 
 REFERENCES = ("train", "heldout")
 
@@ -61,15 +63,9 @@ def load_study_quality(db: sqlite_utils.Database, study: str, reference: str | N
     for (job_key, ref, class_name, metric, features, value, std, n_real, n_fake, meaningful, note,
          config_json) in rows:
         config = json.loads(config_json)
-        out.append(dict(job_key=job_key, generator=_generator_name(config.get("generator")),
+        out.append(dict(job_key=job_key, generator=generator_name(config.get("generator")),
                         repeat=int(config.get("repeat") or 0), fold=config.get("fold"), reference=ref,
                         class_name=class_name, metric=metric, features=features, value=value, std=std,
                         n_real=n_real, n_fake=n_fake, meaningful=bool(meaningful), note=note))
     return out
 
-
-def _generator_name(generator) -> str | None:
-    """A job config's generator: a GeneratorSpec dump or already a name."""
-    if isinstance(generator, Mapping):
-        return generator.get("name")
-    return generator

@@ -176,3 +176,19 @@ def record_external_members(db: sqlite_utils.Database, job_key: str, rows: Itera
 def load_external_members(db: sqlite_utils.Database, job_key: str) -> list[dict]:
     """The external test set recorded by a data-preparation job (empty without dataset.external_test)."""
     return list(db["external_members"].rows_where("job_key = ?", [job_key], order_by="image_id"))
+
+
+def study_classes(db: sqlite_utils.Database, study: str) -> list[str]:
+    """A study's class names in the study's order, from its recipe's dataset section or its jobs' configs."""
+    from xaug.store.jobs import study_jobs_of_kind
+
+    study_row = load_study(db, study)
+    classes = ((study_row or {}).get("recipe") or {}).get("dataset", {}).get("classes")
+    if classes:
+        return list(classes)
+    for kind in ("prepare_data", "train_generator", "sample", "train_classifier", "evaluate"):
+        for _, config in study_jobs_of_kind(db, study, kind, status=None):
+            classes = config.get("classes") or config.get("dataset", {}).get("classes")
+            if classes:
+                return list(classes)
+    return []

@@ -73,6 +73,8 @@ def store_fault(monkeypatch):
     """`store_fault(pragma)` makes every store the CLI opens act out a fault through an SQLite pragma (formatted
     with the store's page count): `PRAGMA max_page_count = {pages}` is a full disk, `PRAGMA query_only = 1` a
     read-only file. Root writes through file modes and has space to spare, so SQLite plays the part."""
+    import xaug.engine.queue.engine  # noqa: F401  modules that bind open_store at import: bind the real one now,
+    import xaug.engine.queue.slurm  # noqa: F401  or they keep the faulty one for every later test in this process
     import xaug.store
 
     real = xaug.store.open_store

@@ -3,8 +3,8 @@
 Training arms, measured in one process on the same random images with the classifier job's own batch path and
 step (`engine/classifiers/train.py`):
 - reference: the timm/diffusers example-script defaults: fp32, contiguous tensors, torch's default Adam, no compile;
-- xaug: what the train_classifier job does (bf16 autocast on a GPU);
-- tuned: xaug plus channels-last tensors and fused Adam (and torch.compile with `compile`), measured as candidates.
+- xaug: what the train_classifier job does (`engine/precision.py`: bf16 autocast and channels-last on a GPU);
+- tuned: xaug plus fused Adam (and torch.compile with `compile`), measured as candidates.
 Each timed step is split into waiting for the batch (index, gather, copy to the device, augment, normalise) and
 computing the step, so a data path that starves the GPU shows as a large wait share; on a GPU, nvidia-ml-py (when
 installed) samples its utilisation meanwhile.
@@ -36,8 +36,8 @@ class Arm:
 
 
 REFERENCE = Arm("reference", amp=False)
-XAUG = Arm("xaug", amp=True)
-TUNED = Arm("+channels_last +fused Adam", amp=True, channels_last=True, fused=True)
+XAUG = Arm("xaug", amp=True, channels_last=True)
+TUNED = Arm("+fused Adam", amp=True, channels_last=True, fused=True)
 
 
 def classifier_spec(model: str, image_size: int, batch_size: int = 8, epochs: int = 1):
@@ -99,20 +99,18 @@ def train_arm(spec, arm: Arm, images: np.ndarray, labels: np.ndarray, device: st
     from xaug.engine.classifiers.batches import BatchPlan
     from xaug.engine.classifiers.registry import create_classifier, input_stats
     from xaug.engine.classifiers.train import make_optimizer, train_step, training_batch
-    from xaug.engine.precision import Precision, autocast_dtype
+    from xaug.engine.precision import precision_for
 
     cuda = device.startswith("cuda")
     with PeakMemory(device) as peak:
         torch.manual_seed(0)
-        model = create_classifier(spec, len(CLASSES)).to(device)
+        # The job's precision policy (channels-last only on a GPU); train_step puts each batch in its layout.
+        precision = precision_for(device, arm.amp, channels_last=arm.channels_last)
+        model = precision.memory_format(create_classifier(spec, len(CLASSES)).to(device))
         mean, std = input_stats(model, spec.in_chans)
-        layout = torch.channels_last if arm.channels_last else torch.contiguous_format
-        model = model.to(memory_format=layout)
         optimizer = (torch.optim.Adam(model.parameters(), lr=spec.lr, fused=True) if arm.fused and cuda
                      else make_optimizer(spec, model))
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10**6)
-        # The layout is set above for both arms, so the step itself leaves the memory format alone.
-        precision = Precision(device=device, dtype=autocast_dtype(device, arm.amp), channels_last=False)
         scaler = precision.grad_scaler()
         step_model = torch.compile(model) if arm.compile else model
         pool, targets = torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
@@ -127,7 +125,7 @@ def train_arm(spec, arm: Arm, images: np.ndarray, labels: np.ndarray, device: st
                 t0 = time.perf_counter()
                 index = plan.indices(steps)
                 x = training_batch(pool[index], augmentation, spec.in_chans, mean, std, device)
-                x, y = x.contiguous(memory_format=layout), targets[index].to(device)
+                y = targets[index].to(device)
                 sync(device)
                 t1 = time.perf_counter()
                 train_step(step_model, optimizer, scheduler, scaler, x, y, precision, None)  # its loss.item() syncs
@@ -164,8 +162,7 @@ def classifier_rows(model: str, image_size: int, device: str, budget_s: float, n
     reference."""
     spec = classifier_spec(model, image_size)
     images, labels = random_images(n_images, image_size)
-    arms = [REFERENCE, XAUG, TUNED] + ([Arm("+channels_last +fused +compile", True, True, True, True)]
-                                       if compile else [])
+    arms = [REFERENCE, XAUG, TUNED] + ([Arm("+fused Adam +compile", True, True, True, True)] if compile else [])
     per_arm = budget_s / len(arms)
     result = {arm.name: train_arm(spec, arm, images, labels, device, per_arm) for arm in arms}
     ref, mine = result[REFERENCE.name], result[XAUG.name]

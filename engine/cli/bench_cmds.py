@@ -1,5 +1,6 @@
 """`xaug bench generators`: training and sampling speed of each generator, xaug's settings vs a naive reference;
-`xaug bench gpu`: every model at full size on a GPU against the diffusers example-script settings, and jobs per GPU."""
+`xaug bench gpu`: every model at full size on a GPU against the diffusers example-script settings, and jobs per GPU;
+`xaug bench tui`: how fast the TUI shows a 10,000-job queue and a change of 100 jobs."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def print_rows(title: str, rows: list[dict]) -> None:
 @bench_app.command("gpu")
 def bench_gpu(
     smoke: Annotated[bool, typer.Option("--smoke", help="Tiny sizes on the CPU: a format check, no GPU.")] = False,
-    section: Annotated[list[str] | None, typer.Option(help="Sections to run: sd, gan, ddpm, classifier, packing "
+    section: Annotated[list[str] | None, typer.Option(help="Sections to run: sd, classifier, packing, ddpm, gan "
                                                            "(repeatable; default all).")] = None,
     jobs_per_gpu: Annotated[int | None, typer.Option(min=2, help="k of the packing section (default 4).")] = None,
     compile: Annotated[bool, typer.Option("--compile/--no-compile", help="Add torch.compile arms.")] = False,
@@ -92,3 +93,39 @@ def bench_generators(
     rows = generator_rows(device=device, resolution=resolution, steps=steps, compile=compile, models=models,
                           sd_resolution=sd_resolution, reference_sample_steps=reference_steps)
     print_rows(f"xaug generators on {device_name(device)}: xaug settings vs naive reference", rows)
+
+
+@bench_app.command("tui")
+def bench_tui(
+    jobs: Annotated[int, typer.Option(help="Jobs in the queue.")] = 10_000,
+    changed: Annotated[int, typer.Option(help="Running jobs whose progress changes at once.")] = 100,
+    before: Annotated[Path | None, typer.Option(
+        help="Another xaug source tree to measure the same way, side by side "
+             "(e.g. `git archive main | tar -x -C /tmp/xaug-main`).")] = None,
+) -> None:
+    """Print the TUI's first useful paint with JOBS jobs, the time until all are listed, a key press, and how long
+    a progress change of CHANGED jobs takes to show (headless, Textual's Pilot, 160x48; store polled every 0.1 s).
+
+    Example: xaug bench tui --jobs 10000 --before /tmp/xaug-main
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from xaug.engine.bench.tui_bench import measure, measure_tree
+
+    if jobs < changed or changed < 1:
+        raise typer.BadParameter(f"need 1 <= --changed <= --jobs, got {changed} and {jobs}")
+    runs = {}
+    if before is not None:
+        runs[f"before ({before})"] = measure_tree(before, jobs, changed)
+    runs["this xaug"] = measure(jobs, changed)
+    table = Table(title=f"xaug-tui with {jobs:,} jobs (headless 160x48)")
+    table.add_column("figure")
+    for name in runs:
+        table.add_column(name, justify="right")
+    for label, key in (("first useful paint", "first_paint_s"), ("every job listed", "all_rows_s"),
+                       ("key press (cursor down)", "key_press_s"), (f"{changed}-job change shown", "change_shown_s")):
+        table.add_row(label, *[f"{run[key] * 1000:.0f} ms" for run in runs.values()])
+    for label, key in (("  of which: read (worker)", "read_s"), ("  of which: shown (UI thread)", "apply_s")):
+        table.add_row(label, *["" if run.get(key) is None else f"{run[key] * 1000:.0f} ms" for run in runs.values()])
+    Console().print(table)

@@ -29,10 +29,7 @@ def inspect(
     from xaug.engine.data.inspect import inspect_dataset
     from xaug.engine.recipe import load_recipe
 
-    loaded = load_recipe(recipe)
-    dataset = loaded.recipe.dataset
-    if dataset.path is not None:  # relative to the recipe file, as prepare_data gets it
-        dataset = dataset.model_copy(update={"path": str(loaded.resolve(dataset.path))})
+    dataset = load_recipe(recipe).dataset
     seen = inspect_dataset(dataset, max_headers=headers)
     console.print(_classes_table(seen, dataset.source))
     console.print(_skips_table(seen, _image_folder(dataset)))

@@ -113,7 +113,8 @@ def _job_state(row: dict) -> str:
 def _job_json(row: dict) -> dict:
     keep = ("key", "kind", "label", "status", "priority", "attempts", "max_attempts", "gpus_needed", "progress",
             "progress_total", "message", "eta_s", "pid", "host", "gpus", "log_path", "started_at", "ended_at",
-            "exit_code", "error", "blocked_by", "deps", "slurm_job_id", "slurm_state")
+            "exit_code", "error", "blocked_by", "deps", "slurm_job_id", "slurm_state", "gpu_memory_mb",
+            "peak_gpu_memory_mb")
     out = {k: row.get(k) for k in keep}
     out["state"] = _job_state(row)
     return out

@@ -37,18 +37,17 @@ def _print_classes(loaded) -> None:
     """The classes a file dataset's loader finds, with image and patient counts (an empty class fails to load)."""
     from rich.table import Table
 
+    from xaug.engine.data.inspect import class_counts
     from xaug.engine.data.sources import check_dataset
 
-    dataset = loaded.recipe.dataset
     records = check_dataset(loaded)
-    table = Table("class", "images", "patients", title=f"dataset {loaded.resolve(dataset.path)}")
-    for name in records.classes:
-        members = [r for r in records.records if r.label == name]
-        table.add_row(name, str(len(members)), str(len({r.patient_id for r in members})))
+    table = Table("class", "images", "patients", title=f"dataset {loaded.dataset.path}")
+    for count in class_counts(records):
+        table.add_row(count.name, str(count.images), str(count.patients))
     console.print(table)
     if records.skipped:
-        console.print(f"{len(records.skipped)} file(s) skipped (dataset.on_unreadable: skip), e.g. "
-                      f"{records.skipped[0][0]}: {records.skipped[0][1]}")
+        console.print(f"{len(records.skipped)} row(s) or file(s) skipped, e.g. {records.skipped[0][0]}:"
+                      f" {records.skipped[0][1]}; `xaug data inspect` lists them by rule")
 
 
 @recipe_app.command("schema")

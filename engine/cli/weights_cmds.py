@@ -17,7 +17,8 @@ console = Console(soft_wrap=True)
 @weights_app.command("fetch")
 def fetch(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")]) -> None:
     """Download every pretrained classifier weight and Stable Diffusion base model the recipe needs into the
-    Hugging Face cache ($HF_HUB_CACHE or ~/.cache/huggingface/hub); copy that folder to an offline machine.
+    Hugging Face cache ($HF_HUB_CACHE or ~/.cache/huggingface/hub), and Inception's weights (quality.features:
+    inception) into torch.hub's (~/.cache/torch/hub/checkpoints); copy those folders to an offline machine.
 
     Example: xaug weights fetch recipes/paper.yaml
     """
@@ -29,5 +30,5 @@ def fetch(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")]) -> 
     check_weights(loaded)  # what the jobs will find: a download that left something incomplete fails here
     for line in fetched:
         console.print(f"fetched {line}")
-    console.print(f"[green]ok[/] {recipe}: {len(fetched)} download(s) into {hf_cache_dir()}; every weight the recipe "
-                  "needs is available locally")
+    console.print(f"[green]ok[/] {recipe}: {len(fetched)} download(s) (Hugging Face cache {hf_cache_dir()}); every "
+                  "weight the recipe needs is available locally")

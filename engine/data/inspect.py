@@ -14,8 +14,9 @@ import numpy as np
 
 from xaug.engine.data.images import image_geometry
 from xaug.engine.data.labels import SKIP_RULES, skip_rule
+from xaug.engine.data.records import RecordSet
 from xaug.engine.data.sources import load_records
-from xaug.engine.data.subsample import ClassDraw, draw_subsample
+from xaug.engine.data.subsample import ClassDraw, study_and_external
 from xaug.store.errors import DataError
 from xaug.engine.recipe.schema import DatasetConfig
 
@@ -65,28 +66,32 @@ def inspect_dataset(cfg: DatasetConfig, max_headers: int = 200, seed: int = 0) -
     """Load the dataset's records as prepare_data would and summarise them; DataError as the loaders raise it."""
     record_set = load_records(cfg)
     records = record_set.records
-    patients: dict[str, set[str]] = defaultdict(set)
-    images = Counter(r.label for r in records)
     per_patient = Counter(r.patient_id for r in records)
-    for r in records:
-        patients[r.label].add(r.patient_id)
-    classes = [ClassCount(name, images[name], len(patients[name])) for name in record_set.classes]
-    inspection = Inspection(classes, _skip_counts(record_set.skipped), _patient_histogram(per_patient.values()),
-                            [], 0)
+    inspection = Inspection(class_counts(record_set), _skip_counts(record_set.skipped),
+                            _patient_histogram(per_patient.values()), [], 0)
     if cfg.subsample is not None:
         try:
-            draw = draw_subsample(records, record_set.classes, cfg.subsample)
+            draw = study_and_external(records, record_set.classes, cfg)
         except DataError as exc:
             inspection.problems.append(str(exc))
         else:
             inspection.draws = draw.draws
-            inspection.n_external = len(draw.rest) if cfg.external_test else 0
+            inspection.n_external = len(draw.rest)
     if cfg.source != "phantom":
         _sample_geometries(inspection, [r.source for r in records], max_headers, seed)
     else:
         inspection.geometries = [(f"{cfg.phantom.native_size}x{cfg.phantom.native_size}", "phantom L",
                                   len(records))]
     return inspection
+
+
+def class_counts(record_set: RecordSet) -> list[ClassCount]:
+    """Images and patients of each class of a loaded dataset, in its class order."""
+    images = Counter(r.label for r in record_set.records)
+    patients: dict[str, set[str]] = defaultdict(set)
+    for r in record_set.records:
+        patients[r.label].add(r.patient_id)
+    return [ClassCount(name, images[name], len(patients[name])) for name in record_set.classes]
 
 
 def _skip_counts(skipped: list[tuple[str, str]]) -> list[SkipCount]:

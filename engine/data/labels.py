@@ -45,15 +45,17 @@ def skip_rule(reason: str) -> str:
 
 
 def row_filter(row: Mapping[str, str | None], csv: CsvConfig) -> Skip | None:
-    """The `where` / `where_not` rule that leaves this row out, or None when the row is kept."""
+    """The `where` / `where_not` rule that leaves this row out, or None when the row is kept. A filter on the
+    patient column does not repeat the patient id in its reason (reasons are stored)."""
     for column, values in csv.where.items():
         value = _value(row, column)
         if value not in values:
-            return Skip("where", f"{column} is {value!r}, not one of {values}")
+            shown = "not listed" if column == csv.patient_column else f"{value!r}, not one of {values}"
+            return Skip("where", f"{column} is {shown}")
     for column, values in csv.where_not.items():
         value = _value(row, column)
         if value in values:
-            return Skip("where_not", f"{column} is {value!r}")
+            return Skip("where_not", f"{column} is {'listed' if column == csv.patient_column else repr(value)}")
     return None
 
 
@@ -138,8 +140,8 @@ def _chosen_finding(findings: list[str], csv: CsvConfig, where: str) -> str | Sk
         if chosen is None:
             if csv.on_other_label == "skip":
                 return Skip("on_other_label", f"findings {'|'.join(findings)}, none of them in priority")
-            raise DataError(f"{where}: findings {'|'.join(findings)} include none of dataset.csv.priority {csv.priority};"
-                            " add one, or set dataset.csv.on_other_label: skip")
+            raise DataError(f"{where}: findings {'|'.join(findings)} include none of dataset.csv.priority"
+                            f" {csv.priority}; add one, or set dataset.csv.on_other_label: skip")
         return chosen
     if len(findings) > 1:
         return Skip("multiple_findings", f"{len(findings)} findings ({'|'.join(findings)})")

@@ -31,7 +31,7 @@ from xaug.engine.data.pseudonyms import PrivatePaths
 from xaug.engine.data.records import handle_unreadable
 from xaug.engine.data.sources import load_records, record_decoder
 from xaug.engine.data.splits import EXTERNAL, SPLIT_NAMES, Fold, make_repeated_folds
-from xaug.engine.data.subsample import draw_subsample
+from xaug.engine.data.subsample import study_and_external
 from xaug.store.errors import DataError
 from xaug.engine.recipe.schema import DatasetConfig, SplitsConfig
 
@@ -149,7 +149,8 @@ def _prepare(dataset_cfg: DatasetConfig, splits_cfg: SplitsConfig, out: Path, ps
     record_set = load_records(dataset_cfg)
     skipped = list(record_set.skipped)
     classes = record_set.classes
-    study, external, draws = _study_and_external(dataset_cfg, record_set.records, classes)
+    draw = study_and_external(record_set.records, classes, dataset_cfg)
+    study, external = [record_set.records[i] for i in draw.selected], [record_set.records[i] for i in draw.rest]
     images, kept = _decode_all(dataset_cfg, study + external, skipped, progress)
     study_ids = {r.image_id for r in study}
     n_study = sum(r.image_id in study_ids for r in kept)
@@ -166,7 +167,7 @@ def _prepare(dataset_cfg: DatasetConfig, splits_cfg: SplitsConfig, out: Path, ps
         "folds": [[{name: fold.indices(name).tolist() for name in SPLIT_NAMES} for fold in folds]
                   for folds in repeats],
         "skipped": [[private.name(source), private.scrub(reason)] for source, reason in skipped],
-        "subsample": [asdict(d) for d in draws], "external": list(range(n_study, len(kept))),
+        "subsample": [asdict(d) for d in draw.draws], "external": list(range(n_study, len(kept))),
     }
     _write_outputs(out, images, index)
     return _report(index, reused=False, seconds=time.monotonic() - start)
@@ -186,16 +187,6 @@ def load_prepared(out_dir: str | Path) -> PreparedData:
                         patients=list(index["patients"]), repeats=repeats,
                         skipped=[tuple(s) for s in index.get("skipped", [])],
                         external=np.asarray(index.get("external", []), dtype=np.int64))
-
-
-def _study_and_external(cfg: DatasetConfig, records: list, classes: list[str]) -> tuple[list, list, list]:
-    """The records of the study (dataset.subsample's draw, or all), those of the external test set (the rest, with
-    dataset.external_test), and the draw per class."""
-    if cfg.subsample is None:
-        return list(records), [], []
-    draw = draw_subsample(records, classes, cfg.subsample)
-    external = [records[i] for i in draw.rest] if cfg.external_test else []
-    return [records[i] for i in draw.selected], external, draw.draws
 
 
 def _decode_all(cfg: DatasetConfig, records, skipped: list, progress) -> tuple[np.ndarray, list]:

@@ -32,10 +32,7 @@ def check_dataset(loaded) -> RecordSet:
     """
     from xaug.engine.data.splits import make_repeated_folds
 
-    dataset = loaded.recipe.dataset
-    if dataset.path is not None:
-        dataset = dataset.model_copy(update={"path": str(loaded.resolve(dataset.path))})
-    record_set = load_records(dataset)
+    record_set = load_records(loaded.dataset)
     classes = record_set.classes
     make_repeated_folds([r.patient_id for r in record_set.records],
                         [classes.index(r.label) for r in record_set.records], classes, loaded.recipe.splits)

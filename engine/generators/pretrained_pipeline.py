@@ -192,7 +192,7 @@ def _load(folder: Path, lora: str | None, params: PretrainedPipelineParams, devi
     from xaug.engine.generators.sd_sampling import make_scheduler
     from xaug.engine.precision import autocast_dtype
 
-    dtype = autocast_dtype(device)  # bf16 (fp16 on older GPUs) on a GPU, fp32 on the CPU
+    dtype = autocast_dtype(device, params.amp, params.mixed_precision)
     extra = {}
     if "safety_checker" in json.loads((folder / PIPELINE_INDEX).read_text()):
         # Its NSFW filter blanks medical images it misreads; xaug's own Stable Diffusion pipelines drop it too.

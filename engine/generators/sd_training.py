@@ -92,7 +92,8 @@ def train_sd(method: SdMethod, params: SdParams, per_class: bool, data: TrainIma
         if (artifact_path(work_dir, "model", unit.name) / "unit.json").is_file():
             return params.steps  # finished in an earlier run
         run = SdRun(method, params, unit, data, work_dir, device, seed + 1000 * index)
-        return train_steps(run, params, artifact_path(work_dir, "resume", unit.name), hooks, offset, total, finish=run.publish)
+        resume = artifact_path(work_dir, "resume", unit.name)  # unit names are class names: data
+        return train_steps(run, params, resume, hooks, offset, total, finish=run.publish)
 
     return train_units(units, params.steps, work_dir / "model", hooks, device, train_unit)
 

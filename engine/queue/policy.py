@@ -57,14 +57,15 @@ class GpuSlot:
 
     @property
     def shared(self) -> bool:
-        """Whether it runs jobs and may take more (the jobs on it all have memory estimates)."""
-        return not self.idle and not self.whole
+        """Whether it runs jobs and may take more: the jobs on it all have memory estimates, and its memory is
+        known. Any other GPU frees up on its own once its jobs end, since no new job can join them."""
+        return not self.idle and not self.whole and self.memory_mb is not None
 
     def fits(self, memory_mb: float | None) -> bool:
         """Whether a job with this memory estimate (None: it takes the GPU whole) may start here now."""
         if self.idle:
             return True
-        if memory_mb is None or not self.shared or self.memory_mb is None:
+        if memory_mb is None or not self.shared:
             return False
         return self.claimed_mb + memory_mb <= self.memory_mb
 
@@ -146,9 +147,9 @@ class GpuReservation:
         return self.holder is not None or bool(self._blocked_since)
 
     def _drain_enough(self, gpus: Sequence[GpuSlot]) -> None:
-        """Close the least loaded shared GPUs, as many as the holder would otherwise lack: idle GPUs and GPUs held
-        whole become free on their own, a shared one only when no new job joins it."""
-        freeing = sum(1 for slot in gpus if (slot.idle or slot.whole) and slot.gpu not in self.draining)
+        """Close the least loaded shared GPUs, as many as the holder would otherwise lack: every other GPU is idle
+        or becomes so on its own, a shared one only when no new job joins it."""
+        freeing = sum(1 for slot in gpus if not slot.shared and slot.gpu not in self.draining)
         short = self.holder_need - len(self.draining) - freeing
         if short <= 0:
             return

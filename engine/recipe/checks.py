@@ -95,6 +95,8 @@ def _subsample_problems(dataset):
     if dataset.external_test and subsample is None:
         yield ("dataset", "external_test"), (
             "needs dataset.subsample: the external test set is the images the subsample does not draw")
+    if dataset.external_test_per_class is not None and not dataset.external_test:
+        yield ("dataset", "external_test_per_class"), "applies only with dataset.external_test: true"
     if subsample is not None and subsample.per_class is not None and dataset.classes is not None:
         for name in subsample.per_class:
             if name not in dataset.classes:

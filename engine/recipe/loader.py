@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from xaug.store.errors import RecipeError
-from xaug.engine.recipe.schema import Recipe
+from xaug.engine.recipe.schema import DatasetConfig, Recipe
 
 Loc = tuple[str | int, ...]
 
@@ -41,6 +41,12 @@ class LoadedRecipe:
             return None
         path = Path(relative).expanduser()
         return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    @property
+    def dataset(self) -> DatasetConfig:
+        """The dataset section with its path resolved against the recipe file, as prepare_data gets it."""
+        dataset = self.recipe.dataset
+        return dataset if dataset.path is None else dataset.model_copy(update={"path": str(self.resolve(dataset.path))})
 
     @cached_property
     def fingerprints(self):

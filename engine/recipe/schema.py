@@ -78,7 +78,8 @@ class CsvConfig(Strict):
     """Maps label values (or findings) found in the CSV to class names, e.g. {'PNEUMONIA_VIRAL': viral}."""
     image_root: str | None = None
     """Folder that the image paths are relative to, itself relative to the CSV file's folder (or absolute),
-    e.g. `images`; default: the CSV file's folder."""
+    e.g. `images`; default: the CSV file's folder. Prefer a relative one: it is part of prepare_data's key, so an
+    absolute one changes the key when the dataset moves (the files' content is in the key either way)."""
     where: dict[str, list[str]] = {}
     """Keep only rows whose column holds one of the values, e.g. {view: [PA], modality: [X-ray]}; the other rows
     are skipped and counted (reported by `xaug data inspect` and recorded in the store's skipped_images)."""
@@ -105,6 +106,15 @@ class CsvConfig(Strict):
     priority: list[str] = []
     """Findings in order of precedence for multiple_findings: priority, as written in the CSV (before label_map),
     e.g. [Pneumonia, Effusion, No Finding]. With it, findings not listed are ignored."""
+
+    @field_validator("where", "where_not", mode="before")
+    @classmethod
+    def _values_as_text(cls, value: Any) -> Any:
+        """CSV cells are text: a number written in YAML (`Follow-up #: [0]`) is compared as the text it reads."""
+        if not isinstance(value, dict):
+            return value
+        return {column: [str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in values]
+                if isinstance(values, list) else values for column, values in value.items()}
 
     @model_validator(mode="after")
     def _one_layout(self) -> "CsvConfig":
@@ -178,6 +188,10 @@ class DatasetConfig(Strict):
     """With subsample: the images not drawn become an extra held-out test set. Every trained classifier is also
     evaluated on it (results recorded with test set 'external'); model selection never sees it. Its images are
     decoded too, so preparing takes longer."""
+    external_test_per_class: int | None = Field(None, ge=1)
+    """With external_test: at most this many images per class in the external test set, drawn by whole patients
+    (seeded by subsample.seed), which bounds its size and decoding time on a large dataset; default every image
+    the subsample did not draw."""
 
 
 class SplitsConfig(Strict):

@@ -276,7 +276,9 @@ def test_new_dataset_options_change_keys_only_when_used(tmp_path):
     assert reseeded[0].key != subsampled[0].key
     options = [{"csv": {"where": {"view": ["PA"]}}}, {"csv": {"image_root": "images"}},
                {"csv": {"on_missing_label": "skip"}}, {"csv": {"findings_column": {"column": "Finding Labels"}}},
-               {"csv": {"finding_columns": {"columns": ["a", "b"], "uncertain": "positive"}}}]
+               {"csv": {"finding_columns": {"columns": ["a", "b"], "uncertain": "positive"}}},
+               {"subsample": {"fraction": 0.5}, "external_test": True},
+               {"subsample": {"fraction": 0.5}, "external_test": True, "external_test_per_class": 100}]
     keys = {plan_study(_loaded(tmp_path, generators=[], amounts=[0], dataset=d))[0].key for d in options}
     assert len(keys) == len(options) and prepare.key not in keys
 

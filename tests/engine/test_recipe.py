@@ -249,3 +249,6 @@ def test_csv_dataset_options_are_checked_against_the_header_with_file_line_and_k
                                                             " pneumonia: 5}\n", "")
     assert "recipe.yaml:12: dataset.external_test: needs dataset.subsample" in _error(tmp_path, fixed)
     assert parse_recipe(textwrap.dedent(fixed.replace("external_test: true", "external_test: false")), tmp_path / "r.yaml")
+    capped = fixed.replace("external_test: true", "external_test_per_class: 50")
+    assert "recipe.yaml:12: dataset.external_test_per_class: applies only with dataset.external_test: true" in \
+        _error(tmp_path, capped)

@@ -29,7 +29,7 @@ classifiers:
   - {{model: test_efficientnet, pretrained: true, in_chans: 3}}
   - {{model: resnet10t, name: local, pretrained: true, weights: {local}}}
 amounts: [0, 10]
-quality: {{features: pixels}}
+quality: {{features: {features}}}
 """
 CLASSIFIER_REPO = timm.models.get_pretrained_cfg("test_efficientnet").hf_hub_id
 
@@ -46,10 +46,10 @@ def empty_cache(tmp_path, monkeypatch):
     return tmp_path / "hub"
 
 
-def _loaded(tmp_path, base="CompVis/stable-diffusion-v1-4"):
+def _loaded(tmp_path, base="CompVis/stable-diffusion-v1-4", features="pixels"):
     (tmp_path / "w.safetensors").write_bytes(b"local weights")
     path = tmp_path / "recipe.yaml"
-    path.write_text(RECIPE.format(base=base, local="w.safetensors"))
+    path.write_text(RECIPE.format(base=base, local="w.safetensors", features=features))
     return parse_recipe(path.read_text(), path)
 
 
@@ -77,7 +77,10 @@ def test_submit_refuses_missing_weights_and_queues_nothing(tmp_path, empty_cache
     assert db["jobs"].count == 0 and db["studies"].count == 0
 
 
-def test_fetch_downloads_what_the_recipe_names_into_the_cache(tmp_path, empty_cache):
+def test_fetch_downloads_what_the_recipe_names_into_the_cache(tmp_path, empty_cache, monkeypatch):
+    from xaug.engine.metrics.features import INCEPTION_FILE, INCEPTION_URL
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     calls = []
 
     def download_file(repo_id, filename, cache_dir):
@@ -88,11 +91,18 @@ def test_fetch_downloads_what_the_recipe_names_into_the_cache(tmp_path, empty_ca
         calls.append(("snapshot", repo_id, None, Path(cache_dir)))
         return str(_cache_file(Path(cache_dir), repo_id, "model_index.json").parent)
 
-    loaded = _loaded(tmp_path)
-    fetched = fetch_weights(loaded, download_file, download_snapshot)
+    def download_url(url, path):
+        calls.append(("url", url, None, Path(path)))
+        Path(path).write_bytes(b"inception")
+
+    loaded = _loaded(tmp_path, features="inception")
+    with pytest.raises(WeightsError, match="3 missing weights"):
+        check_weights(loaded)
+    fetched = fetch_weights(loaded, download_file, download_snapshot, download_url)
     assert calls == [("file", CLASSIFIER_REPO, "model.safetensors", empty_cache),
-                     ("snapshot", "CompVis/stable-diffusion-v1-4", None, empty_cache)]
-    assert len(fetched) == 2
+                     ("snapshot", "CompVis/stable-diffusion-v1-4", None, empty_cache),
+                     ("url", INCEPTION_URL, None, tmp_path / "torch" / "hub" / "checkpoints" / INCEPTION_FILE)]
+    assert len(fetched) == 3
     check_weights(loaded)  # everything is now found locally
 
 

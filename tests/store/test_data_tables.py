@@ -46,8 +46,7 @@ def test_arm_summaries_of_an_older_store_become_test_rows(tmp_path):
 def test_a_classifier_run_shows_its_fold_evaluation_not_the_external_one(tmp_path):
     from types import SimpleNamespace
 
-    from xaug.store import views
-    from xaug.store.jobs import submit_study
+    from xaug.store.jobs import load_fold_evaluation, submit_study
 
     def job(key, kind, config, deps=()):
         return SimpleNamespace(key=key * 64, kind=kind, label=kind, config=config, priority=0, max_attempts=1,
@@ -58,4 +57,4 @@ def test_a_classifier_run_shows_its_fold_evaluation_not_the_external_one(tmp_pat
     train = job("t", "train_classifier", {"fold": 0})
     external = job("x", "evaluate", {"fold": 0, "test_set": "external"}, "t")
     submit_study(db, "s", None, "name: s", {}, [train, external, job("e", "evaluate", {"fold": 0}, "t")])
-    assert views.evaluation_key(db, "t" * 64) == "e" * 64  # though the external one was stored first
+    assert load_fold_evaluation(db, "t" * 64)["key"] == "e" * 64  # though the external one was stored first

@@ -8,7 +8,8 @@ import sys
 
 def test_engine_and_store_do_not_import_textual():
     code = (
-        "import sys, xaug.engine, xaug.store, xaug.store.views, xaug.store.ratings, xaug.engine.jobs.context;"
+        "import sys, xaug.engine, xaug.store, xaug.store.jobs, xaug.store.ratings, xaug.engine.jobs.context,"
+        " xaug.engine.bench.tui_bench, xaug.engine.cli.bench_cmds;"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'textual_image', 'textual_plotext'));"
         "print(','.join(bad))"
     )

@@ -200,11 +200,13 @@ async def test_gallery_real_and_synthetic(fake_store):
 
 
 def test_reader_items_are_blinded_mixed_and_stable(fake_store):
-    from xaug.store import artifact_root, open_store, views
+    from xaug.store import artifact_root, open_store
+    from xaug.store.artifacts import load_study_samples
+    from xaug.tui.widgets.images import real_image_folder
 
     db = open_store(fake_store)
-    samples = views.synthetic_samples(db, "demo")
-    folder = views.real_image_folder(db, fake_store, "demo")
+    samples = load_study_samples(db, "demo")
+    folder = real_image_folder(db, fake_store, "demo")
     root = artifact_root(fake_store)
     items = reader_items(samples, folder, root, 2, 0.25, "demo", "ann")
     sources = [i["source"] for i in items]
@@ -213,15 +215,20 @@ def test_reader_items_are_blinded_mixed_and_stable(fake_store):
     assert items != reader_items(samples, folder, root, 2, 0.25, "demo", "bob")
 
 
+async def _start_reader(pilot, rater: str = "ann"):
+    """Open the reader study and enter a rater name; returns the screen."""
+    await settle(pilot)
+    await pilot.press("f5")
+    await settle(pilot)
+    await pilot.press(*rater, "enter")
+    await settle(pilot)
+    return pilot.app.screen
+
+
 async def test_reader_study_stores_ratings(fake_store):
     app = XaugApp(fake_store, poll_s=0.1)
     async with app.run_test(size=(160, 45)) as pilot:
-        await settle(pilot)
-        await pilot.press("f5")
-        await settle(pilot)
-        await pilot.press(*"ann", "enter")
-        await settle(pilot)
-        screen = app.screen
+        screen = await _start_reader(pilot)
         assert isinstance(screen, ReaderScreen) and screen.rater == "ann" and len(screen.items) == 18
         assert screen.query_one("#reader-image", Image).image is not None
         first = screen.item
@@ -265,3 +272,165 @@ async def test_evaluate_job_shows_its_training_curves(fake_store):
         screen = await _open_job(pilot, "e" * 64)
         plot = screen.query_one(CurvePlot)
         assert set(plot.series) == {"train_loss", "val_loss"} and "of its train_classifier" in plot.plt.build()
+
+
+def test_ema_smoothing_and_zoom_are_what_is_drawn():
+    from xaug.tui.widgets.curves import ema, prepared
+
+    assert ema([1.0, 2.0, 3.0], 0.0) == [1.0, 2.0, 3.0]
+    smoothed = ema([0.0, 10.0, 10.0, 10.0], 0.5)
+    assert smoothed[0] == 0.0 and smoothed[1] == pytest.approx(10 * 0.5 / 0.75)  # bias-corrected, not pulled to 0
+    assert all(a < b for a, b in zip(smoothed[1:], smoothed[2:])) and smoothed[-1] < 10.0
+    steps, values = list(range(0, 100, 10)), [1.0, -1.0, float("nan")] + [2.0] * 7
+    xs, ys = prepared(steps, values, smoothing=0.0, last_steps=30, log_scale=True)
+    assert xs == [60, 70, 80, 90] and ys == [2.0] * 4  # non-positive and NaN points dropped on a log axis
+
+
+def _add_arms(db_path):
+    """Validation curves for three arms of resnet18 fold 0 seed 0 (baseline, ddpm +100, duplicate +100) and one
+    arm of fold 1, which the overlay of fold 0 must leave out."""
+    from tui_fake_store import CLASSES, add_job
+
+    from xaug.store import open_store
+    from xaug.store.metrics import record_metrics
+
+    db = open_store(db_path)
+    base = {"classifier": {"model": "resnet18", "name": "resnet18"}, "fold": 0, "seed": 0, "classes": CLASSES}
+    arms = {"c" * 64: None,
+            "d1" + "0" * 62: {**base, "arm": "synthetic", "generator": {"name": "ddpm"}, "amount": 100},
+            "d2" + "0" * 62: {**base, "arm": "duplicate", "generator": None, "amount": 100},
+            "d3" + "0" * 62: {**base, "arm": "synthetic", "generator": {"name": "ddpm"}, "amount": 100, "fold": 1}}
+    for i, (key, config) in enumerate(arms.items()):
+        if config is not None:
+            add_job(db, key, "train_classifier", f"train arm {i}", "done", config)
+        for epoch in range(1, 6):
+            record_metrics(db, key, epoch * 10, {"val_loss": 1.0 / epoch + 0.1 * i, "val_accuracy": 0.5 + 0.05 * i})
+
+
+async def test_curve_smoothing_zoom_and_arm_overlay(fake_store):
+    _add_arms(fake_store)
+    app = XaugApp(fake_store, poll_s=0.1)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        screen = await _open_job(pilot, "e" * 64)  # the baseline's evaluate job
+        plot = screen.query_one(CurvePlot)
+        raw = plot.drawn()["train_loss"][1]
+        await pilot.press("right_square_bracket", "right_square_bracket")
+        assert plot.smoothing == pytest.approx(0.2) and "EMA 0.2" in plot.plt.build()
+        smoothed = plot.drawn()["train_loss"][1]
+        assert smoothed[0] == pytest.approx(raw[0]) and smoothed[-1] > raw[-1]  # a falling curve lags when smoothed
+        await pilot.press("left_square_bracket", "left_square_bracket", "left_square_bracket")
+        assert plot.smoothing == 0.0
+        await pilot.press("o")  # every arm's validation loss
+        await settle(pilot)
+        assert set(plot.series) == {"baseline", "ddpm +100", "duplicate +100"}  # fold 1 left out
+        assert plot.series["ddpm +100"][1][0] == pytest.approx(1.1)
+        assert "every arm of this classifier x fold" in plot.plt.build()
+        await pilot.press("o")  # validation accuracy
+        await settle(pilot)
+        assert plot.series["duplicate +100"][1] == [pytest.approx(0.6)] * 5
+        await pilot.press("o")
+        await settle(pilot)
+        assert set(plot.series) == {"train_loss", "val_loss", "val_accuracy"}  # its own curves again
+
+
+async def test_zoom_to_the_last_steps(fake_store):
+    app = XaugApp(fake_store, poll_s=0.1)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        screen = await _open_job(pilot, GAN_TRAIN)  # curves from step 0 to 300
+        plot = screen.query_one(CurvePlot)
+        await pilot.press("z")
+        assert plot.last_steps == 200 and plot.drawn()["g_loss"][0] == [100, 150, 200, 250, 300]
+        assert "last 200 steps" in plot.plt.build()
+        await pilot.press("z")
+        assert plot.last_steps == 50 and plot.drawn()["d_loss"][0] == [250, 300]
+        await pilot.press("z")
+        assert plot.last_steps is None and len(plot.drawn()["g_loss"][0]) == 7
+
+
+def test_blinded_images_share_resolution_and_processing():
+    """A real image and a synthetic one with the same content at a quarter of its resolution come out identical:
+    nothing but content is left to tell them apart."""
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from xaug.tui.widgets.images import READER_DISPLAY, blinded
+
+    rng = np.random.default_rng(0)
+    real = PILImage.fromarray(rng.integers(0, 255, (128, 160), dtype=np.uint8))  # not even square
+    square = real.crop((16, 0, 144, 128))
+    synthetic = square.resize((32, 32), PILImage.Resampling.LANCZOS).convert("RGB")  # RGB PNG from a generator
+    a, b = blinded(real, 32), blinded(synthetic, 32)
+    assert a.size == b.size == (READER_DISPLAY, READER_DISPLAY) and a.mode == b.mode == "RGB"
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert not np.array_equal(np.asarray(blinded(real, 128)), np.asarray(a))  # the common side matters
+
+
+def _sharpness(image) -> float:
+    import numpy as np
+
+    pixels = np.asarray(image.convert("L"), dtype=float)
+    return float(np.abs(np.diff(pixels, axis=1)).mean())
+
+
+async def test_reader_shows_real_and_synthetic_at_one_size_and_sharpness(fake_store):
+    """Real radiographs at 128 px, samples at 32 px (as paper.yaml's 512 vs 128): the rater sees both at the same
+    size and, noise for noise, the same sharpness."""
+    import numpy as np
+
+    from xaug.tui.widgets.images import ImagePane
+
+    from PIL import Image as PILImage
+
+    rng = np.random.default_rng(1)
+    root = fake_store.parent / "demo-artifacts"
+    folder = next((root / "jobs" / "prepare_data").iterdir())
+    def radiograph():  # 128 px with detail at every scale
+        coarse = np.kron(rng.integers(40, 215, size=(32, 32)), np.ones((4, 4)))
+        return np.clip(coarse + rng.normal(0, 20, size=(128, 128)), 0, 255).astype(np.uint8)
+
+    np.save(folder / "images.npy", np.stack([radiograph() for _ in range(24)]))
+    for png in (root / "jobs" / "sample").rglob("*.png"):  # a perfect generator of the same images, at 32 px
+        PILImage.fromarray(radiograph()).resize((32, 32), PILImage.Resampling.LANCZOS).save(png)
+    app = XaugApp(fake_store, poll_s=0.1)
+    async with app.run_test(size=(160, 45)) as pilot:
+        screen = await _start_reader(pilot)
+        assert screen.side == 32  # the coarsest source
+        seen: dict[str, list] = {}
+        while screen.item is not None and len(seen.get("real", [])) < 2:
+            await settle(pilot)
+            image = screen.query_one("#reader-box", ImagePane).image
+            seen.setdefault("real" if screen.item["source"] == "real" else "synthetic", []).append(image)
+            await pilot.press("space")
+        sizes = {image.size for images in seen.values() for image in images}
+        assert len(seen) == 2 and len(sizes) == 1
+        real, synthetic = (np.mean([_sharpness(i) for i in seen[s]]) for s in ("real", "synthetic"))
+        assert 0.8 < real / synthetic < 1.25, (real, synthetic)
+
+
+async def test_an_image_change_blanks_the_box_for_one_frame(fake_store):
+    """A sixel terminal keeps pixels Textual did not overwrite: the pane paints its background over its whole
+    area (the image hidden) before it shows the next image, or nothing when there is none."""
+    from PIL import Image as PILImage
+
+    from xaug.tui.widgets.images import ImagePane
+
+    app = XaugApp(fake_store, poll_s=0.1)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("f4")
+        await settle(pilot)
+        pane = app.screen.query_one("#synthetic-pane", ImagePane)
+        inner = pane.query_one(Image)
+        assert inner.display and pane.image is not None
+        small = PILImage.new("RGB", (8, 8))
+        pane.show(small)
+        assert not inner.display and pane.image is not small  # this frame: only the pane's background
+        await pilot.pause()
+        await pilot.pause()
+        assert inner.display and pane.image is small
+        pane.show(None)
+        await pilot.pause()
+        await pilot.pause()
+        assert not inner.display and pane.image is None  # no image: the background stays

@@ -48,3 +48,13 @@ def test_gallery_snapshot(snap_compare, still_store):
         await _settle(pilot)
 
     assert snap_compare(XaugApp(still_store, poll_s=60), terminal_size=SIZE, run_before=open_gallery)
+
+
+def test_study_snapshot_at_120_columns(snap_compare, still_store):
+    """The quality-vs-utility scatter and its table fit half of a 120-column terminal."""
+    async def open_study(pilot):
+        await _settle(pilot)
+        await pilot.press("f3")
+        await _settle(pilot)
+
+    assert snap_compare(XaugApp(still_store, poll_s=60), terminal_size=(120, 40), run_before=open_study)

@@ -51,7 +51,6 @@ def build_store(db_path: Path, *, live: bool = True):
     root = artifact_root(db_path)
     recipe = {"name": STUDY, "reader_study": {"images_per_class": 2, "real_fraction": 0.25}}
     record_study(db, STUDY, None, "name: demo\n", recipe)
-    gen_cfg = {"model": "ddpm", "name": "ddpm"}
 
     prep = add_job(db, "p" * 64, "prepare_data", "prepare_data", "done", {"dataset": {"classes": CLASSES}},
                    started_at=FIXED, ended_at=FIXED_END, progress=1, progress_total=1)

@@ -5,14 +5,16 @@ from __future__ import annotations
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Container, Horizontal, Vertical
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from xaug.store import artifact_root, views
+from xaug.store import artifact_root
+from xaug.store.artifacts import load_study_samples
+from xaug.store.studies import study_classes
 from xaug.tui.messages import StoreChanged
-from xaug.tui.widgets.images import Image, mosaic, open_png, real_image, real_rows
+from xaug.tui.widgets.images import ImagePane, image_mode, mosaic, open_png, real_image, real_image_folder, real_rows
 
 TILES = 8
 """Images per side: two rows of four, so the tiles fit the pane at their own aspect ratio."""
@@ -57,12 +59,10 @@ class GalleryScreen(Screen):
         with Horizontal(id="gallery-body"):
             with Vertical(classes="gallery-pane"):
                 yield Static("real", id="real-caption", classes="caption")
-                with Container(classes="image-box"):
-                    yield Image(id="real-image")
+                yield ImagePane(image_id="real-image", id="real-pane", classes="image-box")
             with Vertical(classes="gallery-pane"):
                 yield Static("synthetic", id="synthetic-caption", classes="caption")
-                with Container(classes="image-box"):
-                    yield Image(id="synthetic-image")
+                yield ImagePane(image_id="synthetic-image", id="synthetic-pane", classes="image-box")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -93,11 +93,11 @@ class GalleryScreen(Screen):
         study = self.app.study
         data: dict = {"study": study, "classes": [], "samples": {}, "real_folder": None}
         if study:
-            db = views.open_reader(self.app.db_path)
+            db = self.app.open_reader()
             try:
-                data["samples"] = views.synthetic_samples(db, study)
-                data["classes"] = views.study_classes(db, study)
-                data["real_folder"] = views.real_image_folder(db, self.app.db_path, study)
+                data["samples"] = load_study_samples(db, study)
+                data["classes"] = study_classes(db, study)
+                data["real_folder"] = real_image_folder(db, self.app.db_path, study)
             finally:
                 db.conn.close()
         self.post_message(self.SourcesFetched(data))
@@ -122,7 +122,8 @@ class GalleryScreen(Screen):
         self.sub_title = f"gallery of {study}"
         self.query_one("#gallery-title", Static).update(
             f"study {study}   class {self.class_name or '-'} ({self.class_index + 1}/{len(self.class_names)}, ↑/↓)"
-            f"   generator {self.generator or '-'} ({self.generator_index + 1}/{len(self.generators)}, ←/→)")
+            f"   generator {self.generator or '-'} ({self.generator_index + 1}/{len(self.generators)}, ←/→)"
+            f"   images: {image_mode()}")
 
     @work(thread=True, exclusive=True, group="gallery-images")
     def load_images(self) -> None:
@@ -142,8 +143,8 @@ class GalleryScreen(Screen):
         """Show the tiles (a late result for another class is dropped)."""
         if (message.class_name, message.generator) != (self.class_name, self.generator):
             return
-        self.query_one("#real-image", Image).image = message.real
-        self.query_one("#synthetic-image", Image).image = message.synthetic
+        self.query_one("#real-pane", ImagePane).show(message.real)
+        self.query_one("#synthetic-pane", ImagePane).show(message.synthetic)
         self.query_one("#real-caption", Static).update(
             f"real · {message.class_name}" + ("" if message.real else "  (no real images found)"))
         self.query_one("#synthetic-caption", Static).update(

@@ -1,5 +1,6 @@
-"""One job: live curves (log-scale toggle), log tail, resolved config, and either its sample grids with a step
-slider (generators) or its per-class precision/recall/F1 and confusion matrix (classifiers)."""
+"""One job: live curves (EMA smoothing, log scale, zoom to the last N steps; for a classifier, the overlay of every
+arm of its classifier x fold), log tail, resolved config, and either its sample grids with a step slider
+(generators) or its per-class precision/recall/F1 and confusion matrix (classifiers)."""
 
 from __future__ import annotations
 
@@ -10,21 +11,46 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Container, Horizontal, Vertical
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Log, Static
 
-from xaug.store import artifact_root, views
+from xaug.store import artifact_root
+from xaug.store.analysis import load_study_training_curves
+from xaug.store.artifacts import load_artifacts
+from xaug.store.jobs import classifier_name, job_studies, load_fold_evaluation, load_job, load_job_deps
+from xaug.store.metrics import load_class_metrics, load_confusion, load_metrics, load_results
+from xaug.store.results import arm_label
 from xaug.tui.messages import ElapsedTicked, StoreChanged
 from xaug.tui.screens.log import read_tail, resolve_log_path
-from xaug.tui.widgets.curves import CurvePlot
-from xaug.tui.widgets.images import Image, open_png
+from xaug.tui.widgets.curves import SMOOTHING_STEP, CurvePlot, Series, curves_from_points
+from xaug.tui.widgets.images import ImagePane, open_png
 from xaug.tui.widgets.job_table import format_duration, progress_bar
 from xaug.tui.widgets.step_slider import StepSlider
 
 GENERATOR_KINDS = ("train_generator", "sample")
 CLASSIFIER_KINDS = ("train_classifier", "evaluate")
+OVERLAYS = (None, "val_loss", "val_accuracy")
+"""The overlay key cycles: this job's own curves, then every arm's validation loss, then validation accuracy."""
+
+
+def related_of_kind(related: dict[str, dict], kind: str) -> dict | None:
+    """The first of some jobs (dependencies, by key) of one kind."""
+    return next((job for _, job in sorted(related.items()) if job["kind"] == kind), None)
+
+
+def arm_curves(db, study: str, trained: dict, metric: str) -> Series:
+    """`metric` of every arm trained with the same classifier, fold, repeat and seed as `trained` (a
+    train_classifier job): baseline, each generator x amount and the duplicate control, named by arm."""
+    config = trained["config"]
+    series: Series = {}
+    for job in load_study_training_curves(db, study, (metric,), classifier=classifier_name(config.get("classifier")),
+                                          fold=config.get("fold")):
+        if job["repeat"] == int(config.get("repeat") or 0) and job["seed"] == config.get("seed"):
+            points = job["curves"].get(metric, [])
+            series[arm_label(job)] = ([p[0] for p in points], [p[1] for p in points])
+    return series
 
 
 def job_summary(job: dict) -> Text:
@@ -69,6 +95,10 @@ class JobDetailScreen(Screen):
         ("escape,q", "app.pop_screen", "Back"),
         ("y", "toggle_log_scale", "Log y"),
         ("a", "toggle_all_curves", "All curves"),
+        ("left_square_bracket", "smooth(-1)", "Smooth-"),
+        ("right_square_bracket", "smooth(1)", "Smooth+"),
+        ("z", "zoom", "Last N"),
+        ("o", "overlay", "Arms"),
         ("k", "toggle_config", "Config/log"),
         Binding("left", "step(-1)", "Step-", priority=True),
         Binding("right", "step(1)", "Step+", priority=True),
@@ -88,6 +118,8 @@ class JobDetailScreen(Screen):
         self.grids: list[dict] = []
         self.log_offset = 0
         self.showing_config = False
+        self.overlay: str | None = None
+        """None: this job's curves; else the validation metric overlaid for every arm of its classifier x fold."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -100,8 +132,7 @@ class JobDetailScreen(Screen):
             with Vertical(id="detail-right"):
                 yield Static("", id="results")
                 yield StepSlider(id="step-slider")
-                with Container(id="grid-box", classes="image-box"):
-                    yield Image(id="grid-image")
+                yield ImagePane(image_id="grid-image", id="grid-box", classes="image-box")
                 yield DataTable(id="class-table", cursor_type="none", zebra_stripes=True)
                 yield Static("confusion (rows: true, columns: predicted)", id="confusion-title")
                 yield DataTable(id="confusion", cursor_type="none")
@@ -122,27 +153,41 @@ class JobDetailScreen(Screen):
     @work(thread=True, exclusive=True, group="detail-read")
     def load(self) -> None:
         """Read everything the screen shows, in a worker on a read-only connection."""
-        db = views.open_reader(self.app.db_path)
+        overlay, study = self.overlay, self.app.study
+        db = self.app.open_reader()
         try:
-            job = views.load_job_row(db, self.key)
-            data: dict = {"job": job}
+            job = load_job(db, self.key)
+            data: dict = {"job": job, "overlay": overlay}
             if job is not None:
-                data["series"] = views.curve_series(db, self.key)
-                data["curves_of"] = None
-                if not data["series"] and job["kind"] == "evaluate":  # its curves are the training run's
-                    trained = views.dependency_of_kind(db, self.key, "train_classifier")
-                    data["series"] = views.curve_series(db, trained) if trained else {}
-                    data["curves_of"] = "train_classifier"
-                data["results"] = views.job_results(db, self.key)
-                data["grids"] = views.list_grids(db, self.key) if job["kind"] in GENERATOR_KINDS else []
-                eval_key = views.evaluation_key(db, self.key) if job["kind"] in CLASSIFIER_KINDS else None
-                data["classes"] = views.class_table(db, eval_key) if eval_key else []
-                data["confusion"] = views.confusion_table(db, eval_key) if eval_key else ([], [])
-                if eval_key and eval_key != self.key:
-                    data["results"] = {**data["results"], **views.job_results(db, eval_key)}
+                data.update(self._read_job(db, job, overlay, study))
         finally:
             db.conn.close()
         self.post_message(self.DetailFetched(data))
+
+    def _read_job(self, db, job: dict, overlay: str | None, study: str | None) -> dict:
+        """Curves, results, grids and per-class metrics of a job (a classifier's from its evaluate job)."""
+        data: dict = {"series": curves_from_points(load_metrics(db, self.key)), "curves_of": None,
+                      "results": load_results(db, self.key), "classes": [], "confusion": ([], [])}
+        trained = evaluation = None
+        if job["kind"] == "evaluate":
+            trained, evaluation = related_of_kind(load_job_deps(db, self.key), "train_classifier"), job
+        elif job["kind"] == "train_classifier":
+            trained, evaluation = job, load_fold_evaluation(db, self.key)
+        if not data["series"] and trained is not None and trained is not job:  # its curves are the training run's
+            data["series"] = curves_from_points(load_metrics(db, trained["key"]))
+            data["curves_of"] = "train_classifier"
+        studies = job_studies(db, self.key)
+        if overlay and trained is not None and studies:
+            data["series"] = arm_curves(db, study if study in studies else studies[0], trained, overlay)
+            data["curves_of"] = f"{overlay}, every arm of this classifier x fold"
+        data["grids"] = load_artifacts(db, self.key, kind="grid") if job["kind"] in GENERATOR_KINDS else []
+        if evaluation is not None:
+            classes = load_class_metrics(db, evaluation["key"])
+            names = [row["class_name"] for row in classes]
+            data.update(classes=classes, confusion=(names, load_confusion(db, evaluation["key"], names)))
+            if evaluation is not job:
+                data["results"] = {**data["results"], **load_results(db, evaluation["key"])}
+        return data
 
     def on_job_detail_screen_detail_fetched(self, message: DetailFetched) -> None:
         """Show what the worker read."""
@@ -157,7 +202,8 @@ class JobDetailScreen(Screen):
         series = message.data["series"]
         title = "curves" if series else "no curves recorded yet"
         if message.data.get("curves_of"):
-            title += f" of its {message.data['curves_of']}"
+            title += (f": {message.data['curves_of']}" if message.data["overlay"]
+                      else f" of its {message.data['curves_of']}")
         self.query_one(CurvePlot).show(series, title=title)
         results = message.data["results"]
         self.query_one("#results", Static).update(
@@ -208,7 +254,7 @@ class JobDetailScreen(Screen):
     def _load_grid(self, relative: str) -> None:
         """Decode the grid PNG off the UI thread."""
         image = open_png(artifact_root(self.app.db_path), relative)
-        self.app.call_from_thread(setattr, self.query_one("#grid-image", Image), "image", image)
+        self.app.call_from_thread(self.query_one("#grid-box", ImagePane).show, image)
 
     def action_step(self, delta: int) -> None:
         """Left/right: move the step slider."""
@@ -223,6 +269,23 @@ class JobDetailScreen(Screen):
         """Show every recorded curve (lr, accuracy, ADA p...) or only the losses."""
         plot = self.query_one(CurvePlot)
         plot.all_series = not plot.all_series
+
+    def action_smooth(self, direction: int) -> None:
+        """[ and ]: less or more EMA smoothing."""
+        self.query_one(CurvePlot).smooth_more(direction * SMOOTHING_STEP)
+
+    def action_zoom(self) -> None:
+        """Show only the last N steps (each press a shorter span, then all again)."""
+        self.query_one(CurvePlot).next_zoom()
+
+    def action_overlay(self) -> None:
+        """Overlay the validation loss, then the validation accuracy, of every arm of this classifier x fold
+        (baseline, each generator x amount, duplicate control), then back to this job's curves."""
+        if self.job is None or self.job["kind"] not in CLASSIFIER_KINDS:
+            self.notify("the arm overlay is for classifier jobs", severity="warning")
+            return
+        self.overlay = OVERLAYS[(OVERLAYS.index(self.overlay) + 1) % len(OVERLAYS)]
+        self.load()
 
     def action_toggle_config(self) -> None:
         """Show the resolved config in place of the log tail, or back."""

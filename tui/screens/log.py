@@ -9,7 +9,8 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Log
 
-from xaug.store import artifact_root, views
+from xaug.store import artifact_root
+from xaug.store.jobs import load_job
 from xaug.tui.messages import ElapsedTicked, StoreChanged
 
 TAIL_BYTES = 64_000
@@ -62,7 +63,7 @@ class LogScreen(Screen):
 
     def _locate(self) -> None:
         """Read where the job logs (a queued job has no log path until it starts)."""
-        job = views.load_job_row(self.app.db, self.key)
+        job = load_job(self.app.db, self.key)
         self.sub_title = f"log of {job['label'] if job else self.key[:12]}"
         self.log_file = resolve_log_path(self.app.db_path, job and job.get("log_path"))
 

@@ -1,4 +1,7 @@
-"""The queue: every job with progress, ETA, GPU and elapsed time; commands to cancel, retry, reprioritise, submit."""
+"""The queue: every job with progress, ETA, GPU and elapsed time, running first, then queued by priority and
+submission, then failed, then done (most recent first); commands to cancel, retry, reprioritise, submit.
+
+Reads run in a worker on a read-only connection; every command is a store write in a worker (`XaugApp.write`)."""
 
 from __future__ import annotations
 
@@ -10,16 +13,16 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from xaug.store.errors import XaugError
-from xaug.store import views
+from xaug.store.job_states import STATUSES
+from xaug.store.jobs import is_paused, list_jobs, load_engine, load_gpu_stats, queue_shape, study_counts
 from xaug.tui import commands
 from xaug.tui.messages import ElapsedTicked, StoreChanged
 from xaug.tui.screens.prompts import TextPrompt
-from xaug.tui.widgets.engine_bar import EngineBar
-from xaug.tui.widgets.job_table import JobTable
+from xaug.tui.widgets.engine_bar import EngineBar, engine_state
+from xaug.tui.widgets.job_table import SHOWN_FIELDS, JobRows, JobTable
 
-CHUNK = 500
-"""Rows added to the table per step of a large load; between steps the table measures them and keys are handled."""
+FULL_READ_S = 10.0
+"""Every job is read again at least this often while the store changes (what the queue's shape misses shows up)."""
 
 
 def parse_filter(text: str, studies: list[str]) -> tuple[str | None, str | None]:
@@ -31,12 +34,12 @@ def parse_filter(text: str, studies: list[str]) -> tuple[str | None, str | None]
             study = value
         elif value and name == "status":
             status = value
-        elif word in views.JOB_STATUSES:
+        elif word in STATUSES:
             status = word
         else:
             study = word
-    if status is not None and status not in views.JOB_STATUSES:
-        raise ValueError(f"unknown status '{status}'; use one of {', '.join(views.JOB_STATUSES)}")
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"unknown status '{status}'; use one of {', '.join(STATUSES)}")
     if study is not None and studies and study not in studies:
         raise ValueError(f"no study '{study}' in the store; studies: {', '.join(studies)}")
     return study, status
@@ -55,25 +58,28 @@ class QueueScreen(Screen):
         ("slash", "filter", "Filter"),
         ("f", "cycle_status", "Status"),
         ("p", "toggle_pause", "Pause"),
+        ("s", "cycle_study", "Study"),
+        ("g", "toggle_grouping", "Group"),
     ]
 
     class JobsFetched(Message):
-        """A worker read the queue (rows for the filter it was started with)."""
+        """A worker read the queue (for the filter and grouping it was started with) and indexed the rows; `changed`
+        are the jobs drawn differently than in `base`, the table's rows when the read started."""
 
-        def __init__(self, rows: list[dict], engine: dict, gpus: list[dict], counts: dict, filters: tuple,
-                     query_s: float) -> None:
+        def __init__(self, rows: JobRows, base: JobRows, changed: set[str], engine: dict, gpus: list[dict],
+                     counts: dict, view: tuple, query_s: float) -> None:
             super().__init__()
-            self.rows, self.engine, self.gpus, self.counts = rows, engine, gpus, counts
-            self.filters, self.query_s = filters, query_s
-
-    class QueueRefreshed(Message):
-        """The table now shows the latest read (tests and measurements wait for this)."""
+            self.rows, self.base, self.changed = rows, base, changed
+            self.engine, self.gpus, self.counts = engine, gpus, counts
+            self.view, self.query_s = view, query_s
 
     def __init__(self) -> None:
         super().__init__()
         self._generation = 0
         self.filter_study: str | None = None
         self.filter_status: str | None = None
+        self.grouped = False
+        """Rows grouped by study (each study's jobs together, in queue order within it)."""
         self.last_refresh_s: dict[str, float] = {}
         """Timing of the last refresh: `query` (worker) and `apply` (table diff on the UI thread)."""
         self.engine: dict = {}
@@ -108,56 +114,65 @@ class QueueScreen(Screen):
         """The active (study, status) filter."""
         return (self.filter_study, self.filter_status)
 
+    @property
+    def view(self) -> tuple:
+        """What the rows depend on besides the store: the filter and the grouping."""
+        return (self.filter_study, self.filter_status, self.grouped)
+
     @work(thread=True, exclusive=True, group="queue-read")
     def refresh_jobs(self) -> None:
-        """Read the queue in a worker thread on its own read-only connection and post it back."""
-        filters = self.filters
-        started = time.perf_counter()
-        db = views.open_reader(self.app.db_path)
+        """Read and index the queue in a worker thread on its own read-only connection, and post it back: the UI
+        thread only swaps the rows in. The very first read is of a screenful, shown before everything is read."""
+        view, base = self.view, self.query_one(JobTable).rows
+        db = self.app.open_reader()
         try:
-            rows = views.list_queue(db, study=filters[0], status=filters[1])
-            engine, gpus, counts = views.engine_status(db), views.list_gpu_stats(db), views.queue_counts(db)
+            engine = engine_state(load_engine(db), is_paused(db))
+            gpus, counts = load_gpu_stats(db), study_counts(db, None)
+            started = time.perf_counter()
+            rows = self._read_rows(db, view, base, None if base.order else (self.size.height or 50))
         finally:
             db.conn.close()
-        self.post_message(self.JobsFetched(rows, engine, gpus, counts, filters, time.perf_counter() - started))
+        self.post_message(self.JobsFetched(rows, base, rows.changed_since(base), engine, gpus, counts, view,
+                                           time.perf_counter() - started))
+
+    def _read_rows(self, db, view: tuple, base: JobRows, limit: int | None) -> JobRows:
+        """The queue's rows: only the running jobs again when nothing but their progress changed since `base`
+        (a few milliseconds with 10,000 jobs), else every job (the first `limit`) in queue order."""
+        shape = (view, queue_shape(db))  # rows read under another filter or grouping are no base
+        if shape == base.shape and time.monotonic() - base.read_at < FULL_READ_S:
+            return base.updated(list_jobs(db, study=view[0], status="running", order="queue", with_deps=False,
+                                          fields=SHOWN_FIELDS))
+        rows = list_jobs(db, study=view[0], status=view[1], order="queue", with_deps=False, fields=SHOWN_FIELDS,
+                         limit=limit)
+        if view[2]:  # grouped: a stable sort keeps the queue order within each study
+            rows.sort(key=lambda row: row.get("studies") or "")
+        return JobRows.build(rows, shape if limit is None else None)
 
     def on_queue_screen_jobs_fetched(self, message: JobsFetched) -> None:
-        """Apply a read to the table (ignored when the filter changed meanwhile).
-
-        A large first load is added CHUNK rows per event-loop turn, so keys and repaints stay responsive meanwhile.
-        """
-        if message.filters != self.filters:
+        """Show a read (ignored when the filter or grouping changed meanwhile)."""
+        if message.view != self.view:
             return
+        started = time.perf_counter()
         self.engine = message.engine
         self.query_one(EngineBar).show(message.engine, message.gpus, message.counts)
-        self._generation += 1
-        self._apply_chunks(message.rows, 0, self._generation, time.perf_counter(), message.query_s)
-
-    def _apply_chunks(self, rows: list[dict], start: int, generation: int, started: float, query_s: float) -> None:
-        """Apply rows[start:start+CHUNK]; schedule the rest; prune vanished jobs at the end."""
-        if generation != self._generation:
-            return  # a newer read superseded this one
         table = self.query_one(JobTable)
-        new_rows = sum(1 for row in rows[start:start + CHUNK] if row["key"] not in table.jobs)
-        end = start + CHUNK if new_rows > CHUNK // 2 else len(rows)
-        table.apply_rows(rows[start:end], complete=False)
-        if end < len(rows):
-            self.set_timer(0.02, lambda: self._apply_chunks(rows, end, generation, started, query_s))
-            return
-        table.prune({row["key"] for row in rows})
-        self.last_refresh_s = {"query": query_s, "apply": time.perf_counter() - started}
-        self.post_message(self.QueueRefreshed())
+        # compared with what the table showed when the read began; if another read landed since, redraw all
+        table.show_rows(message.rows, message.changed if table.rows is message.base else None)
+        self.last_refresh_s = {"query": message.query_s, "apply": time.perf_counter() - started}
+        if message.rows.shape is None:  # a first screenful: read the rest once it is on screen
+            self.call_after_refresh(self.refresh_jobs)
 
     def _show_filter(self) -> None:
         """Describe the active filter above the table."""
         parts = [f"study={self.filter_study}"] if self.filter_study else []
         parts += [f"status={self.filter_status}"] if self.filter_status else []
-        self.query_one("#queue-filter", Static).update("filter: " + " ".join(parts) if parts else "")
+        text = "filter: " + " ".join(parts) if parts else ""
+        text += ("   " if text else "") + ("grouped by study" if self.grouped else "")
+        self.query_one("#queue-filter", Static).update(text)
 
     def set_filter(self, study: str | None, status: str | None) -> None:
         """Show only jobs of a study and/or status (None = all)."""
         self.filter_study, self.filter_status = study, status
-        self.query_one(JobTable).reset()
         self._show_filter()
         self.refresh_jobs()
 
@@ -184,26 +199,34 @@ class QueueScreen(Screen):
     def action_cancel(self) -> None:
         """Cancel the selected job (queued: cancelled now; running: the engine is asked to stop it)."""
         if chosen := self._selected():
-            self._command_done(f"{chosen[1]['label']}: {commands.cancel(self.app.db, chosen[0])}")
+            key, label = chosen[0], chosen[1]["label"]
+            self.app.write(lambda db: f"{label}: {commands.cancel(db, key)}", self._command_done, "cancel")
 
     def action_retry(self) -> None:
         """Queue the selected failed/cancelled job again."""
         if chosen := self._selected():
-            self._command_done(f"{chosen[1]['label']}: {commands.retry(self.app.db, chosen[0])}")
+            key, label = chosen[0], chosen[1]["label"]
+            self.app.write(lambda db: f"{label}: {commands.retry(db, key)}", self._command_done, "retry")
 
     def action_priority(self, delta: int) -> None:
         """Raise or lower the selected job's priority."""
         if chosen := self._selected():
-            new = commands.change_priority(self.app.db, chosen[0], int(chosen[1].get("priority") or 0), delta)
-            chosen[1]["priority"] = new
-            self._command_done(f"{chosen[1]['label']}: priority {new}")
+            key, row = chosen
+            current = int(row.get("priority") or 0)
+            row["priority"] = current + delta  # a second key press before the write lands counts from here
+            self.app.write(lambda db: f"{row['label']}: priority {commands.change_priority(db, key, current, delta)}",
+                           self._command_done, "priority")
 
     def action_toggle_pause(self) -> None:
         """Pause or resume the queue."""
         paused = not self.engine.get("paused", False)
-        commands.set_paused(self.app.db, paused)
         self.engine["paused"] = paused
-        self._command_done("queue paused: running jobs finish, no new ones start" if paused else "queue resumed")
+
+        def pause(db) -> str:
+            commands.set_paused(db, paused)
+            return "queue paused: running jobs finish, no new ones start" if paused else "queue resumed"
+
+        self.app.write(pause, self._command_done, "pause")
 
     def action_logs(self) -> None:
         """Open the selected job's log."""
@@ -214,8 +237,20 @@ class QueueScreen(Screen):
 
     def action_cycle_status(self) -> None:
         """Cycle the status filter: all -> queued -> running -> done -> failed -> cancelled -> all."""
-        order = (None,) + views.JOB_STATUSES
+        order = (None,) + STATUSES
         self.set_filter(self.filter_study, order[(order.index(self.filter_status) + 1) % len(order)])
+
+    def action_cycle_study(self) -> None:
+        """Cycle the study filter: all -> each study -> all."""
+        order = [None, *self.app.study_names()]
+        current = order.index(self.filter_study) if self.filter_study in order else 0
+        self.set_filter(order[(current + 1) % len(order)], self.filter_status)
+
+    def action_toggle_grouping(self) -> None:
+        """Group the rows by study, or back to one queue order."""
+        self.grouped = not self.grouped
+        self._show_filter()
+        self.refresh_jobs()
 
     def action_filter(self) -> None:
         """Ask for a filter such as `study:quickstart status:failed` (empty clears it)."""
@@ -228,7 +263,7 @@ class QueueScreen(Screen):
         if text is None:
             return
         try:
-            study, status = parse_filter(text, views.list_study_names(self.app.db))
+            study, status = parse_filter(text, self.app.study_names())
         except ValueError as exc:
             self.notify(str(exc), severity="error", title="filter")
             return
@@ -243,15 +278,7 @@ class QueueScreen(Screen):
         if path:
             self._submit(path)
 
-    @work(thread=True, group="submit")
     def _submit(self, path: str) -> None:
-        """Plan and submit in a worker (loading and planning may take a moment)."""
-        db = self.app.open_writer()
-        try:
-            summary = commands.submit_recipe(db, path)
-        except XaugError as exc:
-            self.app.call_from_thread(self.notify, str(exc), title="submit failed", severity="error", timeout=15)
-            return
-        finally:
-            db.conn.close()
-        self.app.call_from_thread(self._command_done, summary)
+        """Plan and submit off the UI thread (loading and planning may take a moment); a bad recipe is a
+        notification with every problem and its line."""
+        self.app.write(lambda db: commands.submit_recipe(db, path), self._command_done, "submit")

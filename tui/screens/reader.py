@@ -1,4 +1,7 @@
-"""The blinded reader study: real and synthetic images in a random order per rater, rated with single keys."""
+"""The blinded reader study: real and synthetic images in a random order per rater, rated with single keys.
+
+Every image, real or synthetic, goes through the same preparation to the same size (`images.blinded`), so
+neither its resolution nor its sharpness tells its source. Ratings are written off the UI thread."""
 
 from __future__ import annotations
 
@@ -9,17 +12,22 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Container, Horizontal, Vertical
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from xaug.store import artifact_root, views
+from xaug.store import artifact_root
+from xaug.store.artifacts import load_study_samples
 from xaug.store.ratings import REAL_SOURCE, rated_images, rating_summary, record_rating
+from xaug.store.studies import load_study
 from xaug.tui.screens.prompts import TextPrompt
-from xaug.tui.widgets.images import REAL_PREFIX, Image, load_reader_image, real_rows
+from xaug.tui.widgets.images import (REAL_PREFIX, ImagePane, image_mode, image_side, load_reader_image,
+                                     real_image_folder, real_rows)
 
 PLAUSIBILITY_KEYS = {"a": 1, "s": 2, "d": 3}
+READER_DEFAULTS = {"images_per_class": 25, "real_fraction": 0.25}
+"""The recipe's reader_study section where it says nothing."""
 GUESS_KEYS = {"r": "real", "f": "synthetic"}
 
 
@@ -44,6 +52,22 @@ def reader_items(samples: dict[str, dict[str, list[str]]], real_folder: Path | N
     return items
 
 
+def common_side(root: Path, items: list[dict]) -> int:
+    """The coarsest resolution among the sources in the set (one image of each source is read): every image is
+    brought to it, so that a sharper source does not give itself away."""
+    first_of_source = {}
+    for item in items:
+        first_of_source.setdefault(item["source"], item["image_path"])
+    return min((image_side(root, path) for path in first_of_source.values()), default=1)
+
+
+def reader_settings(db, study: str) -> dict:
+    """The study recipe's reader_study section (images_per_class, real_fraction), with defaults."""
+    section = ((load_study(db, study) or {}).get("recipe") or {}).get("reader_study") or {}
+    return {"images_per_class": int(section.get("images_per_class", READER_DEFAULTS["images_per_class"])),
+            "real_fraction": float(section.get("real_fraction", READER_DEFAULTS["real_fraction"]))}
+
+
 class ReaderScreen(Screen):
     """Asks the rater's name, then shows one image at a time without its source.
 
@@ -63,9 +87,9 @@ class ReaderScreen(Screen):
     class ItemsReady(Message):
         """A worker built the rater's image list."""
 
-        def __init__(self, items: list[dict], done: set[str], study: str | None, rater: str) -> None:
+        def __init__(self, items: list[dict], done: set[str], study: str | None, rater: str, side: int) -> None:
             super().__init__()
-            self.items, self.done, self.study, self.rater = items, done, study, rater
+            self.items, self.done, self.study, self.rater, self.side = items, done, study, rater, side
 
     class ImageLoaded(Message):
         """A worker decoded the current image."""
@@ -81,13 +105,14 @@ class ReaderScreen(Screen):
         self.items: list[dict] = []
         self.position = 0
         self.current: dict = {}
+        self.side = 1
+        """The common resolution every image of this rater's set is brought to."""
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="reader-status")
         with Horizontal(id="reader-body"):
-            with Container(id="reader-box", classes="image-box"):
-                yield Image(id="reader-image")
+            yield ImagePane(image_id="reader-image", id="reader-box", classes="image-box")
             with Vertical(id="reader-side"):
                 yield Static("", id="reader-choice")
                 yield Static("quality:       keys 1 (poor) .. 5 (excellent)\n"
@@ -121,24 +146,24 @@ class ReaderScreen(Screen):
 
     @work(thread=True, exclusive=True, group="reader-items")
     def build_items(self, study: str | None, rater: str) -> None:
-        """Build the blinded, shuffled list and what this rater has already rated."""
-        items, done = [], set()
+        """Build the blinded, shuffled list, its common resolution and what this rater has already rated."""
+        items, done, side = [], set(), 1
+        root = artifact_root(self.app.db_path)
         if study:
-            db = views.open_reader(self.app.db_path)
+            db = self.app.open_reader()
             try:
-                config = views.reader_study_config(db, study)
-                items = reader_items(views.synthetic_samples(db, study),
-                                     views.real_image_folder(db, self.app.db_path, study),
-                                     artifact_root(self.app.db_path), config["images_per_class"],
-                                     config["real_fraction"], study, rater)
+                settings = reader_settings(db, study)
+                items = reader_items(load_study_samples(db, study), real_image_folder(db, self.app.db_path, study),
+                                     root, settings["images_per_class"], settings["real_fraction"], study, rater)
                 done = rated_images(db, study, rater)
             finally:
                 db.conn.close()
-        self.post_message(self.ItemsReady(items, done, study, rater))
+            side = common_side(root, items)
+        self.post_message(self.ItemsReady(items, done, study, rater, side))
 
     def on_reader_screen_items_ready(self, message: ItemsReady) -> None:
         """Start at the first image this rater has not fully rated."""
-        self.study, self.items = message.study, message.items
+        self.study, self.items, self.side = message.study, message.items, message.side
         self.position = next((i for i, item in enumerate(self.items) if item["image_path"] not in message.done),
                              len(self.items))
         self._show_current()
@@ -156,22 +181,23 @@ class ReaderScreen(Screen):
             return
         if self.item is None:
             status.update(f"{self.rater}: all {len(self.items)} images rated, thank you (t = summary)")
-            self.query_one("#reader-image", Image).image = None
+            self.query_one("#reader-box", ImagePane).show(None)
             self._show_choice()
             return
         status.update(Text.assemble(("rater ", "dim"), (self.rater or "", "bold"), ("  study ", "dim"),
-                                    (self.study or "", "bold"), f"  image {self.position + 1}/{len(self.items)}"))
+                                    (self.study or "", "bold"), f"  image {self.position + 1}/{len(self.items)}",
+                                    (f"   images: {image_mode()}", "dim")))
         self._show_choice()
         self._load_image(self.item["image_path"], self.position)
 
     @work(thread=True, exclusive=True, group="reader-image")
     def _load_image(self, image_path: str, position: int) -> None:
-        image = load_reader_image(artifact_root(self.app.db_path), image_path)
+        image = load_reader_image(artifact_root(self.app.db_path), image_path, self.side)
         self.post_message(self.ImageLoaded(image, position))
 
     def on_reader_screen_image_loaded(self, message: ImageLoaded) -> None:
         if message.position == self.position:
-            self.query_one("#reader-image", Image).image = message.image
+            self.query_one("#reader-box", ImagePane).show(message.image)
 
     def _show_choice(self) -> None:
         q, p, g = (self.current.get(k) for k in ("quality", "plausibility", "guess"))
@@ -183,8 +209,13 @@ class ReaderScreen(Screen):
         item = self.item
         if item is None or not self.rater or not self.study:
             return
-        record_rating(self.app.db, self.study, self.rater, item["image_path"], item["source"], item["class_name"],
-                      **value)
+        study, rater = self.study, self.rater
+
+        def save(db) -> str:
+            record_rating(db, study, rater, item["image_path"], item["source"], item["class_name"], **value)
+            return ""
+
+        self.app.write(save, what="rating")
         self.current.update(value)
         if all(self.current.get(k) is not None for k in ("quality", "plausibility", "guess")):
             self.position += 1

@@ -15,30 +15,66 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual_plotext import PlotextPlot
 
-from xaug.store import views
+from xaug.store import artifact_root
+from xaug.store.analysis import (load_analysis, load_comparisons, load_correlations, load_headline,
+                                 load_quality_summary)
+from xaug.store.export import write_table
+from xaug.store.studies import study_classes
 from xaug.tui.messages import StoreChanged
 
 UTILITY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 DEFAULT_ALPHA = 0.05
+"""Used only before a study has a stored analysis (then there is nothing to mark)."""
 NOT_MEANINGFUL = "†"
 """Marks a quality value computed on too few images to be meaningful (`*` already marks significance)."""
-"""Used only before a study has a stored analysis (then there is nothing to mark)."""
+EXPORT_COLUMNS = ["generator", "classifier", "amount", "reference", "metric", "class_name", "n", "unit", "mean",
+                  "ci_low", "ci_high", "p_value", "p_adjusted", "test", "correction"]
+
+
+def effect_text(row: dict | None, scale: float = 100.0, ci: bool = True) -> str:
+    """`+1.23 [-0.40, +2.86]` in percentage points, written exactly as `xaug report` writes a change (its
+    comparisons table); without the CI when `ci` is False or the analysis has none; '' without a row."""
+    if row is None or row.get("mean") is None:
+        return ""
+    text = f"{row['mean'] * scale:+.2f}"
+    if ci and row.get("ci_low") is not None and row.get("ci_high") is not None:
+        text += f" [{row['ci_low'] * scale:+.2f}, {row['ci_high'] * scale:+.2f}]"
+    return text
 
 
 def delta_cell(row: dict | None, scale: float = 100.0, alpha: float = DEFAULT_ALPHA, ci: bool = True) -> Text:
-    """`+1.23 [-0.40, 2.86] *` in percentage points (without the CI when `ci` is False); green/red when
-    significant, a star for p_adjusted < alpha."""
-    if row is None or row.get("mean") is None:
+    """`effect_text` plus ` *` when the adjusted p < alpha, green/red when significant; a dim '-' without a row."""
+    text = effect_text(row, scale, ci)
+    if not text:
         return Text("-", style="dim", justify="center")
-    mean = row["mean"] * scale
-    text = f"{mean:+.2f}"
-    if ci and row.get("ci_low") is not None and row.get("ci_high") is not None:
-        text += f" [{row['ci_low'] * scale:+.2f},{row['ci_high'] * scale:+.2f}]"
     p = row.get("p_adjusted") if row.get("p_adjusted") is not None else row.get("p_value")
     significant = p is not None and p < alpha
-    text += " *" if significant else "  "
-    style = ("bold green" if mean > 0 else "bold red") if significant else ""
-    return Text(text, style=style, justify="right")
+    style = ("bold green" if row["mean"] > 0 else "bold red") if significant else ""
+    return Text(text + (" *" if significant else "  "), style=style, justify="right")
+
+
+def quality_vs_utility(quality: list[dict], headline: list[dict]) -> list[dict]:
+    """Per generator: its overall FID against the training and held-out images (`quality`, `quality_heldout`),
+    its pixel-space near-copy rate (`near_copies`), which of those were not meaningful (`not_meaningful`), and its
+    stored headline change (`utility`, `ci_low`, `ci_high`, `p_adjusted`, `n`). `quality` is
+    load_quality_summary's rows (the mean over units the report shows too); `headline` is one metric and
+    reference of load_headline's overall rows. Nothing is computed here: stored rows are put side by side."""
+    overall = {}
+    for q in quality:
+        if q["class_name"] == "" and (q["metric"] != "memorised_fraction" or q["features"] == "pixels"):
+            overall.setdefault((q["generator"], q["metric"], q["reference"]), q)
+    effects = {r["generator"]: r for r in headline if r["class_name"] == "" and r["mean"] is not None}
+    rows = []
+    for generator in sorted({g for g, _, _ in overall} & set(effects)):
+        values = {name: overall.get((generator, metric, ref)) for name, metric, ref in (
+            ("quality", "fid", "train"), ("quality_heldout", "fid", "heldout"),
+            ("near_copies", "memorised_fraction", "train"))}
+        effect = effects[generator]
+        rows.append({"generator": generator, **{k: q and q["value"] for k, q in values.items()},
+                     "not_meaningful": [k for k, q in values.items() if q and not q["meaningful"]],
+                     "utility": effect["mean"], "ci_low": effect["ci_low"], "ci_high": effect["ci_high"],
+                     "p_adjusted": effect["p_adjusted"], "n": effect["n"]})
+    return rows
 
 
 def matrix_rows(rows: list[dict]) -> tuple[list[int], list[tuple[str, str, list[dict | None]]]]:
@@ -86,7 +122,7 @@ class StudyScreen(Screen):
         yield DataTable(id="matrix", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="study-lower"):
             with Vertical(id="class-deltas-box"):
-                yield Static("per-class F1 change, points (over classifiers x common amounts)", classes="caption")
+                yield Static("per-class ΔF1, points (classifiers x common amounts)", classes="caption")
                 yield DataTable(id="class-deltas", cursor_type="none")
             with Vertical(id="qvu-box"):
                 yield PlotextPlot(id="qvu")
@@ -108,19 +144,24 @@ class StudyScreen(Screen):
 
     @work(thread=True, exclusive=True, group="study-read")
     def load(self) -> None:
-        """Read comparisons, deltas, quality and correlations of the current study."""
+        """Read the current study's stored analysis: comparisons, headline, quality and correlations."""
         study, metric, reference = self.app.study, self.metric, self.reference
         data: dict = {"study": study, "metric": metric, "reference": reference}
         if study:
-            db = views.open_reader(self.app.db_path)
+            db = self.app.open_reader()
             try:
-                data["info"] = views.study_analysis_info(db, study) or {}
-                data["choices"] = views.comparison_choices(db, study)
-                data["rows"] = views.comparison_rows(db, study, metric=metric, reference=reference)
-                data["deltas"] = views.class_f1_deltas(db, study, reference)
-                data["classes"] = views.study_classes(db, study)
-                data["qvu"] = views.quality_vs_utility(db, study, "fid", metric, reference)
-                data["correlations"] = views.list_correlations(db, study)
+                overall = load_comparisons(db, study, per_class=False)
+                data["info"] = load_analysis(db, study) or {}
+                data["choices"] = {"metrics": sorted({r["metric"] for r in overall}),
+                                   "references": sorted({r["reference"] for r in overall})}
+                data["rows"] = [r for r in overall if r["metric"] == metric and r["reference"] == reference]
+                data["deltas"] = {}
+                for row in load_headline(db, study, metric="f1", reference=reference, per_class=True):
+                    data["deltas"].setdefault(row["generator"], {})[row["class_name"]] = row
+                data["classes"] = study_classes(db, study)
+                data["qvu"] = quality_vs_utility(load_quality_summary(db, study),
+                                                 load_headline(db, study, metric=metric, reference=reference))
+                data["correlations"] = load_correlations(db, study)
             finally:
                 db.conn.close()
         self.post_message(self.StudyFetched(data))
@@ -191,10 +232,10 @@ class StudyScreen(Screen):
         """Each generator's near-copy rate and FID against both references next to its utility (stored rows)."""
         table = self.query_one("#qvu-table", DataTable)
         table.clear(columns=True)
-        table.add_columns("generator", f"Δ vs {self.data.get('reference')}", "near-copy %", "FID train",
-                          "FID held-out")
+        # short headers and no CI (the matrix above has them): the table fits half of a 120-column terminal
+        table.add_columns("generator", f"Δ vs {self.data.get('reference')[:4]}", "copy %", "FID train", "FID held")
         for p in points:
-            table.add_row(p["generator"], delta_cell({**p, "mean": p["utility"]}, alpha=self.alpha),
+            table.add_row(p["generator"], delta_cell({**p, "mean": p["utility"]}, alpha=self.alpha, ci=False),
                           *[Text("-", style="dim") if p[k] is None else
                             Text(f"{p[k] * scale:.{d}f}" + (NOT_MEANINGFUL if k in p["not_meaningful"] else ""))
                             for k, scale, d in (("near_copies", 100, 2), ("quality", 1, 2),
@@ -218,10 +259,25 @@ class StudyScreen(Screen):
         self.load()
 
     def action_export(self) -> None:
-        """Write the study's comparisons as CSV, Markdown and LaTeX."""
+        """Write the study's comparisons as CSV, Markdown and LaTeX (off the UI thread)."""
         study = self.app.study
         if not study:
             self.notify("no study to export", severity="warning")
             return
-        paths = views.export_comparisons(self.app.db, self.app.db_path, study)
-        self.notify("exported " + ", ".join(str(p) for p in paths), title="export", timeout=10)
+        self.app.write(lambda db: export_comparisons(db, self.app.db_path, study),
+                       lambda text: self.notify(text, title="export", timeout=10), "export")
+
+
+def export_comparisons(db, db_path, study: str) -> str:
+    """Write a study's comparisons (overall and per class) as CSV, Markdown and LaTeX under
+    `<artifact root>/exports/`; returns what was written, for a notification."""
+    info = load_analysis(db, study) or {}
+    unit = info.get("unit", "no stored analysis")
+    label = unit.split("unit = ", 1)[-1]
+    rows = [{**r, "unit": label}
+            for r in load_comparisons(db, study, per_class=False) + load_comparisons(db, study, per_class=True)]
+    confidence = f"{(1 - info.get('alpha', DEFAULT_ALPHA)) * 100:.0f}%"
+    paths = write_table(artifact_root(db_path) / "exports", f"{study}-comparisons", EXPORT_COLUMNS, rows,
+                        caption=f"Study {study}: change versus the reference arm (mean, {confidence} CI, paired "
+                                f"test); {unit}")
+    return "exported " + ", ".join(str(p) for p in paths)

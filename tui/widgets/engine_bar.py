@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+import datetime as _dt
+
 from rich.text import Text
 from textual.widgets import Static
 
-from xaug.store.views import engine_liveness
-from xaug.tui.widgets.job_table import format_duration
+from xaug.tui.widgets.job_table import parse_stamp, format_duration
+
+ENGINE_STALE_S = 15.0
+"""An engine whose heartbeat is older than this is shown as down (it beats every 2 s)."""
+
+
+def engine_liveness(heartbeat_at: str | None) -> tuple[bool, float | None]:
+    """(up, seconds since the heartbeat) for an engine heartbeat timestamp; recomputed as time passes."""
+    then = parse_stamp(heartbeat_at)
+    if then is None:
+        return False, None
+    age = (_dt.datetime.now(_dt.timezone.utc) - then).total_seconds()
+    return age < ENGINE_STALE_S, age
+
+
+def engine_state(engine: dict | None, paused: bool) -> dict:
+    """The bar's view of the store's engine row (None: no engine holds the store) and the pause flag."""
+    state = {"up": False, "pid": None, "host": None, "heartbeat_at": None, "heartbeat_age_s": None, "paused": paused}
+    if engine:
+        up, age = engine_liveness(engine["heartbeat_at"])
+        state.update(pid=engine["pid"], host=engine["host"], heartbeat_at=engine["heartbeat_at"],
+                     heartbeat_age_s=age, up=up)
+    return state
 
 
 def engine_line(engine: dict, gpus: list[dict], counts: dict[str, int]) -> Text:
@@ -33,7 +56,8 @@ def engine_line(engine: dict, gpus: list[dict], counts: dict[str, int]) -> Text:
         text.append("  no GPU stats", style="dim")
     text.append("  | ")
     for status, n in counts.items():
-        text.append(f"{status} {n}  ")
+        if status != "total":
+            text.append(f"{status} {n}  ")
     return text
 
 
@@ -43,7 +67,10 @@ class EngineBar(Static):
     def show(self, engine: dict, gpus: list[dict], counts: dict[str, int]) -> None:
         """Render the latest engine state."""
         self._state = (engine, gpus, counts)
-        self.update(engine_line(engine, gpus, counts))
+        self._draw(engine)
+
+    def _draw(self, engine: dict) -> None:
+        self.update(engine_line(engine, *self._state[1:]))
 
     def tick(self) -> None:
         """Age the heartbeat without a query: a dead engine commits nothing, so no store change would tell us."""
@@ -53,4 +80,4 @@ class EngineBar(Static):
         if engine.get("heartbeat_at"):
             engine = dict(engine)
             engine["up"], engine["heartbeat_age_s"] = engine_liveness(engine["heartbeat_at"])
-        self.update(engine_line(engine, gpus, counts))
+        self._draw(engine)

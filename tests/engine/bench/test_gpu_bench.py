@@ -17,7 +17,7 @@ SMOKE_ROWS = [
     ("sd_finetune train 32px without gradient checkpointing", "it/s"), ("sd sampling 32px", "images/s"),
     *[(f"{model} 32px b8 {what}", metric) for model in ("test_resnet", "test_convnext")
       for what, metric in (("train", "it/s"), ("train", "peak RSS GiB"), ("inference", "images/s"),
-                           ("train: waiting for batches", "% of step"), ("train +channels_last +fused Adam", "it/s"))],
+                           ("train: waiting for batches", "% of step"), ("train +fused Adam", "it/s"))],
     ("test_resnet 32px runs (40 images x 1 epochs): 2 jobs per CPU vs 1", "runs/hour"),
     ("ddpm train 16px", "images/s"), ("ddpm sample 16px (DPM-Solver++ 25 vs DDPM 50)", "images/s"),
     ("ddpm train+sample 16px", "peak RSS GiB"),

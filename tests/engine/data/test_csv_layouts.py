@@ -65,7 +65,8 @@ def test_image_root_filters_and_skipped_label_rows_are_counted(tmp_path):
     assert len(result.records) == 12 - 4
     assert {Path(r.source).parent for r in result.records} == {tmp_path / "images"}
     reasons = dict(result.skipped)
-    assert reasons[str(tmp_path / "images" / "c03.png")] == "on_missing_label: no label in finding (metadata.csv, row 5)"
+    assert reasons[str(tmp_path / "images" / "c03.png")] == \
+        "on_missing_label: no label in finding (metadata.csv, row 5)"
     assert reasons[str(tmp_path / "images" / "c07.png")].startswith("where: view is 'L', not one of ['PA', 'AP']")
     assert Counter(r.label for r in result.records) == {"covid19": 3, "healthy": 5}
 
@@ -81,6 +82,17 @@ def test_a_row_a_filter_skips_needs_no_path(tmp_path):
     with pytest.raises(DataError, match=r"row 10, column 'filename': empty value"):
         load_csv(covid_cfg(write_table(tmp_path, COVID_HEADER, rows), where={"view": ["PA", "AP"]},
                            on_missing_label="skip"))
+
+
+def test_a_filter_on_the_patient_column_keeps_the_ids_out_of_the_reasons(tmp_path):
+    table = write_table(tmp_path, COVID_HEADER, covid_rows())
+    result = load_csv(covid_cfg(table, where_not={"patientid": ["p0"]},
+                                where={"patientid": ["p0", "p1", "p2", "p3", "p4"]}, on_missing_label="skip"))
+    reasons = [reason for _, reason in result.skipped]
+    assert rules(result.skipped) == {"where": 2, "where_not": 2, "on_missing_label": 1}
+    assert "where_not: patientid is listed (metadata.csv, row 2)" in reasons
+    assert "where: patientid is not listed (metadata.csv, row 12)" in reasons
+    assert not any("p0" in r or "p5" in r for r in reasons)
 
 
 def test_missing_label_is_an_error_by_default_naming_file_row_and_column(tmp_path):
@@ -152,6 +164,9 @@ def test_nih_other_findings_are_an_error_unless_skipped(tmp_path):
     table = write_table(tmp_path, NIH_HEADER, nih_rows())
     with pytest.raises(DataError, match=r"row 5, column 'Finding Labels': unknown label 'Effusion'.*on_other_label"):
         load_csv(nih_cfg(table, on_other_label="error"))
+    with pytest.raises(DataError, match=r"row 2: findings No Finding include none of dataset\.csv\.priority"
+                                        r" \['Pneumonia'\]; add one, or set dataset\.csv\.on_other_label: skip"):
+        load_csv(nih_cfg(table, on_other_label="error", multiple_findings="priority", priority=["Pneumonia"]))
 
 
 def test_nih_follow_ups_of_two_classes_are_an_error_or_skipped_as_a_patient(tmp_path):
@@ -215,6 +230,11 @@ def test_chexpert_blank_skip_and_a_bad_value(tmp_path):
     table = write_table(tmp_path, CHEX_HEADER, rows)
     with pytest.raises(DataError, match=r"row 3, column 'Edema': value 'maybe' is not 1, 0, -1 or blank"):
         load_csv(chexpert_cfg(table))
+
+
+def test_filter_values_written_as_yaml_numbers_compare_as_cell_text():
+    assert CsvConfig(where={"Follow-up #": [0, 1.0, "2"]}).where == {"Follow-up #": ["0", "1.0", "2"]}
+    assert CsvConfig(where_not={"Age": [7]}).where_not == {"Age": ["7"]}
 
 
 def test_layouts_are_exclusive_and_priority_needs_a_list():

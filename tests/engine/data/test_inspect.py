@@ -27,7 +27,7 @@ dataset:
       blank: negative
     label_map: {{No Finding: healthy, Pneumonia: pneumonia, Edema: edema}}
   subsample:
-    per_class: {{healthy: {healthy}}}
+    per_class: {{healthy: {healthy}, pneumonia: 1}}
   external_test: true
 classifiers:
   - model: resnet10t
@@ -48,9 +48,9 @@ def test_inspect_prints_classes_skips_patients_and_images(tmp_path):
                                 catch_exceptions=False, env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
     lines = [" ".join(line.split()) for line in result.output.splitlines()]
-    assert "healthy 1 1 1 1 1" in lines and "pneumonia 2 2 2 2 2" in lines  # images patients target drawn...
-    assert "all 2 3 3 3 3 3" in lines
-    assert "external test set: 0 images not drawn" not in result.output
+    assert "healthy 1 1 1 1 1" in lines and "pneumonia 2 2 1 1 1" in lines  # images patients target drawn...
+    assert "all 2 3 3 2 2 2" in lines
+    assert "external test set: 1 images not drawn" in lines
     assert "where 1 patient6/view1_frontal.png: Frontal/Lateral is 'Lateral', not one of ['Frontal']" \
            " (metadata.csv, row 8)" in lines
     assert "uncertain 2 patient2/view1_frontal.png: Pneumonia is uncertain (-1) (metadata.csv, row 4)" in lines
@@ -84,8 +84,7 @@ def test_a_recipe_error_is_one_clean_line(tmp_path, monkeypatch, capsys):
 def _loaded_dataset(path):
     from xaug.engine.recipe import load_recipe
 
-    loaded = load_recipe(path)
-    return loaded.recipe.dataset.model_copy(update={"path": str(loaded.resolve(loaded.recipe.dataset.path))})
+    return load_recipe(path).dataset
 
 
 def test_loader_errors_surface_unchanged(tmp_path):

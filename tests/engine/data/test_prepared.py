@@ -123,3 +123,27 @@ def test_a_dataset_file_that_cannot_be_opened_is_named_privately(tmp_path, monke
     monkeypatch.setattr(prepared, "record_decoder", decoder)
     with pytest.raises(DataError, match=r"^a/PAT00-pseudonym_0\.png: cannot read it \(Permission denied\)$"):
         prepare_dataset(cfg, SplitsConfig(folds=2), tmp_path / "out", pseudonymise=lambda pid: f"{pid}-pseudonym")
+
+
+def test_a_csv_file_skipped_is_stored_without_its_folders(tmp_path):
+    rows = [(f"train/patient{p:05d}/view1.png", "ab"[p % 2], f"patient{p:05d}") for p in range(8)]
+    for n, (path, _, _) in enumerate(rows[:-1]):
+        write_png(tmp_path / path, 80, seed=n)  # the last row's file is missing
+    table = tmp_path / "meta.csv"
+    table.write_text("path,label,patient_id\n" + "".join(f"{p},{label},{s}\n" for p, label, s in rows))
+    cfg = DatasetConfig(source="csv", path=str(table), image_size=16, on_unreadable="skip")
+    report = prepare_dataset(cfg, SplitsConfig(folds=2), tmp_path / "out", pseudonymise=lambda text: "h" * 16)
+    assert report.skipped == [("file-hhhhhhhhhhhhhhhh.png", "file not found (listed in meta.csv, row 9)")]
+    assert "patient0000" not in (tmp_path / "out" / "index.json").read_text()
+
+
+def test_private_paths_of_a_csv_with_an_image_root():
+    from xaug.engine.data.pseudonyms import PrivatePaths
+    from xaug.engine.recipe.schema import CsvConfig
+
+    cfg = DatasetConfig(source="csv", path="/site/meta.csv", csv=CsvConfig(image_root="images"))
+    private = PrivatePaths(cfg, lambda text: f"<{text}>")
+    assert private.name("/site/images/p1/a.png") == "file-<p1/a.png>.png"
+    assert private.name("/elsewhere/p1/a.png") == "file-</elsewhere/p1/a.png>.png"  # outside: hashed whole
+    assert private.name("meta.csv, row 7") == "meta.csv, row 7"  # a row without a file names no one
+    assert private.scrub("/site/images/p2/b.png: not found") == "file-<p2/b.png>.png: not found"

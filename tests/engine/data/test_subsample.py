@@ -54,6 +54,15 @@ def test_draw_is_seeded():
     assert not np.array_equal(draw_subsample(recs, CLASSES, cfg).selected, other)
 
 
+def test_a_gap_left_by_the_greedy_draw_is_filled_exactly():
+    recs = records({"bacterial": [2, 2, 3], "healthy": [4, 4, 1, 3], "viral": [1]})
+    targets = {"bacterial": 5, "healthy": 7, "viral": 1}
+    for seed in range(8):  # whichever order the seed draws, some set of whole patients hits each target
+        draw = draw_subsample(recs, CLASSES, SubsampleConfig(per_class=targets, seed=seed))
+        assert Counter(recs[i].label for i in draw.selected) == targets
+        assert not {recs[i].patient_id for i in draw.selected} & {recs[i].patient_id for i in draw.rest}
+
+
 def test_target_that_patients_cannot_hit_stops_just_below():
     recs = records({"bacterial": [2] * 5, "healthy": [1] * 4, "viral": [3] * 3})
     draw = draw_subsample(recs, CLASSES, SubsampleConfig(per_class={"bacterial": 5, "viral": 4}))
@@ -73,6 +82,28 @@ def test_fraction_per_class():
     recs = records({"bacterial": [1] * 40, "healthy": [1] * 100, "viral": [2] * 10})
     draw = draw_subsample(recs, CLASSES, SubsampleConfig(fraction=0.25))
     assert {d.class_name: d.selected_images for d in draw.draws} == {"bacterial": 10, "healthy": 25, "viral": 4}
+
+
+def test_external_test_set_is_the_rest_or_at_most_a_cap_per_class():
+    from xaug.engine.data.subsample import study_and_external
+    from xaug.engine.recipe.schema import DatasetConfig
+
+    recs = records({"bacterial": [1] * 40, "healthy": [2] * 30 + [1] * 10, "viral": [1] * 8})
+    subsample = SubsampleConfig(per_class={"bacterial": 10, "healthy": 20, "viral": 5})
+    whole = study_and_external(recs, CLASSES, DatasetConfig(subsample=subsample))
+    assert len(whole.rest) == 0 and len(whole.selected) == 35
+    rest = study_and_external(recs, CLASSES, DatasetConfig(subsample=subsample, external_test=True))
+    assert np.array_equal(rest.selected, whole.selected) and len(rest.rest) == len(recs) - 35
+    capped = study_and_external(recs, CLASSES, DatasetConfig(subsample=subsample, external_test=True,
+                                                             external_test_per_class=12))
+    assert np.array_equal(capped.selected, whole.selected) and set(capped.rest) <= set(rest.rest)
+    assert Counter(recs[i].label for i in capped.rest) == {"bacterial": 12, "healthy": 12, "viral": 3}
+    cap_patients = {recs[i].patient_id for i in capped.rest}
+    assert not cap_patients & {recs[i].patient_id for i in capped.selected}
+    assert all(recs[i].patient_id not in cap_patients for i in set(rest.rest) - set(capped.rest))  # whole patients
+    with pytest.raises(DataError, match="the subsample drew every image, so the external test set would be empty"):
+        study_and_external(recs, CLASSES, DatasetConfig(subsample=SubsampleConfig(fraction=0.999),
+                                                        external_test=True))
 
 
 def test_prepared_subsample_with_external_test_set(tmp_path):

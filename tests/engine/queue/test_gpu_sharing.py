@@ -53,6 +53,13 @@ def test_no_gpu_is_drained_when_whole_held_gpus_will_free_up_on_their_own():
     assert policy.gpus_for("wide", 1, freed) == [0]
 
 
+def test_a_gpu_of_unknown_memory_running_a_small_job_is_never_drained_it_frees_on_its_own():
+    policy = GpuReservation()
+    gpus = [GpuSlot(0, None, 4 * GB, 1), GpuSlot(1, 80 * GB, 10 * GB, 1)]
+    assert policy.gpus_for("wide", 1, gpus) is None and policy.draining == []
+    assert policy.gpus_for("small", 1, gpus, memory_mb=4 * GB) == [1]
+
+
 def test_a_blocked_small_job_drains_one_gpu_until_it_fits():
     policy = GpuReservation()
     full = [GpuSlot(0, 80 * GB, 75 * GB, 5), GpuSlot(1, 80 * GB, 78 * GB, 6)]
@@ -149,3 +156,25 @@ def test_measured_peaks_let_later_jobs_of_the_group_share(engine_on, qdb):
     executor.finish(engine, "m0")
     assert sorted(executor.handles) == ["m0", "m1", "m2", "m3"]  # ~12.3 GB each now: all three fit together
     assert engine.gpu_slots()[0].jobs == 3
+
+
+@pytest.mark.gpu
+def test_the_engine_runs_jobs_side_by_side_on_one_real_gpu(store_path, qdb, fake_kinds):
+    """On a CUDA machine: three jobs declared at 2 GB share GPU 0 (their run times overlap), each worker records its
+    peak, and the GPU's memory is found without torch (nvidia-ml-py or nvidia-smi)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from queue_helpers import run_engine
+
+    from xaug.store.jobs import load_job
+
+    jobs = [fake(f"g{i}", gpus=1, gpu_memory_mb=2 * GB, cuda_mb=256, steps=4, sleep=1.0) for i in range(3)]
+    submit(qdb, jobs)
+    engine = run_engine(store_path, gpus=[0], timeout=120)
+    assert engine.gpu_memory.get(0, 0) > 4 * GB
+    rows = [load_job(qdb, job.key) for job in jobs]
+    assert [r["status"] for r in rows] == ["done"] * 3 and all(r["gpus"] == "0" for r in rows), rows
+    assert max(r["started_at"] for r in rows) < min(r["ended_at"] for r in rows)  # all three ran at once
+    assert all(r["peak_gpu_memory_mb"] >= 256 for r in rows)

@@ -1,4 +1,5 @@
-"""The TUI's store functions: queue listing, liveness, study queries and the reader-study ratings."""
+"""The store read functions the TUI shares with the CLI: queue listing and order, read-only connections, study
+queries, and the reader-study ratings."""
 
 from __future__ import annotations
 
@@ -7,39 +8,62 @@ import sqlite3
 import pytest
 
 from xaug.store.errors import StoreError
-from xaug.store import open_store, views
+from xaug.store import open_store
+from xaug.store.db import store_errors
+from xaug.store.analysis import load_analysis, load_comparisons, load_headline, load_quality_summary
+from xaug.store.jobs import QUEUE_ORDER, list_jobs, load_job_deps, study_counts
 from xaug.store.ratings import load_ratings, rated_images, rating_summary, record_rating
+from xaug.store.studies import study_classes
+from xaug.tui.screens.study import quality_vs_utility
+from xaug.tui.widgets.engine_bar import engine_liveness
 
 
-def test_list_queue_filters_and_counts(fake_store):
+def test_list_jobs_filters_orders_and_counts(fake_store):
     db = open_store(fake_store)
-    assert len(views.list_queue(db)) == 12
-    failed = views.list_queue(db, status="failed")
+    rows = list_jobs(db, order="queue", with_deps=False)
+    assert len(rows) == 12 and "config_json" in rows[0]
+    assert set(list_jobs(db, fields=("label",), with_deps=False)[0]) == {"key", "status", "label", "studies"}
+    ranks = [QUEUE_ORDER.index(r["status"]) for r in rows]
+    assert ranks == sorted(ranks) and rows[0]["status"] == "running"
+    failed = list_jobs(db, status="failed", with_deps=False)
     assert [r["key"] for r in failed] == ["f" * 64] and failed[0]["studies"] == "demo"
-    assert views.list_queue(db, study="other") == []
-    assert views.queue_counts(db) == {"queued": 1, "running": 1, "done": 8, "failed": 1, "cancelled": 1, "blocked": 0}
+    assert list_jobs(db, study="other") == []
+    assert [r["key"] for r in list_jobs(db, status="failed")] == ["f" * 64]  # with deps: filtered afterwards
+    assert study_counts(db, None) == {"queued": 1, "running": 1, "done": 8, "failed": 1, "cancelled": 1,
+                                      "blocked": 0, "total": 12}
 
 
-def test_engine_liveness_and_reader(fake_store, tmp_path):
-    up, age = views.engine_liveness("2020-01-01T00:00:00+00:00")
+def test_engine_liveness_and_read_only_connections(fake_store, tmp_path):
+    up, age = engine_liveness("2020-01-01T00:00:00+00:00")
     assert not up and age > 1e7
-    assert views.engine_liveness(None) == (False, None)
-    assert views.engine_status(views.open_reader(fake_store))["up"]
+    assert engine_liveness(None) == (False, None)
+    reader = open_store(fake_store, read_only=True)
+    assert len(list_jobs(reader)) == 12
+    with pytest.raises(StoreError, match="read-only"), store_errors(fake_store):
+        record_rating(reader, "demo", "ann", "a.png", "gan", "viral", quality=3)
     with pytest.raises(StoreError, match="no store at"):
-        views.open_reader(tmp_path / "missing.db")
+        open_store(tmp_path / "missing.db", read_only=True)
+    assert not (tmp_path / "missing.db").exists()
 
 
 def test_study_queries(fake_store):
     db = open_store(fake_store)
-    rows = views.comparison_rows(db, "demo", metric="accuracy", reference="baseline")
+    rows = load_comparisons(db, "demo", metric="accuracy", reference="baseline", per_class=False)
     assert [(r["generator"], r["amount"]) for r in rows] == [("ddpm", 100), ("ddpm", 500), ("gan", 100), ("gan", 500)]
-    assert views.class_f1_deltas(db, "demo")["ddpm"]["covid19"]["mean"] == pytest.approx(0.04)  # stored headline
-    assert views.study_analysis_info(db, "demo")["unit"] == "n = 5 units; unit = fold (seeds averaged within a fold)"
-    qvu = views.quality_vs_utility(db, "demo")
+    assert len(load_comparisons(db, "demo", per_class=True)) == 12
+    f1 = {(r["generator"], r["class_name"]): r for r in load_headline(db, "demo", metric="f1", per_class=True)}
+    assert f1[("ddpm", "covid19")]["mean"] == pytest.approx(0.04)  # stored headline
+    assert load_analysis(db, "demo")["unit"] == "n = 5 units; unit = fold (seeds averaged within a fold)"
+    qvu = _qvu(db)
     assert [p["generator"] for p in qvu] == ["ddpm", "gan"] and qvu[0]["quality"] == 40.0
-    assert views.dependency_of_kind(db, "e" * 64, "train_classifier") == "c" * 64
-    assert views.evaluation_key(db, "c" * 64) == "e" * 64
-    assert views.reader_study_config(db, "demo") == {"images_per_class": 2, "real_fraction": 0.25}
+    assert {j["kind"] for j in load_job_deps(db, "e" * 64).values()} == {"prepare_data", "train_classifier"}
+    assert [j["key"] for j in load_job_deps(db, "c" * 64, dependents=True).values()] == ["e" * 64]
+    assert study_classes(db, "demo") == ["healthy", "viral", "covid19"]
+
+
+def _qvu(db, metric="accuracy", reference="baseline"):
+    return quality_vs_utility(load_quality_summary(db, "demo"), load_headline(db, "demo", metric=metric,
+                                                                              reference=reference))
 
 
 def test_ratings_upsert_validate_and_summarise(store_db):
@@ -77,19 +101,18 @@ def _add_quality(db_path, *, meaningful: int = 1) -> None:
 def test_quality_vs_utility_has_both_references_and_the_near_copy_rate(fake_store):
     _add_quality(fake_store, meaningful=0)
     db = open_store(fake_store)
-    qvu = {p["generator"]: p for p in views.quality_vs_utility(db, "demo")}
+    qvu = {p["generator"]: p for p in _qvu(db)}
     assert qvu["gan"]["quality"] == 65.0 and qvu["gan"]["quality_heldout"] == 70.0
     assert qvu["gan"]["near_copies"] == pytest.approx(0.02)  # the pixel-space rate, not the feature-space one
     assert qvu["ddpm"]["near_copies"] == 0.0 and qvu["ddpm"]["not_meaningful"] == ["quality_heldout"]
-    headline = {r["generator"]: r for r in views.headline_rows(db, "demo", metric="accuracy")}
+    headline = {r["generator"]: r for r in load_headline(db, "demo", metric="accuracy", reference="baseline",
+                                                          per_class=False)}
     assert qvu["ddpm"]["utility"] == pytest.approx(headline["ddpm"]["mean"]) and qvu["ddpm"]["n"] == 5
-    duplicate = {p["generator"]: p for p in views.quality_vs_utility(db, "demo", reference="duplicate")}
+    duplicate = {p["generator"]: p for p in _qvu(db, reference="duplicate")}
     assert duplicate["gan"]["utility"] == pytest.approx(headline["gan"]["mean"] / 2)
 
 
 def test_quality_summary_averages_units_and_keeps_flags(fake_store):
-    from xaug.store.analysis import load_quality_summary
-
     _add_quality(fake_store, meaningful=0)
     with sqlite3.connect(fake_store) as conn:  # a second unit of ddpm, meaningful: the mean is not meaningful
         conn.execute("UPDATE jobs SET config_json = ? WHERE key = ?",
