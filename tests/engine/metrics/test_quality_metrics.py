@@ -127,7 +127,7 @@ def test_take_fixed_is_deterministic_and_bounded():
 
 def test_missing_inception_weights_fail_fast_without_download(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    torch.hub.set_dir(str(tmp_path / "torch-home" / "hub"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)  # follow TORCH_HOME; restored after the test
     start = time.monotonic()
     with pytest.raises(WeightsError, match="inception_weights"):
         inception_space(None)
