@@ -21,6 +21,9 @@ from importlib.metadata import EntryPoint, entry_points
 
 GENERATORS = "xaug.generators"
 """Entry-point group of generators: name -> a module (or an object in it) whose import registers the generator."""
+GENERATOR_PARAMS = "xaug.generator_params"
+"""Optional entry-point group: generator name -> its params model in a module free of torch, so that loading a recipe
+validates params without importing model code (a generator without one is imported to reach its params)."""
 JOB_KINDS = "xaug.job_kinds"
 """Entry-point group of job kinds: name -> the kind's `run(ctx)` function."""
 

@@ -125,11 +125,11 @@ def _classifier_needs(loaded):
 def _base_model_needs(loaded):
     from pydantic import ValidationError
 
-    from xaug.engine.generators.registry import get_generator
+    from xaug.engine.generators.registry import params_class
 
     for g, gen in enumerate(loaded.recipe.generators):
         try:
-            params = get_generator(gen.model).config_class.model_validate(gen.params)
+            params = params_class(gen.model).model_validate(gen.params)
         except (KeyError, ValidationError):
             continue  # the recipe's own validation reports it
         base_model = getattr(params, "base_model", None)

@@ -69,10 +69,7 @@ def test_the_import_probe_can_fail():
     assert _modules_loaded_by("import xaug.engine.generators.gan") != []
 
 
-@pytest.mark.xfail(strict=True, reason="the generator registry imports a generator's module (gan.py, ddpm.py: torch) "
-                   "to reach its params class, though GAN and SD params now sit in torch-free modules (gan_config.py, "
-                   "sd_params.py); classifier names are checked with timm.list_models(). Passes once the registry "
-                   "reaches params without the model and the timm check runs at check/submit time")
 def test_loading_a_recipe_imports_no_model_library():
     assert _modules_loaded_by("from xaug.engine.recipe import load_recipe\n"
-                              "load_recipe('recipes/quickstart.yaml')") == []
+                              "load_recipe('recipes/quickstart.yaml')\n"
+                              "load_recipe('recipes/paper.yaml')") == []  # all five generators

@@ -92,9 +92,10 @@ def submit(
     Example: xaug submit recipes/paper.yaml --store runs/paper.db
     """
     from xaug.engine.queue.submit import submit_recipe
-    from xaug.engine.recipe import load_recipe
+    from xaug.engine.recipe import check_models, load_recipe
 
     loaded = load_recipe(recipe)
+    check_models(loaded)  # timm's names: imports torch, so not part of loading
     db = open_or_create_store(store)
     _, counts = submit_recipe(db, loaded, priority=priority)
     if as_json:

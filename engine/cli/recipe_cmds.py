@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from xaug.engine.cli import recipe_app
-from xaug.engine.recipe import load_recipe, recipe_json_schema
+from xaug.engine.recipe import check_models, load_recipe, recipe_json_schema
 
 console = Console(soft_wrap=True)
 
@@ -25,6 +25,7 @@ def check(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")]) -> 
     from xaug.engine.weights import check_weights
 
     loaded = load_recipe(recipe)
+    check_models(loaded)  # timm's names: imports torch, so not part of loading
     r = loaded.recipe
     if r.dataset.source != "phantom":
         _print_classes(loaded)

@@ -34,11 +34,12 @@ def plan(
     """
     from xaug.engine.planner import KIND_ORDER, plan_study
     from xaug.engine.queue.engine import ensure_own_store
-    from xaug.engine.recipe import load_recipe
+    from xaug.engine.recipe import check_models, load_recipe
     from xaug.store import open_store
     from xaug.store.jobs import job_statuses
 
     loaded = load_recipe(recipe)
+    check_models(loaded)  # timm's names: imports torch, so not part of loading
     jobs = plan_study(loaded)
     path = ensure_own_store(store or default_store())
     statuses = job_statuses(open_store(path), [j.key for j in jobs]) if path.exists() else {}
@@ -122,11 +123,12 @@ def run(
     from xaug.engine.daemon import parse_gpus
     from xaug.engine.queue.engine import Engine
     from xaug.engine.queue.submit import submit_recipe
-    from xaug.engine.recipe import load_recipe
+    from xaug.engine.recipe import check_models, load_recipe
     from xaug.store import open_store
     from xaug.store.jobs import is_paused, study_finished
 
     loaded = load_recipe(recipe)
+    check_models(loaded)  # timm's names: imports torch, so not part of loading
     name = loaded.recipe.name
     # Small CPU models use one core far better than two: one job per core beats one job with many threads.
     jobs = jobs or max(1, min(4, os.cpu_count() or 1))

@@ -16,31 +16,11 @@ from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
 from xaug.engine.generators.registry import register_generator
 from xaug.engine.generators.sd_method import SdMethod
 from xaug.engine.generators.sd_model import Parts
-from xaug.engine.generators.sd_params import SdParams
+from xaug.engine.generators.sd_params import LoraConfig, SdParams
 from xaug.engine.generators.sd_sampling import sample_sd
 from xaug.engine.generators.sd_training import train_sd
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
-
-
-class LoraConfig(SdParams):
-    """LoRA adapters on Stable Diffusion's UNet attention layers."""
-
-    steps: int = Field(5000, ge=1)
-    """Optimizer steps."""
-    lr: float = Field(1e-4, gt=0)
-    """Learning rate (the diffusers LoRA example's default)."""
-    rank: int = Field(4, ge=1)
-    """LoRA rank r."""
-    alpha: float | None = Field(None, gt=0)
-    """LoRA alpha (scale = alpha / rank); defaults to the rank."""
-    target_modules: list[str] = ["to_k", "to_q", "to_v", "to_out.0"]
-    """UNet modules that get adapters (the attention projections)."""
-    dropout: float = Field(0.0, ge=0, lt=1)
-    """Dropout on the LoRA path."""
-    lora_scale: float = Field(1.0, ge=0)
-    """Scale of the LoRA update when sampling (0: the base model, 1: the full adapter; the paper tried 0.5 and
-    1.0); a `sample` call may override it."""
 
 
 class LoraMethod(SdMethod):

@@ -18,7 +18,7 @@ from typing import Callable
 from pydantic import BaseModel
 
 from xaug.engine.generators.base import GeneratorImpl
-from xaug.engine.plugins import GENERATORS, NOT_INSTALLED, plugin_entry_points, provider
+from xaug.engine.plugins import GENERATOR_PARAMS, GENERATORS, NOT_INSTALLED, plugin_entry_points, provider
 
 
 PATH_PARAMS = ("base_model", "pipeline", "lora")
@@ -80,3 +80,16 @@ def get_generator(name: str) -> GeneratorEntry:
         raise KeyError(f"unknown generator '{name}'.{suggest(name, known)} Known generators: "
                        f"{', '.join(known) or NOT_INSTALLED}")
     return _REGISTRY[name]
+
+
+def params_class(name: str) -> type[BaseModel]:
+    """The params model of generator `name`: from the `xaug.generator_params` entry point when its package declares
+    one (a torch-free module: loading a recipe then imports no model library), else from the registered generator
+    (importing it). Raises KeyError like get_generator for an unknown or broken generator."""
+    point = plugin_entry_points(GENERATOR_PARAMS).get(name)
+    if point is not None and name in plugin_entry_points(GENERATORS):
+        try:
+            return point.load()
+        except Exception:  # noqa: BLE001  the generator's own import then says what is wrong
+            pass
+    return get_generator(name).config_class

@@ -15,20 +15,9 @@ from pydantic import Field
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
 from xaug.engine.generators.registry import register_generator
 from xaug.engine.generators.sd_method import SdMethod
-from xaug.engine.generators.sd_params import SdParams
+from xaug.engine.generators.sd_params import SdFinetuneConfig, SdParams
 from xaug.engine.generators.sd_sampling import sample_sd
 from xaug.engine.generators.sd_training import train_sd
-
-
-class SdFinetuneConfig(SdParams):
-    """Full fine-tune of Stable Diffusion's UNet (and optionally its text encoder) on captioned images."""
-
-    steps: int = Field(5000, ge=1)
-    """Optimizer steps."""
-    lr: float = Field(1e-5, gt=0)
-    """Learning rate (the diffusers text-to-image example's default)."""
-    train_text_encoder: bool = False
-    """Also fine-tune the CLIP text encoder (more memory; the paper kept it frozen)."""
 
 
 class FinetuneMethod(SdMethod):

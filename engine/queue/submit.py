@@ -16,8 +16,10 @@ def submit_recipe(db: sqlite_utils.Database, loaded, jobs: list[PlannedJob] | No
     missing weight or a data problem is a WeightsError or DataError before anything is queued.
     """
     from xaug.engine.data.sources import check_dataset
+    from xaug.engine.recipe import check_models
     from xaug.engine.weights import check_weights
 
+    check_models(loaded)
     check_weights(loaded)
     check_dataset(loaded)
     if jobs is None:

@@ -20,7 +20,6 @@ def semantic_problems(loaded: "LoadedRecipe") -> list[tuple["Loc", str]]:
         *_dataset_problems(loaded),
         *_split_problems(loaded),
         *_amount_problems(loaded),
-        *_classifier_problems(loaded),
         *_path_problems(loaded),
         *_generator_params_problems(loaded),
         *_multi_gpu_problems(loaded),
@@ -146,6 +145,12 @@ def _amount_problems(loaded):
                 f"generator '{gen.name}' would never be used: no positive amount (add e.g. 100 to amounts)")
 
 
+def model_problems(loaded) -> list[tuple["Loc", str]]:
+    """Classifier names timm does not know. Not part of loading (importing timm imports torch, and loading a recipe
+    imports no model library): `check_models` runs it at `xaug recipe check`, plan and submit."""
+    return list(_classifier_problems(loaded))
+
+
 def _classifier_problems(loaded):
     import timm
 
@@ -175,11 +180,11 @@ def _generator_params_problems(loaded):
     pretrained_pipeline's folders), so that a missing one fails here rather than in a queued job."""
     from pydantic import ValidationError
 
-    from xaug.engine.generators.registry import get_generator
+    from xaug.engine.generators.registry import params_class
 
     for g, gen in enumerate(loaded.recipe.generators):
         try:
-            params = get_generator(gen.model).config_class.model_validate(gen.params)
+            params = params_class(gen.model).model_validate(gen.params)
         except (KeyError, ValidationError):
             continue  # reported by the params validation
         check = getattr(params, "recipe_problems", None)

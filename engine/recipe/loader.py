@@ -108,13 +108,30 @@ def parse_recipe(text: str, path: Path | None = None) -> LoadedRecipe:
 
         problems = [Problem(loc, msg) for loc, msg in semantic_problems(loaded)]
     if problems:
-        located = [Problem(p.loc, p.message, _line_of(root, p.loc)) for p in problems]
-        located.sort(key=lambda p: (p.line or 0))
-        if len(located) == 1:  # one problem, one line
-            raise RecipeError(located[0].render(filename))
-        raise RecipeError(f"{filename}: {len(located)} problems:\n" + "\n".join("  " + p.render(filename)
-                                                                               for p in located))
+        _raise_located(problems, root, filename)
     return loaded
+
+
+def check_models(loaded: LoadedRecipe) -> None:
+    """Raise a located RecipeError when a classifier names a model timm does not have (imports timm, hence torch:
+    run by `xaug recipe check`, plan and submit, not by loading)."""
+    from xaug.engine.recipe.checks import model_problems
+
+    problems = [Problem(loc, msg) for loc, msg in model_problems(loaded)]
+    if problems:
+        filename = str(loaded.path) if loaded.path else "<recipe>"
+        _raise_located(problems, yaml.compose(loaded.text, Loader=yaml.SafeLoader) if loaded.text else None,
+                       filename)
+
+
+def _raise_located(problems: list[Problem], root, filename: str) -> None:
+    """One RecipeError for all problems, each with its line in the YAML (`root`: the composed document, or None)."""
+    located = [Problem(p.loc, p.message, _line_of(root, p.loc) if root is not None else None) for p in problems]
+    located.sort(key=lambda p: (p.line or 0))
+    if len(located) == 1:  # one problem, one line
+        raise RecipeError(located[0].render(filename))
+    raise RecipeError(f"{filename}: {len(located)} problems:\n" + "\n".join("  " + p.render(filename)
+                                                                           for p in located))
 
 
 def recipe_json_schema() -> dict:
@@ -138,7 +155,7 @@ def _schema_problems(data: dict) -> list[Problem]:
 
 def _generator_params_problems(data: dict) -> list[Problem]:
     """Validate `generators[i].params` with the schema the named generator registered."""
-    from xaug.engine.generators.registry import generator_names, get_generator, suggest
+    from xaug.engine.generators.registry import generator_names, params_class, suggest
 
     problems: list[Problem] = []
     generators = data.get("generators") or []
@@ -157,7 +174,7 @@ def _generator_params_problems(data: dict) -> list[Problem]:
         if not isinstance(params, dict):
             continue
         try:
-            config_class = get_generator(name).config_class
+            config_class = params_class(name)
         except KeyError as exc:  # a plugin generator that does not import or register
             problems.append(Problem(("generators", i, "model"), exc.args[0]))
             continue

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from xaug.store.errors import RecipeError
 from xaug.engine.generators.registry import generator_names, get_generator
 from xaug.engine.jobs import job_function, job_kinds
-from xaug.engine.plugins import GENERATORS, JOB_KINDS, plugin_entry_points
+from xaug.engine.plugins import GENERATOR_PARAMS, GENERATORS, JOB_KINDS, plugin_entry_points
 from xaug.engine.recipe import parse_recipe
 
 HERE = Path(__file__).resolve().parent
@@ -38,7 +38,7 @@ resources: {device: cpu, max_attempts: 1}
 
 def test_xaugs_own_entry_points_are_installed_as_pyproject_declares_them():
     declared = tomllib.loads((HERE.parents[1] / "pyproject.toml").read_text())["project"]["entry-points"]
-    for group in (GENERATORS, JOB_KINDS):
+    for group in (GENERATORS, GENERATOR_PARAMS, JOB_KINDS):
         installed = {name: point.value for name, point in plugin_entry_points(group).items()
                      if point.dist is not None and point.dist.name == "xaug"}
         assert installed == declared[group], f"reinstall xaug (pip install -e .): {group} is stale"
@@ -101,3 +101,12 @@ def test_a_plugin_that_registers_nothing_or_fails_to_import_or_a_misspelt_name_i
         parse_recipe(RECIPE.replace("model: flat", "model: flta"))
     with pytest.raises(RecipeError, match=r"generators\[0\]\.params\.noise"):
         parse_recipe(RECIPE.replace("noise: 2", "noise: 99"))
+
+
+def test_each_declared_params_model_is_the_one_its_generator_registers():
+    from xaug.engine.generators.registry import params_class
+
+    declared = plugin_entry_points(GENERATOR_PARAMS)
+    assert set(declared) == {"gan", "ddpm", "sd_finetune", "dreambooth", "lora", "pretrained_pipeline"}
+    for name in declared:
+        assert params_class(name) is get_generator(name).config_class, name

@@ -70,7 +70,12 @@ def test_missing_required_key(tmp_path):
 
 
 def test_unknown_timm_model_suggests(tmp_path):
-    message = _error(tmp_path, GOOD.replace("model: resnet10t", "model: resnet5O"))
+    from xaug.engine.recipe import check_models
+
+    loaded = load_recipe(_write(tmp_path, GOOD.replace("model: resnet10t", "model: resnet5O")))  # loading: no timm
+    with pytest.raises(RecipeError) as info:
+        check_models(loaded)
+    message = str(info.value)
     assert ":8: classifiers[0].model: timm has no model 'resnet5O'" in message
     assert "Did you mean" in message
 
