@@ -64,8 +64,7 @@ def serve(
         engine = slurm_engine(store, max_jobs=max_jobs, poll_s=poll, grace_s=grace)
     else:
         engine = Engine(store, cpu_slots=cpu_slots, gpus=parse_gpus(gpus), poll_s=poll, grace_s=grace)
-    engine.start()
-    engine.run()
+    engine.run()  # starts it, with SIGTERM/SIGINT already handled
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -211,9 +211,16 @@ class Engine:
         """Loop until SIGTERM/SIGINT, `request_stop()`, or `until()` returns True; then shut down cleanly.
 
         If the store fails (disk full, made read-only) the workers are stopped and StoreError is raised."""
-        if not self.started:
-            self.start()
-        previous = self._install_signals()
+        previous = self._install_signals()  # before start: a SIGTERM while the engine takes its lock stops it cleanly
+        try:
+            if not self.started:
+                self.start()
+            self._loop(until, on_step)
+        finally:
+            self._restore_signals(previous)
+
+    def _loop(self, until, on_step) -> None:
+        """Step until stopped (see run), then shut down: workers checkpoint, the lock is dropped."""
         try:
             with store_errors(self.store_path):
                 while not self._stop.is_set():
@@ -228,7 +235,6 @@ class Engine:
             raise
         finally:
             self.shutdown()
-            self._restore_signals(previous)
 
     def _install_signals(self) -> dict:
         if threading.current_thread() is not threading.main_thread():
