@@ -128,6 +128,28 @@ def test_a_second_engine_on_the_same_store_is_refused(store_path, qdb, fake_kind
     assert daemon.returncode == 0
 
 
+def test_a_sigterm_while_the_engine_takes_its_lock_stops_it_cleanly(store_path):
+    # The TERM arrives right after the engine took the store's lock, before its loop: it must stop cleanly (exit 0,
+    # lock dropped), not die of the default action (exit -15) with its row left behind.
+    code = (
+        "import os, signal\n"
+        "from xaug.engine.queue.engine import Engine\n"
+        "engine = Engine(%r, gpus=[], poll_s=0.05)\n"
+        "took_lock = engine._start\n"
+        "def start_then_term():\n"
+        "    took_lock()\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "engine._start = start_then_term\n"
+        "engine.run()\n"
+        "print('stopped', engine.stopping)\n" % str(store_path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "stopped True"
+    from xaug.store import open_store
+
+    assert q.load_engine(open_store(store_path)) is None
+
+
 def test_scheduler_does_not_import_torch_or_textual():
     code = ("import sys, xaug.engine.queue.engine, xaug.engine.queue.worker, xaug.engine.daemon, xaug.engine.planner;"
             " print(sorted(m for m in ('torch', 'textual', 'timm') if m in sys.modules))")
