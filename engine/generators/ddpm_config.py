@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from xaug.engine.generators.pixel_params import PixelGeneratorParams
 
 
-class DdpmConfig(BaseModel):
+class DdpmConfig(PixelGeneratorParams):
     """Settings of the pixel-space DDPM (`model: ddpm`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     resolution: int = Field(64, ge=8, le=1024)
     """Side of generated images in pixels; must be divisible by 2**(levels - 1). Training images are resized to it."""
@@ -55,20 +55,6 @@ class DdpmConfig(BaseModel):
     """Sampling scheduler: ddpm (ancestral, the paper: 250 steps), ddim, or dpmsolver++ (DPM-Solver++ 2M)."""
     sample_steps: int = Field(25, ge=1)
     """Denoising steps when sampling (the paper's DDPM: 250)."""
-    grid_every: int = Field(1000, ge=1)
-    """Record a grid of EMA samples every this many steps (and at the end)."""
-    grid_per_class: int = Field(4, ge=1, le=16)
-    """Images per class in each grid."""
-    checkpoint_every: int = Field(1000, ge=1)
-    """Save a resumable checkpoint every this many steps (and whenever the job is asked to stop)."""
-    sample_batch_size: int = Field(64, ge=1)
-    """Images denoised together when sampling."""
-    amp: bool = True
-    """bf16 mixed precision on a GPU (the job turns it off when the recipe's resources.amp is false)."""
-    channels_last: bool = True
-    """Use the channels-last memory format on a GPU."""
-    compile: bool = False
-    """torch.compile the U-Net on a GPU."""
 
     @model_validator(mode="after")
     def _check_shapes(self):

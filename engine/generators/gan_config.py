@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from xaug.engine.generators.pixel_params import PixelGeneratorParams
 
 
-class GanConfig(BaseModel):
+class GanConfig(PixelGeneratorParams):
     """Settings of the StyleGAN2-ADA-style GAN (`model: gan`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     resolution: int = Field(64, ge=8, le=1024)
     """Side of generated images in pixels (a power of two); training images are resized to it."""
@@ -58,18 +58,6 @@ class GanConfig(BaseModel):
     """Truncation when sampling (1: none; lower trades diversity for fidelity)."""
     grid_every: int = Field(500, ge=1)
     """Record a grid of EMA samples every this many steps (and at the end)."""
-    grid_per_class: int = Field(4, ge=1, le=16)
-    """Images per class in each grid."""
-    checkpoint_every: int = Field(1000, ge=1)
-    """Save a resumable checkpoint every this many steps (and whenever the job is asked to stop)."""
-    sample_batch_size: int = Field(64, ge=1)
-    """Images generated per forward pass when sampling."""
-    amp: bool = True
-    """bf16 mixed precision on a GPU (the job turns it off when the recipe's resources.amp is false)."""
-    channels_last: bool = True
-    """Use the channels-last memory format on a GPU."""
-    compile: bool = False
-    """torch.compile the networks for training on a GPU (slower start, faster steps)."""
 
     @model_validator(mode="after")
     def _power_of_two(self):
