@@ -23,7 +23,6 @@ from typing import Literal
 import torch
 
 Mode = Literal["auto", "no", "bf16", "fp16"]
-MODES = ("auto", "no", "bf16", "fp16")
 
 
 def autocast_dtype(device: str, amp: bool = True, mode: Mode = "auto",

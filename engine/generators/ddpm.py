@@ -16,12 +16,10 @@ Checkpoint layout in `work_dir`: `generator.json`, and per model (`all`, or one 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from xaug.engine import checkpoint as ckpt
 from xaug.store.errors import DataError

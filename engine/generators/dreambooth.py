@@ -14,14 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from pydantic import Field
 
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
 from xaug.engine.generators.registry import register_generator
 from xaug.engine.generators.driver import Unit
 from xaug.engine.generators.sd_method import PriorSet, SdMethod
 from xaug.engine.generators.sd_model import Parts
-from xaug.engine.generators.sd_params import DreamBoothConfig, SdParams, prompt_for
+from xaug.engine.generators.sd_params import DreamBoothConfig, prompt_for
 from xaug.engine.generators.sd_sampling import pipeline_from_parts, run_pipeline, sample_sd
 from xaug.engine.generators.sd_training import train_sd
 from xaug.store.artifacts import artifact_path

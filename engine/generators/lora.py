@@ -10,13 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from pydantic import Field
 
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
 from xaug.engine.generators.registry import register_generator
 from xaug.engine.generators.sd_method import SdMethod
 from xaug.engine.generators.sd_model import Parts
-from xaug.engine.generators.sd_params import LoraConfig, SdParams
+from xaug.engine.generators.sd_params import LoraConfig
 from xaug.engine.generators.sd_sampling import sample_sd
 from xaug.engine.generators.sd_training import train_sd
 

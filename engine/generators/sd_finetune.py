@@ -10,12 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from pydantic import Field
 
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
 from xaug.engine.generators.registry import register_generator
 from xaug.engine.generators.sd_method import SdMethod
-from xaug.engine.generators.sd_params import SdFinetuneConfig, SdParams
+from xaug.engine.generators.sd_params import SdFinetuneConfig
 from xaug.engine.generators.sd_sampling import sample_sd
 from xaug.engine.generators.sd_training import train_sd
 

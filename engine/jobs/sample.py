@@ -4,8 +4,8 @@ Config: `generator` (GeneratorSpec dump), `fold`, `seed`, `classes`, `n_per_clas
 Writes `samples/<class>/<i:05d>.png` under the work folder and indexes each as an artifact of kind `sample`
 (class_name, seed of its batch, meta.index). Images are drawn in fixed batches, each with its own seed derived from
 (job seed, class, batch), so a resumed job skips the batches already on disk and produces the same images.
-Precision follows resources.amp as the train_generator dependency got it (its config's `amp`; the generators'
-manifests keep it too), through the one policy of engine/precision.py.
+Precision is the training job's: each generator's manifest keeps the params it trained with (amp included, as
+resources.amp set it), and its sampler reads them through the one policy of engine/precision.py.
 """
 
 from __future__ import annotations
@@ -42,8 +42,7 @@ def run(ctx: JobContext) -> None:
     """Sample every class in seeded batches, skipping batches whose PNGs exist already."""
     config = ctx.config
     spec = GeneratorSpec.model_validate(config["generator"])
-    train_config = ctx.deps[ctx.dep_of_kind("train_generator")].get("config") or {}
-    entry, params = generator_params(spec, amp=bool(train_config.get("amp", True)))
+    entry, params = generator_params(spec)
     classes, n, seed = list(config["classes"]), int(config["n_per_class"]), int(config.get("seed", 0))
     batch = int(getattr(params, "sample_batch_size", DEFAULT_BATCH))
     checkpoint = checkpoint_of(ctx)
