@@ -30,7 +30,10 @@ def parse_gpus(text: str | None) -> list[int] | None:
         return None
     if text.strip().lower() in ("", "none", "cpu"):
         return []
-    return [int(part) for part in text.split(",") if part.strip()]
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"'{text}' is not a list of GPU indices: use e.g. 0,1 or none") from None
 
 
 @app.command()

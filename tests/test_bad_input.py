@@ -229,6 +229,8 @@ CASES: dict[str, Case] = {
     "bad-option-value": Case(_args("priority", "abc", "many", "--store", "STORE"), "Invalid value for"),
     "unknown-study": Case(_args("results", "nosuch", "--store", "STORE"), "nosuch"),
     "engine-bad-executor": Case(_args("--store", "STORE", "--executor", "cloud"), "cloud", program="xaug-engine"),
+    "engine-bad-gpus": Case(_args("--store", "STORE", "--gpus", "abc"), "not a list of GPU indices",
+                            program="xaug-engine"),
 }
 
 # Cases that do not end at the command line yet, each with the reason (strict: a fix makes the test fail).

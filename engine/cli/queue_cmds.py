@@ -91,13 +91,13 @@ def submit(
 
     Example: xaug submit recipes/paper.yaml --store runs/paper.db
     """
-    from xaug.engine.queue.submit import submit_recipe
-    from xaug.engine.recipe import check_models, load_recipe
+    from xaug.engine.queue.submit import preflight, submit_recipe
+    from xaug.engine.recipe import load_recipe
 
     loaded = load_recipe(recipe)
-    check_models(loaded)  # timm's names: imports torch, so not part of loading
+    preflight(loaded)  # before the store is opened: a bad recipe leaves none behind
     db = open_or_create_store(store)
-    _, counts = submit_recipe(db, loaded, priority=priority)
+    _, counts = submit_recipe(db, loaded, priority=priority, checked=True)
     if as_json:
         print(json.dumps({"study": loaded.recipe.name, **counts}))
         return

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from xaug.engine.cli import recipe_app
-from xaug.engine.recipe import check_models, load_recipe, recipe_json_schema
+from xaug.engine.recipe import load_recipe, recipe_json_schema
 
 console = Console(soft_wrap=True)
 
@@ -22,26 +22,23 @@ def check(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")]) -> 
 
     Example: xaug recipe check recipes/quickstart.yaml
     """
-    from xaug.engine.weights import check_weights
+    from xaug.engine.queue.submit import preflight
 
     loaded = load_recipe(recipe)
-    check_models(loaded)  # timm's names: imports torch, so not part of loading
+    records = preflight(loaded)  # the checks a submit runs, no more and no less
     r = loaded.recipe
     if r.dataset.source != "phantom":
-        _print_classes(loaded)
-    check_weights(loaded)
+        _print_classes(loaded, records)
     console.print(f"[green]ok[/] {recipe}: study '{r.name}', {len(r.generators)} generators, "
                   f"{len(r.classifiers)} classifiers, {r.splits.folds} folds, seeds {r.seeds}")
 
 
-def _print_classes(loaded) -> None:
-    """The classes a file dataset's loader finds, with image and patient counts (an empty class fails to load)."""
+def _print_classes(loaded, records) -> None:
+    """The classes a file dataset's loader found, with image and patient counts (an empty class fails to load)."""
     from rich.table import Table
 
     from xaug.engine.data.inspect import class_counts
-    from xaug.engine.data.sources import check_dataset
 
-    records = check_dataset(loaded)
     table = Table("class", "images", "patients", title=f"dataset {loaded.dataset.path}")
     for count in class_counts(records):
         table.add_row(count.name, str(count.images), str(count.patients))

@@ -122,13 +122,13 @@ def run(
     """
     from xaug.engine.daemon import parse_gpus
     from xaug.engine.queue.engine import Engine
-    from xaug.engine.queue.submit import submit_recipe
-    from xaug.engine.recipe import check_models, load_recipe
+    from xaug.engine.queue.submit import preflight, submit_recipe
+    from xaug.engine.recipe import load_recipe
     from xaug.store import open_store
     from xaug.store.jobs import is_paused, study_finished
 
     loaded = load_recipe(recipe)
-    check_models(loaded)  # timm's names: imports torch, so not part of loading
+    preflight(loaded)  # before the store is opened: a bad recipe leaves none behind
     name = loaded.recipe.name
     # Small CPU models use one core far better than two: one job per core beats one job with many threads.
     jobs = jobs or max(1, min(4, os.cpu_count() or 1))
@@ -142,7 +142,7 @@ def run(
     if is_paused(db):
         raise EngineError(f"the queue of {engine.store_path} is paused, so nothing would run: "
                           f"resume it with `xaug resume --store {engine.store_path}`")
-    _, counts = submit_recipe(db, loaded)
+    _, counts = submit_recipe(db, loaded, checked=True)
     console.print(f"study [bold]{name}[/]: {counts['jobs']} jobs, {counts['reused']} already done "
                   f"(store {engine.store_path})")
     started = time.monotonic()

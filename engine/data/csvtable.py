@@ -12,7 +12,7 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path
 
-from xaug.engine.data.labels import Skip, known_classes, label_columns, row_class, row_filter
+from xaug.engine.data.labels import Skip, known_classes, row_class, row_filter
 from xaug.engine.data.records import (
     RecordSet,
     check_one_class_per_patient,

@@ -13,7 +13,6 @@ from typing import Any, Callable
 import sqlite_utils
 
 from xaug.store import artifact_root
-from xaug.store.artifacts import artifact_path
 from xaug.store.jobs import is_cancel_requested, update_job_progress
 from xaug.store.metrics import record_metrics
 
@@ -55,13 +54,13 @@ class JobContext:
     @property
     def work_dir(self) -> Path:
         """This job's own folder under the artifact root (created on first use)."""
-        path = artifact_path(self.artifact_root, "jobs", self.kind, self.key[:16])
+        path = self.artifact_root / "jobs" / self.kind / self.key[:16]  # kind and key are ours, not data
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def work_dir_of(self, dep_key: str) -> Path:
         """The folder of a dependency job."""
-        return artifact_path(self.artifact_root, "jobs", self.deps[dep_key]["kind"], dep_key[:16])
+        return self.artifact_root / "jobs" / self.deps[dep_key]["kind"] / dep_key[:16]
 
     def dep_of_kind(self, kind: str) -> str:
         """The key of the single dependency of a kind (e.g. 'prepare_data')."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from xaug.engine.generators.registry import suggest
 from xaug.engine.recipe.schema import CLASS_NAMES_PAPER
+from xaug.store.errors import XaugError
 
 if TYPE_CHECKING:
     from xaug.engine.recipe.loader import LoadedRecipe, Loc
@@ -199,7 +200,7 @@ def _classes_or_none(loaded) -> list[str] | None:
 
     try:
         return study_classes(loaded)
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, XaugError):  # a CSV problem is a DataError, reported on its own
         return None
 
 

@@ -125,13 +125,6 @@ class CsvConfig(Strict):
             raise ValueError("multiple_findings: priority needs the priority list (findings, most important first)")
         return self
 
-    @property
-    def layout(self) -> str:
-        """'column', 'findings_column' or 'finding_columns'."""
-        if self.findings_column is not None:
-            return "findings_column"
-        return "finding_columns" if self.finding_columns is not None else "column"
-
 
 class SubsampleConfig(Strict):
     """A patient-level subset of the dataset, drawn once (seeded) to simulate a limited-data setting on a large
