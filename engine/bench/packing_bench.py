@@ -16,9 +16,8 @@ from xaug.engine.bench.measure import row, sync
 
 def one_run(config: dict) -> dict:
     """One real train_classifier run: its start and end (epoch seconds) and peak reserved GPU memory."""
-    import torch
-
     from xaug.engine.classifiers.train import TrainData, train_classifier
+    from xaug.engine.queue.worker import peak_gpu_memory_mb
 
     spec = classifier_spec(config["model"], config["image_size"], epochs=config["epochs"])
     images, labels = random_images(config["n_images"], config["image_size"], seed=config["seed"])
@@ -29,7 +28,8 @@ def one_run(config: dict) -> dict:
         train_classifier(spec, CLASSES, data, Path(work), seed=config["seed"], device=config["device"], amp=True)
         sync(config["device"])
         end = time.time()
-    peak = torch.cuda.max_memory_reserved() / 2**30 if config["device"].startswith("cuda") else float("nan")
+    peak_mb = peak_gpu_memory_mb()  # what workers record and the packing policy reads
+    peak = peak_mb / 1024 if peak_mb is not None else float("nan")
     return {"start": start, "end": end, "peak_reserved_gib": peak}
 
 

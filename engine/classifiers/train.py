@@ -101,8 +101,8 @@ def make_optimizer(spec: ClassifierSpec, model: nn.Module) -> torch.optim.Optimi
 def predict_probs(model: nn.Module, images: np.ndarray, in_chans: int, mean: list[float], std: list[float],
                   device: str, amp: bool = False, batch_size: int = 64) -> np.ndarray:
     """Softmax probabilities float32 [N,C] for grey uint8 images [N,S,S] (eval mode, no augmentation)."""
-    model.eval()
     precision = precision_for(device, amp, channels_last=True)
+    model = precision.memory_format(model).eval()  # the model's layout follows its inputs' (a no-op on the CPU)
     out = []
     for start in range(0, len(images), batch_size):
         x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
