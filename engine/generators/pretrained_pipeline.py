@@ -126,16 +126,18 @@ class PretrainedPipeline:
                     "params": params.model_dump(),
                     "pipelines": {c: {"folder": str(f), **_describe(f)} for c, f in folders.items()},
                     "lora": str(_lora_weights(params)) if params.lora else None}
+        from xaug.engine import checkpoint as ckpt  # torch: not at import (recipes load this module's params)
+
         work_dir = Path(work_dir)
         work_dir.mkdir(parents=True, exist_ok=True)
-        tmp = work_dir / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(manifest, indent=2))
-        tmp.replace(work_dir / MANIFEST)
+        ckpt.write_json(work_dir / MANIFEST, manifest)
         return TrainOutcome(checkpoint=work_dir, finished=True, step=0)
 
     def sample(self, checkpoint: Path, class_name: str, n: int, seed: int, device: str) -> np.ndarray:
         """n grey uint8 images [n, H, W] of a class from its pipeline (image i from seed + i)."""
-        manifest = json.loads((Path(checkpoint) / MANIFEST).read_text())
+        from xaug.engine import checkpoint as ckpt
+
+        manifest = ckpt.read_json(Path(checkpoint) / MANIFEST)
         if class_name not in manifest["pipelines"]:
             raise WeightsError(f"class '{class_name}' has no pipeline in {checkpoint}/{MANIFEST} (classes: "
                                f"{', '.join(manifest['pipelines'])}); re-run its train_generator job")

@@ -72,7 +72,7 @@ def write_manifest(method: SdMethod, params: SdParams, units: list[Unit], prompt
                      "mixed_precision": params.mixed_precision if params.amp else "no",
                      **method.sampling_settings(params)},
     }
-    (model / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    ckpt.write_json(model / MANIFEST, manifest)
     return model
 
 
