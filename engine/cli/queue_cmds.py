@@ -141,14 +141,14 @@ def status(
     show_all: Annotated[bool, typer.Option("--all", "-a", help="Also list done jobs.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Show the engine, the queue's counts and its jobs (running first).
+    """Show the engine, the queue's counts and its jobs in queue order (running first, as xaug-tui lists them).
 
     Example: xaug status --study quickstart --json | jq '.jobs[] | select(.state == "failed")'
     """
     from xaug.store.jobs import is_paused, list_jobs, load_engine, load_gpu_stats
 
     db = open_existing_store(store)
-    rows = list_jobs(db, study=study, status=state)
+    rows = list_jobs(db, study=study, status=state, order="queue")  # the order xaug-tui shows
     counts: dict[str, int] = {}
     for row in rows:
         counts[_job_state(row)] = counts.get(_job_state(row), 0) + 1
@@ -161,9 +161,7 @@ def status(
         return
     console.print(engine_line(db))
     console.print("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "no jobs")
-    rank = {"running": 0, "failed": 1, "blocked": 2, "queued": 3, "cancelled": 4, "done": 5}
     shown = [r for r in rows if show_all or state or r["status"] != "done"]
-    shown.sort(key=lambda r: rank.get(_job_state(r), 9))
     if not shown:
         return
     table = Table(box=None, header_style="bold")
