@@ -14,8 +14,6 @@ configs reuses the files without decoding anything.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import secrets
@@ -257,5 +255,7 @@ def _report(index: dict, reused: bool, seconds: float) -> PrepareReport:
 
 def _random_pseudonymiser() -> Callable[[str], str]:
     """HMAC-SHA256 pseudonyms under a throw-away salt: consistent within one preparation, linkable to nothing."""
+    from xaug.store.studies import pseudonymise
+
     salt = secrets.token_bytes(16)
-    return lambda patient_id: hmac.new(salt, patient_id.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+    return lambda patient_id: pseudonymise(salt, patient_id)

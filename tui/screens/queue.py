@@ -75,7 +75,6 @@ class QueueScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
-        self._generation = 0
         self.filter_study: str | None = None
         self.filter_status: str | None = None
         self.grouped = False

@@ -26,8 +26,6 @@ from xaug.tui.widgets.images import (REAL_PREFIX, ImagePane, image_mode, image_s
                                      real_image_folder, real_rows)
 
 PLAUSIBILITY_KEYS = {"a": 1, "s": 2, "d": 3}
-READER_DEFAULTS = {"images_per_class": 25, "real_fraction": 0.25}
-"""The recipe's reader_study section where it says nothing."""
 GUESS_KEYS = {"r": "real", "f": "synthetic"}
 
 
@@ -62,10 +60,13 @@ def common_side(root: Path, items: list[dict]) -> int:
 
 
 def reader_settings(db, study: str) -> dict:
-    """The study recipe's reader_study section (images_per_class, real_fraction), with defaults."""
+    """The study recipe's reader_study section (images_per_class, real_fraction), the recipe's defaults where it
+    is silent (one place for them: ReaderStudyConfig)."""
+    from xaug.engine.recipe.schema import ReaderStudyConfig
+
     section = ((load_study(db, study) or {}).get("recipe") or {}).get("reader_study") or {}
-    return {"images_per_class": int(section.get("images_per_class", READER_DEFAULTS["images_per_class"])),
-            "real_fraction": float(section.get("real_fraction", READER_DEFAULTS["real_fraction"]))}
+    settings = ReaderStudyConfig.model_validate(section)
+    return {"images_per_class": settings.images_per_class, "real_fraction": settings.real_fraction}
 
 
 class ReaderScreen(Screen):
