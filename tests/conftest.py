@@ -73,19 +73,18 @@ def store_fault(monkeypatch):
     """`store_fault(pragma)` makes every store the CLI opens act out a fault through an SQLite pragma (formatted
     with the store's page count): `PRAGMA max_page_count = {pages}` is a full disk, `PRAGMA query_only = 1` a
     read-only file. Root writes through file modes and has space to spare, so SQLite plays the part."""
-    import xaug.engine.queue.engine  # noqa: F401  modules that bind open_store at import: bind the real one now,
-    import xaug.engine.queue.slurm  # noqa: F401  or they keep the faulty one for every later test in this process
-    import xaug.store
+    import xaug.store.db
 
-    real = xaug.store.open_store
+    real = xaug.store.db._connect  # open_store's one connection attempt, looked up at each call: every importer of
+    # open_store (bound at import or not) gets the fault, and the real one is back after the test
 
     def act(pragma: str) -> None:
-        def faulty(path, **kwargs):
-            db = real(path, **kwargs)
+        def faulty(*args, **kwargs):
+            db = real(*args, **kwargs)
             pages = db.execute("PRAGMA page_count").fetchone()[0]
             db.execute(pragma.format(pages=pages))
             return db
 
-        monkeypatch.setattr(xaug.store, "open_store", faulty)
+        monkeypatch.setattr(xaug.store.db, "_connect", faulty)
 
     return act
