@@ -3,7 +3,8 @@
 Follows Karras et al. (StyleGAN2, CVPR 2020) in a compact form: a mapping network (with a class embedding when
 class-conditional), a synthesis network of modulated/demodulated convolutions with noise inputs, a learned constant
 input and skip (toRGB) outputs; a residual discriminator with minibatch standard deviation and a projection head
-for classes. Simplified against the original: bilinear up/down-sampling instead of FIR filters.
+for classes. Simplified against the original: bilinear up/down-sampling instead of FIR filters. Optionally D also
+sees the image's high frequencies (`d_high_pass`, after FreGAN).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torchvision.transforms.v2.functional import gaussian_blur
 
 from xaug.engine.generators.gan_config import GanConfig
 
@@ -185,6 +187,11 @@ class Generator(nn.Module):
         return img
 
 
+def high_pass(img: torch.Tensor) -> torch.Tensor:
+    """The image minus its Gaussian blur (5x5, sigma 1 px): edges and fine texture, zero on smooth regions."""
+    return img - gaussian_blur(img, kernel_size=[5, 5], sigma=[1.0, 1.0])
+
+
 class DiscriminatorBlock(nn.Module):
     """Residual block: two convs (the second halves the size) plus a 1x1 down-sampled skip, scaled by 1/sqrt(2)."""
 
@@ -204,8 +211,8 @@ class Discriminator(nn.Module):
 
     def __init__(self, cfg: GanConfig, c_dim: int):
         super().__init__()
-        self.mbstd_group = cfg.mbstd_group
-        self.from_image = Conv(1, cfg.channels(cfg.resolution), 1)
+        self.mbstd_group, self.high_pass_gain = cfg.mbstd_group, cfg.d_high_pass
+        self.from_image = Conv(2 if self.high_pass_gain else 1, cfg.channels(cfg.resolution), 1)
         resolutions = [2 ** i for i in range(int(math.log2(cfg.resolution)), 2, -1)]
         self.blocks = nn.ModuleList(DiscriminatorBlock(cfg.channels(r), cfg.channels(r // 2)) for r in resolutions)
         ch = cfg.channels(4)
@@ -226,6 +233,8 @@ class Discriminator(nn.Module):
         return torch.cat([x, y], dim=1)
 
     def forward(self, img, c=None):
+        if self.high_pass_gain:
+            img = torch.cat([img, high_pass(img) * self.high_pass_gain], dim=1)
         x = self.from_image(img)
         for block in self.blocks:
             x = block(x)

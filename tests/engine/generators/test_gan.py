@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from xaug.engine.checkpoint import has_checkpoint
 from xaug.engine.generators.gan import GanConfig, GanTrainer
 from xaug.engine.generators.gan_augment import augment
+from xaug.engine.generators.gan_networks import Discriminator, high_pass
 from xaug.engine.generators.registry import get_generator
 
 
@@ -74,6 +75,20 @@ def test_resume_continues_the_same_loss_curve(tmp_path, tiny_data, tiny_gan_para
         assert a.keys() == b.keys()
         for key in a:
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
+
+
+def test_high_pass_discriminator_sees_fine_detail_and_trains_with_r1(tiny_gan_params):
+    flat = torch.full((2, 1, 16, 16), 0.3)
+    stripes = flat + 0.2 * (torch.arange(16) % 4 < 2).float().reshape(1, 1, 16, 1)  # rib-like bands, period 4 px
+    assert high_pass(flat).abs().max() < 1e-5  # nothing but detail passes
+    assert high_pass(stripes).abs().mean() > 0.05
+    cfg = GanConfig(**{**tiny_gan_params, "d_high_pass": 1.5, "r1_interval": 1})
+    D = Discriminator(cfg, 0)
+    assert D.from_image.weight.shape[1] == 2  # image and its high frequencies
+    assert Discriminator(GanConfig(**tiny_gan_params), 0).from_image.weight.shape[1] == 1  # off by default
+    trainer = GanTrainer(cfg, 0, "cpu", seed=0)
+    losses = trainer.train_step(torch.rand(2, 1, 32, 32) * 2 - 1, None, None)  # R1 differentiates through the blur
+    assert losses["r1"] > 0 and all(np.isfinite(v) for v in losses.values())
 
 
 def test_augment_identity_at_p0_and_differentiable():
