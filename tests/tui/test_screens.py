@@ -188,6 +188,7 @@ async def test_gallery_real_and_synthetic(fake_store):
         real, synthetic = screen.query_one("#real-image", Image), screen.query_one("#synthetic-image", Image)
         assert real.image is not None and synthetic.image is not None
         assert real.image.size == (4 * 96 + 6, 2 * 96 + 2)  # 8 real healthy images, 4 per row
+        assert real.image.mode == synthetic.image.mode == "L"  # grey all the way (see the next test)
         first = synthetic.image.tobytes()
         await pilot.press("right")
         await settle(pilot)
@@ -362,9 +363,27 @@ def test_blinded_images_share_resolution_and_processing():
     square = real.crop((16, 0, 144, 128))
     synthetic = square.resize((32, 32), PILImage.Resampling.LANCZOS).convert("RGB")  # RGB PNG from a generator
     a, b = blinded(real, 32), blinded(synthetic, 32)
-    assert a.size == b.size == (READER_DISPLAY, READER_DISPLAY) and a.mode == b.mode == "RGB"
+    assert a.size == b.size == (READER_DISPLAY, READER_DISPLAY) and a.mode == b.mode == "L"
     assert np.array_equal(np.asarray(a), np.asarray(b))
     assert not np.array_equal(np.asarray(blinded(real, 128)), np.asarray(a))  # the common side matters
+
+
+def test_tiles_reach_the_sixel_encoder_with_every_grey_level():
+    """A mosaic of grey ramps keeps all its levels through sixel encoding (the format's 101); as RGB the encoder's
+    octree quantiser kept 16, which posterised radiographs and erased faint detail such as a GAN's ribs."""
+    import re
+
+    import numpy as np
+    from PIL import Image as PILImage
+    from textual_image._sixel import SixelOptions, image_to_sixels  # what textual-image's sixel renderable calls
+
+    from xaug.tui.widgets.images import mosaic
+
+    ramp = PILImage.fromarray(np.tile(np.arange(256, dtype=np.uint8), (256, 1)))
+    sheet = mosaic([ramp, ramp.rotate(90)], tile=256)
+    registers = lambda image: len(set(re.findall(r"#(\d+);2;", image_to_sixels(image, SixelOptions()))))
+    assert sheet.mode == "L" and registers(sheet) >= 100
+    assert registers(sheet.convert("RGB")) <= 32  # what the gallery sent before
 
 
 def _sharpness(image) -> float:

@@ -3,6 +3,10 @@ images identically whatever their source, tiling, and an image pane that leaves 
 
 `textual_image.widget` queries the terminal (sixel / kitty / half-cell) when imported, which must happen before
 the app starts; xaug.tui.app imports this module at import time for that reason.
+
+Every image here stays grey-scale (PIL mode "L") up to the terminal. The sixel encoder hands an RGB image to an
+octree quantiser that keeps only 16 of its grey levels, which erased faint detail (a GAN's rib stripes) and
+posterised the body; an "L" image goes out with every level sixel can carry (101: it gives colours in percent).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ def image_mode() -> str:
 def open_png(root: Path, relative: str) -> PILImage.Image:
     """A stored image (path relative to the artifact root, which it may not leave) as a PIL image."""
     with PILImage.open(artifact_path(root, relative)) as image:
-        return image.convert("RGB")
+        return image.convert("L")
 
 
 def real_image_folder(db, db_path: str | Path, study: str) -> Path | None:
@@ -70,7 +74,7 @@ def real_rows(folder: Path, class_name: str, limit: int) -> list[int]:
 def real_image(folder: Path, row: int) -> PILImage.Image:
     """One real image (row of images.npy) as a PIL image."""
     images = np.load(folder / "images.npy", mmap_mode="r")
-    return PILImage.fromarray(np.asarray(images[row], dtype=np.uint8)).convert("RGB")
+    return PILImage.fromarray(np.asarray(images[row], dtype=np.uint8))  # uint8 [H, W]: mode "L"
 
 
 def load_image(root: Path, image_path: str) -> PILImage.Image:
@@ -95,7 +99,7 @@ def blinded(image: PILImage.Image, common_side: int, display: int = READER_DISPL
     left, top = (grey.width - side) // 2, (grey.height - side) // 2
     square = grey.crop((left, top, left + side, top + side))
     return (square.resize((common_side, common_side), PILImage.Resampling.LANCZOS)
-            .resize((display, display), PILImage.Resampling.BICUBIC).convert("RGB"))
+            .resize((display, display), PILImage.Resampling.BICUBIC))
 
 
 def load_reader_image(root: Path, image_path: str, common_side: int) -> PILImage.Image:
@@ -108,10 +112,10 @@ def mosaic(images: list[PILImage.Image], columns: int = 4, tile: int = 96) -> PI
     if not images:
         return None
     rows = (len(images) + columns - 1) // columns
-    sheet = PILImage.new("RGB", (columns * tile + (columns - 1) * 2, rows * tile + (rows - 1) * 2), (24, 24, 24))
+    sheet = PILImage.new("L", (columns * tile + (columns - 1) * 2, rows * tile + (rows - 1) * 2), 24)
     for i, image in enumerate(images):
         r, c = divmod(i, columns)
-        sheet.paste(image.resize((tile, tile)), (c * (tile + 2), r * (tile + 2)))
+        sheet.paste(image.convert("L").resize((tile, tile)), (c * (tile + 2), r * (tile + 2)))
     return sheet
 
 
