@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from xaug.engine.cli import app, bench_app, default_store
 from xaug.store.errors import EngineError, StoreError
+from xaug.store.liveness import engine_alive
 
 console = Console()
 
@@ -57,15 +58,6 @@ def resolve_key(db, prefix: str) -> str:
     return prefix if prefix in keys else keys[0]
 
 
-def engine_alive_now(row: dict | None) -> bool:
-    """Whether the engine that holds the store's lock still runs (its process here, or a fresh heartbeat)."""
-    import socket
-
-    from xaug.engine.queue.engine import engine_alive
-
-    return row is not None and engine_alive(row, socket.gethostname())
-
-
 def engine_line(db) -> str:
     """'engine pid 123 on host (heartbeat ...)', or that no engine runs (none holds the lock, or it died)."""
     from xaug.store.jobs import is_paused, load_engine
@@ -74,7 +66,7 @@ def engine_line(db) -> str:
     paused = " [yellow]queue paused[/]" if is_paused(db) else ""
     if row is None:
         return f"[dim]no engine running[/] (start one: xaug-engine --store ...){paused}"
-    if not engine_alive_now(row):
+    if not engine_alive(row):
         return (f"[red]no engine running[/]: engine pid {row['pid']} on {row['host']} died (last heartbeat "
                 f"{row['heartbeat_at'][11:19]} UTC); start one: xaug-engine --store ...{paused}")
     return f"engine pid {row['pid']} on {row['host']}, heartbeat {row['heartbeat_at'][11:19]} UTC{paused}"
@@ -155,7 +147,7 @@ def status(
     if as_json:
         engine = load_engine(db)
         if engine is not None:
-            engine["alive"] = engine_alive_now(engine)
+            engine["alive"] = engine_alive(engine)
         print(json.dumps({"engine": engine, "paused": is_paused(db), "counts": counts,
                           "gpus": load_gpu_stats(db), "jobs": [_job_json(r) for r in rows]}, default=str))
         return

@@ -8,7 +8,6 @@ This module never imports torch: it decides *when and where* jobs run; the worke
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import os
 import signal
@@ -26,13 +25,12 @@ from xaug.engine.queue.policy import GpuReservation, GpuSlot, memory_estimate_mb
 from xaug.store import artifact_root, open_store
 from xaug.store import jobs as q
 from xaug.store.db import store_errors
+from xaug.store.liveness import engine_alive, heartbeat_fresh
 
 log = logging.getLogger("xaug.engine")
 
 HEARTBEAT_S = 2.0
 GPU_STATS_S = 5.0
-STALE_S = 60.0
-"""An engine on another host whose heartbeat is older than this is considered dead."""
 
 
 def ensure_own_store(path: str | Path) -> Path:
@@ -52,24 +50,6 @@ def logs_dir(store_path: str | Path) -> Path:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path.parent, 0o700)
     return path
-
-
-def _epoch(stamp: str | None) -> float:
-    if not stamp:
-        return 0.0
-    return _dt.datetime.fromisoformat(stamp).timestamp()
-
-
-def engine_alive(row: dict, host: str) -> bool:
-    """Whether the engine recorded in `row` still runs: its process on this host, or a fresh heartbeat elsewhere."""
-    if row["host"] != host:
-        return time.time() - _epoch(row["heartbeat_at"]) < STALE_S
-    try:
-        proc = psutil.Process(row["pid"])
-        # A recycled pid belongs to a process created after the engine took the lock.
-        return proc.create_time() <= _epoch(row["started_at"]) + 1.0 and proc.status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
 
 
 def worker_process(pid: int | None, key: str) -> psutil.Process | None:
@@ -176,7 +156,7 @@ class Engine:
                 log.info("watching %s (%s) again", job["key"][:12], job["label"])
                 continue
             if job["host"] not in (None, self.host):
-                if time.time() - _epoch(job["heartbeat_at"]) < STALE_S:
+                if heartbeat_fresh(job["heartbeat_at"]):
                     continue  # an engine on another machine still runs it
             else:
                 self._stop_orphan(job)

@@ -15,7 +15,7 @@ from xaug.store.jobs import QUEUE_ORDER, list_jobs, load_job_deps, study_counts
 from xaug.store.ratings import load_ratings, rated_images, rating_summary, record_rating
 from xaug.store.studies import study_classes
 from xaug.tui.screens.study import quality_vs_utility
-from xaug.tui.widgets.engine_bar import engine_liveness
+from xaug.tui.widgets.engine_bar import engine_state
 
 
 def test_list_jobs_filters_orders_and_counts(fake_store):
@@ -34,9 +34,11 @@ def test_list_jobs_filters_orders_and_counts(fake_store):
 
 
 def test_engine_liveness_and_read_only_connections(fake_store, tmp_path):
-    up, age = engine_liveness("2020-01-01T00:00:00+00:00")
-    assert not up and age > 1e7
-    assert engine_liveness(None) == (False, None)
+    gone = engine_state({"pid": 1, "host": "gpu-box", "started_at": "2020-01-01T00:00:00+00:00",
+                         "heartbeat_at": "2020-01-01T00:00:00+00:00"}, paused=False)
+    assert not gone["up"] and gone["heartbeat_age_s"] > 1e7
+    nobody = engine_state(None, paused=True)
+    assert not nobody["up"] and nobody["heartbeat_age_s"] is None and nobody["paused"]
     reader = open_store(fake_store, read_only=True)
     assert len(list_jobs(reader)) == 12
     with pytest.raises(StoreError, match="read-only"), store_errors(fake_store):

@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-import datetime as _dt
-
 from rich.text import Text
 from textual.widgets import Static
 
-from xaug.tui.widgets.job_table import parse_stamp, format_duration
-
-ENGINE_STALE_S = 15.0
-"""An engine whose heartbeat is older than this is shown as down (it beats every 2 s)."""
-
-
-def engine_liveness(heartbeat_at: str | None) -> tuple[bool, float | None]:
-    """(up, seconds since the heartbeat) for an engine heartbeat timestamp; recomputed as time passes."""
-    then = parse_stamp(heartbeat_at)
-    if then is None:
-        return False, None
-    age = (_dt.datetime.now(_dt.timezone.utc) - then).total_seconds()
-    return age < ENGINE_STALE_S, age
+from xaug.store.liveness import age_s, engine_alive
+from xaug.tui.widgets.job_table import format_duration
 
 
 def engine_state(engine: dict | None, paused: bool) -> dict:
-    """The bar's view of the store's engine row (None: no engine holds the store) and the pause flag."""
-    state = {"up": False, "pid": None, "host": None, "heartbeat_at": None, "heartbeat_age_s": None, "paused": paused}
+    """The bar's view of the store's engine row (None: no engine holds the store) and the pause flag; up or down by
+    the store's one liveness rule (the engine's process on its own host, its heartbeat from elsewhere), which
+    `EngineBar.tick` applies again as time passes."""
+    state = {"up": False, "pid": None, "host": None, "heartbeat_at": None, "heartbeat_age_s": None, "paused": paused,
+             "row": engine}
     if engine:
-        up, age = engine_liveness(engine["heartbeat_at"])
         state.update(pid=engine["pid"], host=engine["host"], heartbeat_at=engine["heartbeat_at"],
-                     heartbeat_age_s=age, up=up)
+                     heartbeat_age_s=age_s(engine["heartbeat_at"]), up=engine_alive(engine))
     return state
 
 
@@ -77,7 +66,4 @@ class EngineBar(Static):
         if getattr(self, "_state", None) is None:
             return
         engine, gpus, counts = self._state
-        if engine.get("heartbeat_at"):
-            engine = dict(engine)
-            engine["up"], engine["heartbeat_age_s"] = engine_liveness(engine["heartbeat_at"])
-        self._draw(engine)
+        self._draw(engine_state(engine["row"], engine["paused"]))

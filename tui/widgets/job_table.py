@@ -22,6 +22,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from xaug.store.liveness import parse_stamp
+
 COLUMNS = (("kind", "Kind"), ("study", "Study"), ("label", "Job"), ("status", "Status"), ("progress", "Progress"),
            ("eta", "ETA"), ("gpu", "GPU"), ("elapsed", "Elapsed"), ("priority", "Prio"))
 WIDTHS = {"kind": 16, "study": 12, "status": 20, "progress": 17, "eta": 7, "gpu": 5, "elapsed": 8, "priority": 4}
@@ -56,14 +58,6 @@ def progress_bar(done: float, total: float, width: int = BAR_WIDTH, finished: bo
     bar.append("░" * (width - filled), style="dim")
     bar.append(f" {fraction * 100:3.0f}%")
     return bar
-
-
-def parse_stamp(stamp: str | None) -> _dt.datetime | None:
-    """An ISO timestamp from the store as an aware datetime."""
-    if not stamp:
-        return None
-    value = _dt.datetime.fromisoformat(stamp)
-    return value if value.tzinfo else value.replace(tzinfo=_dt.timezone.utc)
 
 
 def elapsed_s(row: dict) -> float | None:
