@@ -73,6 +73,15 @@ def units_for(classes: list[str], per_class: bool) -> list[Unit]:
     return [Unit(c, [c]) for c in classes] if per_class else [Unit("all", list(classes))]
 
 
+def checked_units(data: TrainImages, per_class: bool) -> list[Unit]:
+    """`units_for` the data's classes, after checking that every unit has training images: a class without any
+    fails before a base model loads or an earlier unit trains for hours."""
+    units = units_for(data.classes, per_class)
+    for unit in units:
+        unit_images(data, unit)
+    return units
+
+
 def unit_images(data: TrainImages, unit: Unit) -> tuple[np.ndarray, np.ndarray | None]:
     """A unit's training images, and their labels when it is class-conditional; DataError for a class without any."""
     if unit.name == "all":
@@ -125,9 +134,7 @@ def train_image_models(model: str, params, per_class: bool, data: TrainImages, w
     """Train a pixel-space generator's models (GAN, DDPM): `generator.json`, then per unit `make_run(unit, images,
     labels or None, index)` trained by `train_steps` with checkpoints in `<unit>/checkpoints/`."""
     work_dir = Path(work_dir)
-    units = units_for(data.classes, per_class)
-    for unit in units:
-        unit_images(data, unit)  # a class without images fails before anything is written
+    units = checked_units(data, per_class)
     write_manifest(work_dir, model, params, per_class, data.classes, units)
 
     def train_unit(unit: Unit, index: int, offset: int, total: int) -> int:

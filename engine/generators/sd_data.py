@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from xaug.store.errors import DataError
 from xaug.engine.generators.base import TrainImages
 from xaug.engine.generators.driver import Unit
 from xaug.engine.generators.sd_method import PriorSet
@@ -64,9 +63,6 @@ def build_data(parts: Parts, unit: Unit, prompts: dict[str, str], data: TrainIma
         own = data.of_class(c)
         images.append(own)
         idx.append(np.full(len(own), i))
-    if sum(len(x) for x in images) == 0:
-        raise DataError(f"no training images of class(es) {', '.join(unit.classes)} in this fold's training split: "
-                        f"a generator cannot be trained without them (check the dataset's labels and folds)")
     grey = resize_grey(np.concatenate(images), params.resolution)
     main = TrainingData(grey=grey, prompt_index=torch.from_numpy(np.concatenate(idx)).long(), prompts=prompt_list)
     prior = None

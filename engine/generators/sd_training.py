@@ -23,7 +23,7 @@ from xaug.engine import checkpoint as ckpt
 from xaug.engine.generators import distributed as dist
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
 from xaug.store.artifacts import artifact_path
-from xaug.engine.generators.driver import Unit, train_steps, train_units, units_for
+from xaug.engine.generators.driver import Unit, train_steps, train_units, checked_units
 from xaug.engine.generators.sd_data import build_data, sample_latents, tokenize
 from xaug.engine.generators.sd_method import SdMethod
 from xaug.engine.generators.sd_model import Parts, load_parts, resolve_base_model
@@ -81,7 +81,7 @@ def train_sd(method: SdMethod, params: SdParams, per_class: bool, data: TrainIma
     """Train (or resume) every unit of a Stable Diffusion method; stops early, checkpointed, on should_stop()."""
     work_dir = Path(work_dir)
     resolve_base_model(params.base_model)  # fail before anything heavy
-    units = units_for(data.classes, per_class)
+    units = checked_units(data, per_class)
     prompts: dict[str, str] = {}
     for u in units:
         prompts.update(method.training_prompts(params, u))

@@ -131,6 +131,23 @@ def test_dreambooth_per_class_with_prior_preservation(tiny_sd, tmp_path):
     assert healthy.shape == viral.shape == (2, 32, 32) and not np.array_equal(healthy, viral)
 
 
+def test_a_class_without_images_fails_before_the_base_model_loads(tiny_sd, tmp_path, monkeypatch):
+    from xaug.engine.generators import sd_training
+    from xaug.engine.generators.base import TrainImages
+    from xaug.store.errors import DataError
+
+    def load_parts(*args, **kwargs):
+        raise AssertionError("the base model was loaded before the data were checked")
+
+    monkeypatch.setattr(sd_training, "load_parts", load_parts)
+    gen, params = _params("dreambooth", tiny_sd)
+    data = tiny_images()
+    only_healthy = TrainImages(data.images[data.labels == 0], data.labels[data.labels == 0], data.classes)
+    with pytest.raises(DataError, match="class 'viral' has no training images"):
+        gen.train(params, True, only_healthy, tmp_path, RecordingHooks(), "cpu", 0)
+    assert not (tmp_path / "model" / "healthy").exists()  # nor did the first class train
+
+
 def test_finetune_text_encoder_with_accumulation_and_uncached_latents(tiny_sd, tmp_path):
     gen, params = _params("sd_finetune", tiny_sd, train_text_encoder=True, gradient_accumulation=2,
                           cache_latents=False, snr_gamma=None, gradient_checkpointing=False, lr=1e-3)
