@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from xaug.engine.classifiers.inputs import resize_images
+from xaug.engine.data.resize import resize_images
 from xaug.store.errors import DataError
 
 ARMS = ("baseline", "synthetic", "duplicate")

@@ -1,25 +1,9 @@
-"""What a classifier sees: grey uint8 images resized and normalised, on any device (augmentation: augment.py)."""
+"""What a classifier sees: grey uint8 images (resized by data.images.resize_images) normalised, on any device
+(augmentation: augment.py)."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-
-
-def resize_images(images: np.ndarray, size: int, chunk: int = 256) -> np.ndarray:
-    """uint8 [N,H,W] -> uint8 [N,size,size] (antialiased bilinear); returned unchanged when already that size."""
-    images = np.asarray(images)
-    if images.ndim != 3:
-        raise ValueError(f"expected grey images [N,H,W], got shape {images.shape}")
-    if images.shape[1:] == (size, size):
-        return images.astype(np.uint8, copy=False)
-    out = np.empty((len(images), size, size), dtype=np.uint8)
-    for start in range(0, len(images), chunk):
-        x = torch.from_numpy(np.ascontiguousarray(images[start:start + chunk])).float().unsqueeze(1)
-        y = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        out[start:start + chunk] = y.round().clamp(0, 255).squeeze(1).to(torch.uint8).numpy()
-    return out
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:

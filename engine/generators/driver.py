@@ -109,7 +109,8 @@ class TrainerRun:
     def __init__(self, trainer, classes: list[str], images: np.ndarray, labels: np.ndarray | None):
         import torch
 
-        from xaug.engine.generators.samples import resize_images, to_model_range
+        from xaug.engine.data.resize import resize_images
+        from xaug.engine.generators.samples import to_model_range
 
         self.trainer, self.classes = trainer, classes
         self.images = to_model_range(resize_images(images, trainer.cfg.resolution))

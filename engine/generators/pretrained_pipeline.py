@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from xaug.store.errors import WeightsError
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
 from xaug.engine.generators.registry import register_generator
-from xaug.engine.generators.samples import resize_images
+from xaug.engine.data.resize import resize_images
 from xaug.engine.generators.sd_params import GENERIC_PROMPT, prompt_for
 
 MANIFEST = "generator.json"

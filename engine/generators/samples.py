@@ -47,23 +47,6 @@ def load_samples(db, artifact_root: Path, sample_job_key: str, class_name: str, 
     return np.stack(images)
 
 
-def resize_images(images: np.ndarray, size: int) -> np.ndarray:
-    """Resize uint8 [N, H, W] images to [N, size, size] (antialiased bilinear); returns the input if already so."""
-    import torch
-    import torch.nn.functional as F
-
-    if images.ndim != 3:
-        raise DataError(f"expected grey-scale images [N, H, W], got an array of shape {images.shape}")
-    if images.shape[1] == size and images.shape[2] == size:
-        return images
-    out = []
-    for start in range(0, len(images), 256):
-        x = torch.from_numpy(np.ascontiguousarray(images[start:start + 256])).float().unsqueeze(1)
-        y = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        out.append(y.round().clamp(0, 255).to(torch.uint8).squeeze(1).numpy())
-    return np.concatenate(out) if out else np.zeros((0, size, size), dtype=np.uint8)
-
-
 def to_model_range(images: np.ndarray):
     """uint8 [N, H, W] -> float tensor [N, 1, H, W] in [-1, 1]."""
     import torch

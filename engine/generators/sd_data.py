@@ -8,25 +8,12 @@ from typing import Any
 
 import numpy as np
 
+from xaug.engine.data.resize import resize_images
 from xaug.engine.generators.base import TrainImages
 from xaug.engine.generators.driver import Unit
 from xaug.engine.generators.sd_method import PriorSet
 from xaug.engine.generators.sd_model import Parts
 from xaug.engine.generators.sd_params import SdParams
-
-
-def resize_grey(images: np.ndarray, resolution: int, chunk: int = 64):
-    """Grey uint8 [N,H,W] -> uint8 tensor [N,R,R] (bilinear, antialiased), resized in chunks to bound memory."""
-    import torch
-    import torch.nn.functional as F
-
-    out = []
-    for i in range(0, len(images), chunk):
-        x = torch.from_numpy(np.ascontiguousarray(images[i:i + chunk])).float().unsqueeze(1)
-        if x.shape[-2:] != (resolution, resolution):
-            x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
-        out.append(x.round().clamp(0, 255).to(torch.uint8).squeeze(1))
-    return torch.cat(out)
 
 
 def grey_to_pixels(grey):
@@ -63,11 +50,11 @@ def build_data(parts: Parts, unit: Unit, prompts: dict[str, str], data: TrainIma
         own = data.of_class(c)
         images.append(own)
         idx.append(np.full(len(own), i))
-    grey = resize_grey(np.concatenate(images), params.resolution)
+    grey = torch.tensor(resize_images(np.concatenate(images), params.resolution))
     main = TrainingData(grey=grey, prompt_index=torch.from_numpy(np.concatenate(idx)).long(), prompts=prompt_list)
     prior = None
     if extra is not None:
-        prior = TrainingData(grey=resize_grey(extra.images, params.resolution),
+        prior = TrainingData(grey=torch.tensor(resize_images(extra.images, params.resolution)),
                       prompt_index=torch.full((len(extra.images),), len(prompt_list)),
                       prompts=prompt_list)
     if params.cache_latents:

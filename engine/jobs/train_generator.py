@@ -21,7 +21,8 @@ from xaug.store.errors import DataError, RecipeError
 from xaug.engine.generators import distributed
 from xaug.engine.generators.base import TrainImages
 from xaug.engine.generators.registry import get_generator
-from xaug.engine.generators.samples import make_grid, resize_images, save_png
+from xaug.engine.data.resize import resize_images
+from xaug.engine.generators.samples import make_grid, save_png
 from xaug.engine.jobs.context import JobContext, JobInterrupted
 from xaug.engine.recipe.schema import GeneratorSpec
 from xaug.store.artifacts import record_artifact

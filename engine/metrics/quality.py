@@ -60,7 +60,7 @@ def comparison_side(configured: int | None, real_side: int, fake_side: int) -> i
 def at_side(images: np.ndarray, side: int) -> np.ndarray:
     """Grey uint8 images [N, H, W] at `side` x `side`: the one resize that real and synthetic images both go
     through before any metric (the antialiased resize generators use to make their training images)."""
-    from xaug.engine.generators.samples import resize_images
+    from xaug.engine.data.resize import resize_images
 
     return resize_images(np.asarray(images), side)
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
+from xaug.engine.data.resize import resize_images
 from xaug.engine.data.phantom import phantom_records, render_source
 from xaug.engine.generators.gan_config import GanConfig
 from xaug.engine.generators.gan_networks import high_pass
 from xaug.engine.generators.gan_trainer import GanTrainer
-from xaug.engine.generators.samples import resize_images
 from xaug.engine.recipe.loader import load_recipe
 
 LUNG_ROWS = slice(18, 42)

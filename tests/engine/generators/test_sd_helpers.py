@@ -9,6 +9,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from xaug.engine.data.resize import resize_images
 from xaug.store.errors import WeightsError
 from xaug.engine.generators import sd_data, sd_model, sd_params, sd_sampling
 from xaug.engine.generators.registry import get_generator
@@ -87,7 +88,7 @@ def test_grey_conversion_of_pipeline_output():
 
 def test_images_are_resized_and_replicated_to_rgb():
     images = np.full((3, 40, 40), 255, np.uint8)
-    grey = sd_data.resize_grey(images, 32, chunk=2)
+    grey = torch.tensor(resize_images(images, 32, chunk=2))  # what sd_data.build_data does
     assert tuple(grey.shape) == (3, 32, 32) and grey.dtype == torch.uint8 and int(grey.min()) == 255
     pixels = sd_data.grey_to_pixels(grey)
     assert tuple(pixels.shape) == (3, 3, 32, 32)

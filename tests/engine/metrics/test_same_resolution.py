@@ -9,7 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from xaug.engine.generators.samples import resize_images, sample_path, save_png
+from xaug.engine.data.resize import resize_images
+from xaug.engine.generators.samples import sample_path, save_png
 from xaug.engine.jobs import image_quality
 from xaug.engine.jobs.context import JobContext
 from xaug.engine.metrics import quality as q
