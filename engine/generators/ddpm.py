@@ -26,7 +26,7 @@ from xaug.store.errors import DataError
 from xaug.engine.generators import distributed as dist
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
 from xaug.engine.generators.ddpm_config import DdpmConfig
-from xaug.engine.generators.driver import TrainerRun, Unit, train_image_models
+from xaug.engine.generators.driver import TrainerRun, Unit, sampling_unit, train_image_models
 from xaug.engine.generators.ema import warmup_ema
 from xaug.engine.generators.registry import register_generator
 from xaug.engine.generators.samples import to_uint8
@@ -244,24 +244,16 @@ class Ddpm:
         """(unet, scheduler config, params, label index or None, number of classes) for a class, cached."""
         from diffusers import DDPMScheduler, UNet2DModel
 
-        manifest = ckpt.read_json(Path(checkpoint) / "generator.json")
-        classes = manifest["classes"]
-        if class_name not in classes:
-            raise DataError(f"class '{class_name}' is not one of this DDPM's classes ({', '.join(classes)}); "
-                            f"checkpoint {checkpoint}")
-        unit = class_name if manifest["per_class"] else "all"
-        key = (str(Path(checkpoint).resolve()), unit, device)
+        found = sampling_unit(checkpoint, class_name, "DDPM")
+        key = (str(found.checkpoints.resolve()), device)
         if key not in self._loaded:
-            saved = ckpt.load_checkpoint(Path(checkpoint) / unit / ckpt.CHECKPOINTS)
-            if saved is None:
-                raise ckpt.CheckpointError(f"{Path(checkpoint) / unit / ckpt.CHECKPOINTS} holds no checkpoint: "
-                                           "train_generator did not finish")
+            saved = found.newest()
             unet = UNet2DModel.from_pretrained(saved.path / "unet").to(device).eval()
             scheduler = DDPMScheduler.from_pretrained(saved.path / "scheduler")
-            self._loaded = {key: (unet, scheduler.config, DdpmConfig(**manifest["params"]), manifest)}
-        unet, sched_config, cfg, manifest = self._loaded[key]
-        per_class = manifest["per_class"]
-        return unet, sched_config, cfg, None if per_class else classes.index(class_name), 0 if per_class else len(classes)
+            self._loaded = {key: (unet, scheduler.config, DdpmConfig(**found.manifest["params"]))}
+        unet, sched_config, cfg = self._loaded[key]
+        num_classes = 0 if found.label is None else len(found.manifest["classes"])
+        return unet, sched_config, cfg, found.label, num_classes
 
     def sample(self, checkpoint: Path, class_name: str, n: int, seed: int, device: str) -> np.ndarray:
         """n uint8 images [n, R, R] of one class with the configured sampler; the same seed gives the same images."""

@@ -102,6 +102,40 @@ def write_manifest(work_dir: Path, model: str, params, per_class: bool, classes:
             "units": [u.name for u in units]})
 
 
+@dataclass(frozen=True)
+class SamplingUnit:
+    """What sampling one class of a pixel-space generator needs from its `generator.json`."""
+
+    manifest: dict
+    unit: str
+    """'all' (class-conditional) or the class itself (one model per class)."""
+    label: int | None
+    """The class's index for a class-conditional model; None for a per-class one."""
+    checkpoints: Path
+    """The unit's checkpoint folder (`<unit>/checkpoints/`)."""
+
+    def newest(self) -> ckpt.Checkpoint:
+        """The unit's newest checkpoint; CheckpointError when training never wrote one."""
+        saved = ckpt.load_checkpoint(self.checkpoints)
+        if saved is None:
+            raise ckpt.CheckpointError(f"{self.checkpoints} holds no checkpoint: train_generator did not finish")
+        return saved
+
+
+def sampling_unit(checkpoint: Path, class_name: str, what: str) -> SamplingUnit:
+    """The model that samples `class_name` from a generator trained by `train_image_models` (`what`: 'GAN',
+    'DDPM', for messages); DataError for a class it was not trained on."""
+    manifest = ckpt.read_json(Path(checkpoint) / "generator.json")
+    classes = manifest["classes"]
+    if class_name not in classes:
+        raise DataError(f"class '{class_name}' is not one of this {what}'s classes ({', '.join(classes)}); "
+                        f"checkpoint {checkpoint}")
+    per_class = manifest["per_class"]
+    unit = class_name if per_class else "all"
+    return SamplingUnit(manifest, unit, None if per_class else classes.index(class_name),
+                        artifact_path(Path(checkpoint), unit, ckpt.CHECKPOINTS))
+
+
 class TrainerRun:
     """A trainer (GanTrainer, DdpmTrainer) bound to one unit's images in [-1, 1]: the state half of a StepModel;
     subclasses add `train_step` and `sample_grid`."""

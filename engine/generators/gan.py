@@ -16,10 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from xaug.engine import checkpoint as ckpt
-from xaug.store.errors import DataError
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
-from xaug.engine.generators.driver import Unit, train_image_models
+from xaug.engine.generators.driver import Unit, sampling_unit, train_image_models
 from xaug.engine.generators.gan_config import GanConfig
 from xaug.engine.generators.gan_trainer import GanRun, GanTrainer
 from xaug.engine.generators.registry import register_generator
@@ -31,7 +29,7 @@ class StyleGan:
     """StyleGAN2-ADA-style GAN: class-conditional (projection D) or one model per class."""
 
     def __init__(self):
-        self._loaded: dict[tuple, tuple[GanTrainer, dict]] = {}
+        self._loaded: dict[tuple, GanTrainer] = {}
 
     def train(self, params: GanConfig, per_class: bool, data: TrainImages, work_dir: Path, hooks: TrainHooks,
               device: str, seed: int) -> TrainOutcome:
@@ -44,24 +42,15 @@ class StyleGan:
 
     def _load_for_sampling(self, checkpoint: Path, class_name: str, device: str) -> tuple[GanTrainer, int | None]:
         """The EMA generator for a class (cached), and its label index when class-conditional."""
-        manifest = ckpt.read_json(Path(checkpoint) / "generator.json")
-        classes = manifest["classes"]
-        if class_name not in classes:
-            raise DataError(f"class '{class_name}' is not one of this GAN's classes ({', '.join(classes)}); "
-                            f"checkpoint {checkpoint}")
-        unit = class_name if manifest["per_class"] else "all"
-        key = (str(Path(checkpoint).resolve()), unit, device)
+        found = sampling_unit(checkpoint, class_name, "GAN")
+        key = (str(found.checkpoints.resolve()), device)
         if key not in self._loaded:
+            manifest = found.manifest
             cfg = GanConfig(**manifest["params"])
-            trainer = GanTrainer(cfg, 0 if manifest["per_class"] else len(classes), device, seed=0)
-            saved = ckpt.load_checkpoint(Path(checkpoint) / unit / ckpt.CHECKPOINTS)
-            if saved is None:
-                raise ckpt.CheckpointError(f"{Path(checkpoint) / unit / ckpt.CHECKPOINTS} holds no checkpoint: "
-                                           "train_generator did not finish")
-            trainer.G_ema.load_state_dict(saved.tensors(device, prefix="G_ema"))
-            self._loaded = {key: (trainer, manifest)}  # keep one model in memory at a time
-        trainer, manifest = self._loaded[key]
-        return trainer, None if manifest["per_class"] else classes.index(class_name)
+            trainer = GanTrainer(cfg, 0 if manifest["per_class"] else len(manifest["classes"]), device, seed=0)
+            trainer.G_ema.load_state_dict(found.newest().tensors(device, prefix="G_ema"))
+            self._loaded = {key: trainer}  # keep one model in memory at a time
+        return self._loaded[key], found.label
 
     def sample(self, checkpoint: Path, class_name: str, n: int, seed: int, device: str) -> np.ndarray:
         """n uint8 images [n, R, R] of one class; the same seed gives the same images."""
