@@ -57,6 +57,19 @@ def test_per_class_gan_trains_one_model_per_class(tmp_path, tiny_data, tiny_gan_
     assert gan.sample(out.checkpoint, "viral", 2, seed=0, device="cpu").shape == (2, 32, 32)
 
 
+def test_sampling_a_model_that_never_checkpointed_says_so(tmp_path, tiny_data, tiny_gan_params, recording_hooks):
+    import shutil
+
+    from xaug.engine.checkpoint import CheckpointError
+
+    _, gan = _gan()
+    out = gan.train(GanConfig(**tiny_gan_params), True, tiny_data, tmp_path, recording_hooks(), "cpu", seed=0)
+    shutil.rmtree(tmp_path / "viral" / "checkpoints")
+    assert gan.sample(out.checkpoint, "healthy", 1, seed=0, device="cpu").shape == (1, 32, 32)
+    with pytest.raises(CheckpointError, match="viral/checkpoints holds no checkpoint"):
+        _gan()[1].sample(out.checkpoint, "viral", 1, seed=0, device="cpu")
+
+
 def test_resume_continues_the_same_loss_curve(tmp_path, tiny_data, tiny_gan_params, recording_hooks):
     params = GanConfig(**{**tiny_gan_params, "steps": 4})
     straight = recording_hooks()
