@@ -57,6 +57,16 @@ def run_cli(app: typer.Typer, prog: str, argv: list[str] | None = None) -> NoRet
     sys.exit(result if isinstance(result, int) else 0)
 
 
+def exit_code(app: typer.Typer, prog: str, argv: list[str] | None = None) -> int:
+    """`run_cli`, returning its exit status instead of exiting: for the worker entry points, which leave through
+    their own fast exit."""
+    try:
+        run_cli(app, prog, argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
 def user_error(prog: str, message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
     """Print `PROG: error: message` on stderr, markup-safe, and exit with `code`."""
     err_console.print(f"{prog}: [bold red]error:[/] {escape(message)}")

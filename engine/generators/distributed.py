@@ -34,8 +34,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
+import typer
 
 from xaug.store.errors import DataError
 from xaug.engine.generators.base import TrainHooks, TrainImages, TrainOutcome
@@ -242,14 +244,24 @@ class _RankHooks:
         return self.signalled or (self.folder / STOP).exists()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """A child of torch.distributed.run: train the requested generator as one rank of the DDP group."""
-    import argparse
+cli = typer.Typer(add_completion=False)
 
-    parser = argparse.ArgumentParser(prog="python -m xaug.engine.generators.distributed",
-                                     description="One process of a multi-process generator training.")
-    parser.add_argument("--launch-dir", required=True, type=Path)
-    folder = parser.parse_args(argv).launch_dir
+
+@cli.command(help="One process of a multi-process generator training.")
+def _rank(launch_dir: Annotated[Path, typer.Option(help="The folder train_in_processes prepared.")]) -> int:
+    return _train_rank(launch_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """A child of torch.distributed.run: --launch-dir DIR, then train the requested generator as one rank of the
+    DDP group; its exit status."""
+    from xaug.engine.cli.runner import exit_code
+
+    return exit_code(cli, "python -m xaug.engine.generators.distributed", argv)
+
+
+def _train_rank(folder: Path) -> int:
+    """Train as this rank from the request in `folder`; rank 0 writes the outcome there."""
     hooks = _RankHooks(folder, is_main=is_main_process())
     signal.signal(signal.SIGTERM, lambda *_: setattr(hooks, "signalled", True))
     from xaug.engine.generators.registry import get_generator

@@ -12,13 +12,15 @@ sys.path finds them.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
 import threading
 import traceback
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 EXIT_DONE = 0
 EXIT_FAILED = 1
@@ -108,7 +110,10 @@ class _StoreOutcome:
 
     def __init__(self, store: Path) -> None:
         from xaug.store import open_store
+        from xaug.store.errors import StoreError
 
+        if not Path(store).is_file():  # the engine hands over its own store: never create one here
+            raise StoreError(f"no store at {store}; a worker runs a job of an existing store (started by the engine)")
         self.db = open_store(store)
 
     def flush(self, urgent: bool = False) -> None:
@@ -200,15 +205,23 @@ def run_remote_job(store: str, key: str, journal: str, log_path: str) -> int:
     return code
 
 
+cli = typer.Typer(add_completion=False)
+
+
+@cli.command(help="Run one claimed xaug job (started by the engine).")
+def _run(store: Annotated[Path, typer.Option(help="The study database.")],
+         job: Annotated[str, typer.Option(help="Key of the job to run.")],
+         journal: Annotated[Path | None, typer.Option(help="Journal folder: record there instead of in the store.")]
+         = None) -> int:
+    return run_job(store, job, journal)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: parse --store/--job, run the job."""
-    parser = argparse.ArgumentParser(prog="python -m xaug.engine.queue.worker",
-                                     description="Run one claimed xaug job (started by the engine).")
-    parser.add_argument("--store", required=True, type=Path, help="The study database.")
-    parser.add_argument("--job", required=True, help="Key of the job to run.")
-    parser.add_argument("--journal", type=Path, help="Journal folder: record there instead of in the store.")
-    args = parser.parse_args(argv)
-    return run_job(args.store, args.job, args.journal)
+    """Entry point: --store, --job and --journal, then the job; returns the worker's exit status (2 with one line
+    for a bad command line, through the CLIs' one runner)."""
+    from xaug.engine.cli.runner import exit_code
+
+    return exit_code(cli, "python -m xaug.engine.queue.worker", argv)
 
 
 def exit_now(code: int) -> None:

@@ -107,6 +107,14 @@ def test_worker_module_runs_as_a_script(store_path, fake_kinds):
     out = subprocess.run([sys.executable, "-m", "xaug.engine.queue.worker", "--store", str(store_path),
                           "--job", "nope"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "no job nope" in out.stderr
+    missing = store_path.parent / "missing.db"
+    out = subprocess.run([sys.executable, "-m", "xaug.engine.queue.worker", "--store", str(missing), "--job", "x"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "no store at" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert not missing.exists()  # a worker never creates a store
+    out = subprocess.run([sys.executable, "-m", "xaug.engine.queue.worker", "--store", str(store_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "Missing option '--job'" in out.stderr and "Traceback" not in out.stderr
 
 
 @pytest.mark.parametrize("start", ["forkserver", "exec"])
