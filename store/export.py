@@ -1,4 +1,6 @@
-"""Writing tables for papers and spreadsheets: CSV, Markdown (GitHub pipes) and LaTeX (booktabs).
+"""Writing tables for papers and spreadsheets: CSV, Markdown (GitHub pipes) and LaTeX (booktabs), and the one way a
+comparison's numbers are written (`effect_with_ci`, `p_text`, `significant`): `xaug report`'s tables and the TUI's
+study screen show a change identically.
 
 A table is a list of column names and a list of row dicts; cells are written as given (format numbers first).
 """
@@ -6,11 +8,42 @@ A table is a list of column names and a list of row dicts; cells are written as 
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def signed_pp(value, scale: float = 100.0, digits: int = 2) -> str:
+    """A signed number in percentage points (`+1.23`), '' for None/NaN."""
+    return "" if _missing(value) else f"{value * scale:+.{digits}f}"
+
+
+def effect_with_ci(row: Mapping | None, scale: float = 100.0, ci: bool = True) -> str:
+    """A comparison row's change, `+1.23 [-0.40, +2.86]` in percentage points; without the CI when `ci` is False or
+    the row has none; '' without a row or a mean."""
+    if row is None or _missing(row.get("mean")):
+        return ""
+    text = signed_pp(row["mean"], scale)
+    if ci and not _missing(row.get("ci_low")) and not _missing(row.get("ci_high")):
+        text += f" [{signed_pp(row['ci_low'], scale)}, {signed_pp(row['ci_high'], scale)}]"
+    return text
+
+
+def p_text(value) -> str:
+    """A p-value as tables write it: `<0.001` or three decimals; '' for None/NaN."""
+    return "" if _missing(value) else ("<0.001" if value < 0.001 else f"{value:.3f}")
+
+
+def significant(row: Mapping | None, alpha: float) -> bool:
+    """Whether a comparison row is starred: its multiplicity-adjusted p is below alpha."""
+    return row is not None and not _missing(row.get("p_adjusted")) and row["p_adjusted"] < alpha
 
 
 def _cell(value) -> str:

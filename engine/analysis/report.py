@@ -25,7 +25,7 @@ from xaug.engine.analysis.power import per_test_alpha, required_repeats
 from xaug.engine.analysis.stats import unit_label
 from xaug.engine.analysis.study import UTILITY, StudyAnalysis, load_study_analysis
 from xaug.store.analysis import load_quality_summary, load_study_training_curves
-from xaug.store.export import write_table
+from xaug.store.export import effect_with_ci, p_text, signed_pp, significant, write_table
 
 REFERENCE_ORDER = ("train", "heldout")
 REFERENCE_LABELS = {"train": "train", "heldout": "held-out"}
@@ -135,28 +135,6 @@ def _with_unit(result: StudyAnalysis, rows: list[dict]) -> list[dict]:
     return [{**r, "unit": unit} for r in rows]
 
 
-def _pp(value, scale: float = 100.0, digits: int = 2) -> str:
-    """A signed number in percentage points, '' for None/NaN."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return f"{value * scale:+.{digits}f}"
-
-
-def _with_ci(row: dict | None, scale: float = 100.0) -> str:
-    """'+1.23 [-0.40, +2.86]' from a comparison row, '' when absent."""
-    if row is None or row.get("mean") is None:
-        return ""
-    if row.get("ci_low") is None or math.isnan(row["ci_low"]):
-        return _pp(row["mean"], scale)
-    return f"{_pp(row['mean'], scale)} [{_pp(row['ci_low'], scale)}, {_pp(row['ci_high'], scale)}]"
-
-
-def _p(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
-
-
 def _arm_order(generator: str) -> tuple:
     return (generator == DUPLICATE, generator)
 
@@ -179,10 +157,11 @@ def comparison_matrix(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
         dup = index.get((gen, clf, amount, "duplicate", "accuracy", ""))
         rows.append({"generator": gen, "classifier": clf, "amount": amount,
                      "n": (acc or bal or f1 or dup or {}).get("n"), "unit": unit,
-                     "Δacc vs baseline": _with_ci(acc), "p_adj": _p((acc or {}).get("p_adjusted")),
-                     "Δbal.acc vs baseline": _with_ci(bal), "p_adj (bal.acc)": _p((bal or {}).get("p_adjusted")),
-                     "Δmacro-F1 vs baseline": _with_ci(f1), "p_adj (F1)": _p((f1 or {}).get("p_adjusted")),
-                     "Δacc vs duplicate": _with_ci(dup), "p_adj (dup)": _p((dup or {}).get("p_adjusted"))})
+                     "Δacc vs baseline": effect_with_ci(acc), "p_adj": p_text((acc or {}).get("p_adjusted")),
+                     "Δbal.acc vs baseline": effect_with_ci(bal),
+                     "p_adj (bal.acc)": p_text((bal or {}).get("p_adjusted")),
+                     "Δmacro-F1 vs baseline": effect_with_ci(f1), "p_adj (F1)": p_text((f1 or {}).get("p_adjusted")),
+                     "Δacc vs duplicate": effect_with_ci(dup), "p_adj (dup)": p_text((dup or {}).get("p_adjusted"))})
     return columns, rows
 
 
@@ -197,9 +176,9 @@ def effects_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
     for r in sorted(overall, key=lambda r: (r["reference"] != "baseline", METRICS.index(r["metric"]),
                                             _arm_order(r["generator"]))):
         rows.append({"generator": r["generator"], "reference": r["reference"], "metric": r["metric"],
-                     "n": r["n"], "unit": unit, "Δ (pp)": _pp(r["mean"]),
-                     ci: "" if r["ci_low"] is None else f"[{_pp(r['ci_low'])}, {_pp(r['ci_high'])}]",
-                     "p": _p(r["p_value"]), "p_adj": _p(r["p_adjusted"]), "test": r["test"],
+                     "n": r["n"], "unit": unit, "Δ (pp)": signed_pp(r["mean"]),
+                     ci: "" if r["ci_low"] is None else f"[{signed_pp(r['ci_low'])}, {signed_pp(r['ci_high'])}]",
+                     "p": p_text(r["p_value"]), "p_adj": p_text(r["p_adjusted"]), "test": r["test"],
                      "amounts": r["amounts"]})
     return columns, rows
 
@@ -261,8 +240,8 @@ def class_f1_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
             r = index.get((*arm, c))
             if r is not None:
                 row["n"] = r["n"]
-            star = "*" if r and r.get("p_adjusted") is not None and r["p_adjusted"] < result.analysis.alpha else ""
-            row[c] = _with_ci(r) + star
+            star = "*" if significant(r, result.analysis.alpha) else ""
+            row[c] = effect_with_ci(r) + star
         rows.append(row)
     return columns, rows
 
@@ -357,9 +336,10 @@ def quality_utility_table(result: StudyAnalysis, summary: list[dict]) -> tuple[l
                      "near-copies %": value("memorised_fraction", "train", "pixels", 100, 2),
                      "features": features, "FID vs train": value("fid", "train", features),
                      "FID vs held-out": value("fid", "heldout", features),
-                     "Δacc vs baseline": _with_ci(acc), "p_adj": _p((acc or {}).get("p_adjusted")),
-                     "Δbal.acc vs baseline": _with_ci(bal), "p_adj (bal.acc)": _p((bal or {}).get("p_adjusted")),
-                     "Δacc vs duplicate": _with_ci(dup), "p_adj (dup)": _p((dup or {}).get("p_adjusted"))})
+                     "Δacc vs baseline": effect_with_ci(acc), "p_adj": p_text((acc or {}).get("p_adjusted")),
+                     "Δbal.acc vs baseline": effect_with_ci(bal),
+                     "p_adj (bal.acc)": p_text((bal or {}).get("p_adjusted")),
+                     "Δacc vs duplicate": effect_with_ci(dup), "p_adj (dup)": p_text((dup or {}).get("p_adjusted"))})
     return columns, rows
 
 
@@ -373,7 +353,7 @@ def correlation_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
         unit = "generator" if r["utility_metric"] == UTILITY else f"generator x {_unit_column(result)}"
         rows.append({"quality": r["quality_metric"], "utility": r["utility_metric"], "method": r["method"],
                      "n": r["n"], "unit": unit, "r": None if r["r"] is None else round(r["r"], 3), ci_name: ci,
-                     "p": _p(r["p_value"])})
+                     "p": p_text(r["p_value"])})
     return columns, rows
 
 

@@ -18,7 +18,7 @@ from textual_plotext import PlotextPlot
 from xaug.store import artifact_root
 from xaug.store.analysis import (load_analysis, load_comparisons, load_correlations, load_headline,
                                  load_quality_summary)
-from xaug.store.export import write_table
+from xaug.store.export import effect_with_ci, significant, write_table
 from xaug.store.studies import study_classes
 from xaug.tui.messages import StoreChanged
 
@@ -31,26 +31,15 @@ EXPORT_COLUMNS = ["generator", "classifier", "amount", "reference", "metric", "c
                   "ci_low", "ci_high", "p_value", "p_adjusted", "test", "correction"]
 
 
-def effect_text(row: dict | None, scale: float = 100.0, ci: bool = True) -> str:
-    """`+1.23 [-0.40, +2.86]` in percentage points, written exactly as `xaug report` writes a change (its
-    comparisons table); without the CI when `ci` is False or the analysis has none; '' without a row."""
-    if row is None or row.get("mean") is None:
-        return ""
-    text = f"{row['mean'] * scale:+.2f}"
-    if ci and row.get("ci_low") is not None and row.get("ci_high") is not None:
-        text += f" [{row['ci_low'] * scale:+.2f}, {row['ci_high'] * scale:+.2f}]"
-    return text
-
-
 def delta_cell(row: dict | None, scale: float = 100.0, alpha: float = DEFAULT_ALPHA, ci: bool = True) -> Text:
-    """`effect_text` plus ` *` when the adjusted p < alpha, green/red when significant; a dim '-' without a row."""
-    text = effect_text(row, scale, ci)
+    """The change as `xaug report` writes it (store.export.effect_with_ci) plus ` *` when it is starred there too
+    (adjusted p < alpha), green/red when so; a dim '-' without a row."""
+    text = effect_with_ci(row, scale, ci)
     if not text:
         return Text("-", style="dim", justify="center")
-    p = row.get("p_adjusted") if row.get("p_adjusted") is not None else row.get("p_value")
-    significant = p is not None and p < alpha
-    style = ("bold green" if row["mean"] > 0 else "bold red") if significant else ""
-    return Text(text + (" *" if significant else "  "), style=style, justify="right")
+    starred = significant(row, alpha)
+    style = ("bold green" if row["mean"] > 0 else "bold red") if starred else ""
+    return Text(text + (" *" if starred else "  "), style=style, justify="right")
 
 
 def quality_vs_utility(quality: list[dict], headline: list[dict]) -> list[dict]:
