@@ -22,7 +22,7 @@ from xaug.store.analysis import (load_analysis, load_arm_summaries, load_compari
                                  load_headline, load_split_sizes, load_study_evaluations, load_study_ratings,
                                  record_analysis, record_comparisons, record_correlations)
 from xaug.store.quality import load_study_quality
-from xaug.store.studies import require_study
+from xaug.store.studies import require_study, study_classes
 
 UTILITY = "delta_accuracy"
 """Utility of a generator: its headline change in accuracy vs the baseline (classifiers and common amounts)."""
@@ -63,11 +63,10 @@ class StudyAnalysis:
 
 
 def study_settings(db: sqlite_utils.Database, study: str) -> tuple[AnalysisConfig, list[str]]:
-    """The analysis settings and class names of a stored study (defaults where the recipe has none)."""
+    """The analysis settings (defaults where the recipe has none) and class names of a stored study, in the
+    store's one study class order (store.studies.study_classes, which the TUI reads too)."""
     recipe = require_study(db, study)["recipe"]
-    analysis = AnalysisConfig(**recipe.get("analysis", {}))
-    classes = (recipe.get("dataset") or {}).get("classes") or []
-    return analysis, list(classes)
+    return AnalysisConfig(**recipe.get("analysis", {})), study_classes(db, study)
 
 
 def analyse_study(db: sqlite_utils.Database, study: str, analysis: AnalysisConfig | dict | None = None,

@@ -32,10 +32,13 @@ def _job(kind, config, deps=()):
                            deps=list(deps))
 
 
-def build_fake_study(db, name: str = "toy", seed: int = 0, analyse: bool = True, external: bool = False) -> dict:
+def build_fake_study(db, name: str = "toy", seed: int = 0, analyse: bool = True, external: bool = False,
+                     recipe_classes: bool = True) -> dict:
     """Submit and 'finish' a study (with its stored analysis unless `analyse` is False); returns the jobs by kind.
     Accuracy = 0.70 + effect + noise per run; with `external`, each run is also evaluated on an external test set
-    (dataset.external_test) with accuracy EXTERNAL_DROP lower."""
+    (dataset.external_test) with accuracy EXTERNAL_DROP lower. Without `recipe_classes` the recipe names no classes
+    (a folder dataset's are found in it): only the jobs' configs give their order. Class metrics are recorded in
+    alphabetical order, not the study's."""
     rng = np.random.default_rng(seed)
     prep = _job("prepare_data", {"fold": "all"})
     jobs = [prep]
@@ -62,7 +65,7 @@ def build_fake_study(db, name: str = "toy", seed: int = 0, analyse: bool = True,
         for fold in FOLDS:
             jobs.append(_job("image_quality", dict(generator={"name": gen, "model": "gan"}, fold=fold,
                                                    classes=CLASSES, quality={})))
-    recipe = dict(name=name, dataset=dict(classes=CLASSES), analysis=dict(test="corrected_t", correction="holm",
+    recipe = dict(name=name, dataset=dict(classes=CLASSES) if recipe_classes else {}, analysis=dict(test="corrected_t", correction="holm",
                                                                             alpha=0.05))
     submit_study(db, name, None, "name: " + name, recipe, jobs)
     while (job := claim_job(db, lambda row: [], host="test", log_path_for=lambda row: "")) is not None:
@@ -78,9 +81,9 @@ def build_fake_study(db, name: str = "toy", seed: int = 0, analyse: bool = True,
             record_results(db, job.key, dict(accuracy=acc - drop, balanced_accuracy=acc - 0.1 - drop,
                                              macro_f1=acc - 0.2 - drop))
             record_class_metrics(db, job.key, [
+                dict(class_name="fungal", precision=0.5, recall=0.5, f1=fungal_f1, support=6),
                 dict(class_name="healthy", precision=0.8, recall=0.9, f1=0.85, support=30),
-                dict(class_name="viral", precision=viral_f1, recall=viral_f1, f1=viral_f1, support=4),
-                dict(class_name="fungal", precision=0.5, recall=0.5, f1=fungal_f1, support=6)])
+                dict(class_name="viral", precision=viral_f1, recall=viral_f1, f1=viral_f1, support=4)])
         for epoch in range(3):
             record_metrics(db, train.key, epoch, dict(val_loss=1.0 / (epoch + 1) + acc / 10))
         for step in range(12):

@@ -224,3 +224,13 @@ def test_external_test_set_is_reported_apart_and_leaves_the_statistics_alone(tmp
     scores = json.loads(results.output)["scores"]
     first = next(r for r in scores if r["arm"] == "baseline" and r["classifier"] == CLASSIFIERS[0])
     assert first["accuracy_mean"] == pytest.approx(fold_baseline["mean"] - EXTERNAL_DROP)
+
+
+def test_the_analysis_and_the_tui_order_classes_alike_when_the_recipe_names_none(tmp_path):
+    from xaug.engine.analysis.study import analyse_study, load_study_analysis
+    from xaug.store.studies import study_classes
+
+    db = open_store(tmp_path / "x.db")
+    build_fake_study(db, "folder", recipe_classes=False)  # class metrics recorded alphabetically
+    assert study_classes(db, "folder") == CLASSES  # from the jobs' configs: the study's order
+    assert analyse_study(db, "folder").classes == load_study_analysis(db, "folder").classes == CLASSES
