@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 from xaug.store.errors import EngineError, StoreError
 from xaug.engine.queue.executor import Executor, LocalExecutor
-from xaug.engine.queue.gpus import detect_gpu_memory, detect_gpus, read_gpu_stats
+from xaug.engine.queue.gpus import detect_gpus, read_gpu_stats
 from xaug.engine.queue.policy import GpuReservation, GpuSlot, memory_estimate_mb
 from xaug.store import artifact_root, open_store
 from xaug.store import jobs as q
@@ -132,9 +132,11 @@ class Engine:
                 f"another engine (pid {holder['pid']} on {holder['host']}, started {holder['started_at']}) already "
                 f"runs on {self.store_path}; submit to it with `xaug submit`, watch with `xaug status`, or stop it "
                 "(kill -TERM its pid) before starting a new one")
-        self.gpus = list(self._gpu_override) if self._gpu_override is not None else [g["gpu"] for g in detect_gpus()]
+        overridden = self._gpu_override is not None and self._gpu_memory_override is not None
+        found = [] if overridden else detect_gpus()  # one probe: which GPUs, and their memory
+        self.gpus = list(self._gpu_override) if self._gpu_override is not None else [g["gpu"] for g in found]
         memory = self._gpu_memory_override if self._gpu_memory_override is not None else \
-            (detect_gpu_memory() if self.gpus else {})
+            {g["gpu"]: g["memory_total_mb"] for g in found if g["memory_total_mb"]}
         self.gpu_memory = {g: float(mb) for g, mb in memory.items() if g in self.gpus}
         if self.executor is None:
             threads = max(1, (os.cpu_count() or 1) // self.cpu_slots)

@@ -1,4 +1,9 @@
-"""Finding GPUs and reading their load without importing torch: nvidia-ml-py if present, else `nvidia-smi -L`."""
+"""Finding GPUs and reading their load without importing torch: nvidia-ml-py if present, else `nvidia-smi`.
+
+One probe per question: `detect_gpus` (which GPUs, their names and memory: what the scheduler places jobs on and
+sizes shared GPUs by) and `read_gpu_stats` (their load now, for the TUI and benchmarks). Both read NVML the same
+way (`_nvml_rows`); without it, `detect_gpus` asks `nvidia-smi --query-gpu` once.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,26 @@ import re
 import shutil
 import subprocess
 
+_SMI_QUERY = "--query-gpu=index,name,memory.total"
+
 
 def detect_gpus() -> list[dict]:
-    """GPUs of this machine as [{'gpu': index, 'name': ...}] in PCI bus order; [] on a machine without GPUs."""
-    found = _nvml_gpus()
-    if found is not None:
-        return found
+    """GPUs of this machine as [{'gpu': index, 'name': ..., 'memory_total_mb': MiB or None}] in PCI bus order;
+    [] on a machine without GPUs."""
+    rows = _nvml_rows()
+    if rows is not None:
+        return [{"gpu": r["gpu"], "name": r["name"], "memory_total_mb": r["memory_total_mb"]} for r in rows]
     return _nvidia_smi_gpus()
 
 
-def _nvml_gpus() -> list[dict] | None:
+def read_gpu_stats() -> list[dict]:
+    """Utilisation (%) and memory (MiB) of every GPU via nvidia-ml-py; [] when it is not installed or fails."""
+    return _nvml_rows() or []
+
+
+def _nvml_rows() -> list[dict] | None:
+    """Every GPU's index, name, utilisation and memory through NVML; None when nvidia-ml-py is not installed, []
+    when it cannot read the GPUs (no driver)."""
     try:
         import pynvml
     except ImportError:
@@ -23,65 +38,6 @@ def _nvml_gpus() -> list[dict] | None:
     try:
         pynvml.nvmlInit()
     except Exception:  # driver missing: NVML is installed but no GPU can be used
-        return []
-    try:
-        count = pynvml.nvmlDeviceGetCount()
-        gpus = []
-        for index in range(count):
-            name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(index))
-            gpus.append({"gpu": index, "name": name.decode() if isinstance(name, bytes) else str(name)})
-        return gpus
-    finally:
-        pynvml.nvmlShutdown()
-
-
-def _nvidia_smi_gpus() -> list[dict]:
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return []
-    try:
-        out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=20, check=False).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    gpus = []
-    for line in out.splitlines():
-        match = re.match(r"GPU (\d+): (.+?)(?: \(UUID.*)?$", line.strip())
-        if match:
-            gpus.append({"gpu": int(match.group(1)), "name": match.group(2)})
-    return gpus
-
-
-def detect_gpu_memory() -> dict[int, float]:
-    """Total memory (MiB) of each GPU, by index: nvidia-ml-py if present, else `nvidia-smi --query-gpu`; {} when
-    neither answers (the scheduler then never shares a GPU between jobs)."""
-    stats = read_gpu_stats()
-    if stats:
-        return {row["gpu"]: row["memory_total_mb"] for row in stats}
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return {}
-    try:
-        out = subprocess.run([exe, "--query-gpu=index,memory.total", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=20, check=False).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    memory = {}
-    for line in out.splitlines():
-        match = re.match(r"\s*(\d+)\s*,\s*([\d.]+)\s*$", line)
-        if match:
-            memory[int(match.group(1))] = float(match.group(2))
-    return memory
-
-
-def read_gpu_stats() -> list[dict]:
-    """Utilisation (%) and memory (MiB) of every GPU via nvidia-ml-py; [] when it is not installed or fails."""
-    try:
-        import pynvml
-    except ImportError:
-        return []
-    try:
-        pynvml.nvmlInit()
-    except Exception:
         return []
     try:
         rows = []
@@ -98,3 +54,22 @@ def read_gpu_stats() -> list[dict]:
         return []
     finally:
         pynvml.nvmlShutdown()
+
+
+def _nvidia_smi_gpus() -> list[dict]:
+    """`nvidia-smi --query-gpu=index,name,memory.total` parsed; [] without nvidia-smi or when it fails."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run([exe, _SMI_QUERY, "--format=csv,noheader,nounits"], capture_output=True, text=True,
+                             timeout=20, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in out.splitlines():
+        match = re.match(r"\s*(\d+)\s*,\s*(.+?)\s*,\s*([\d.]+|\[N/A\])\s*$", line)
+        if match:
+            memory = None if match.group(3) == "[N/A]" else float(match.group(3))
+            gpus.append({"gpu": int(match.group(1)), "name": match.group(2), "memory_total_mb": memory})
+    return gpus

@@ -48,12 +48,12 @@ def test_jobs_side_by_side_use_the_gpu_from_forked_processes():
 def test_the_worker_reports_its_peak_and_the_scheduler_finds_the_gpus_memory():
     import torch
 
-    from xaug.engine.queue.gpus import detect_gpu_memory
+    from xaug.engine.queue.gpus import detect_gpus
     from xaug.engine.queue.worker import peak_gpu_memory_mb
 
     x = torch.empty(64, 2**20, dtype=torch.uint8, device="cuda")
     assert peak_gpu_memory_mb() >= 64
     del x
-    memory = detect_gpu_memory()
-    assert memory and all(mb > 1024 for mb in memory.values())
+    found = detect_gpus()
+    assert found and all(g["memory_total_mb"] > 1024 for g in found)
 

@@ -1,4 +1,4 @@
-"""GPU discovery without torch: nvidia-ml-py when importable, else `nvidia-smi -L`, else none."""
+"""GPU discovery without torch: nvidia-ml-py when importable, else one `nvidia-smi --query-gpu`, else none."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def _fake_pynvml(count: int = 2):
 
 def test_nvml_gives_gpus_and_their_load(monkeypatch, qdb):
     monkeypatch.setitem(sys.modules, "pynvml", _fake_pynvml())
-    assert gpus.detect_gpus() == [{"gpu": 0, "name": "Fake GPU 0"}, {"gpu": 1, "name": "Fake GPU 1"}]
+    assert gpus.detect_gpus() == [{"gpu": 0, "name": "Fake GPU 0", "memory_total_mb": 8192.0},
+                                  {"gpu": 1, "name": "Fake GPU 1", "memory_total_mb": 8192.0}]
     stats = gpus.read_gpu_stats()
     assert [s["utilization"] for s in stats] == [10.0, 20.0] and stats[0]["memory_total_mb"] == 8192
     from xaug.store.jobs import load_gpu_stats, record_gpu_stats
@@ -31,15 +32,16 @@ def test_nvml_gives_gpus_and_their_load(monkeypatch, qdb):
     assert [r["memory_used_mb"] for r in load_gpu_stats(qdb)] == [1024, 1024]
 
 
-def test_nvidia_smi_listing_is_parsed(monkeypatch, tmp_path):
+def test_nvidia_smi_query_is_parsed(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails as if not installed
     exe = tmp_path / "nvidia-smi"
-    exe.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1234)'\n"
-                   "echo 'GPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-5678)'\n")
+    exe.write_text("#!/bin/sh\n[ \"$1\" = --query-gpu=index,name,memory.total ] || exit 1\n"
+                   "echo '0, NVIDIA H200, 143771'\necho '1, NVIDIA H100 80GB HBM3, 81559'\necho '2, Odd GPU, [N/A]'\n")
     exe.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert gpus.detect_gpus() == [{"gpu": 0, "name": "NVIDIA H100 80GB HBM3"},
-                                  {"gpu": 1, "name": "NVIDIA H100 80GB HBM3"}]
+    assert gpus.detect_gpus() == [{"gpu": 0, "name": "NVIDIA H200", "memory_total_mb": 143771.0},
+                                  {"gpu": 1, "name": "NVIDIA H100 80GB HBM3", "memory_total_mb": 81559.0},
+                                  {"gpu": 2, "name": "Odd GPU", "memory_total_mb": None}]
     assert gpus.read_gpu_stats() == []
 
 
@@ -49,22 +51,12 @@ def test_no_gpu_at_all(monkeypatch, tmp_path):
     assert gpus.detect_gpus() == []
 
 
-def test_gpu_memory_from_nvml(monkeypatch):
-    monkeypatch.setitem(sys.modules, "pynvml", _fake_pynvml())
-    assert gpus.detect_gpu_memory() == {0: 8192.0, 1: 8192.0}
+def test_nvml_installed_without_a_driver_finds_none(monkeypatch):
+    broken = _fake_pynvml()
 
+    def fail():
+        raise RuntimeError("NVML Shared Library Not Found")
 
-def test_gpu_memory_from_nvidia_smi_query(monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "pynvml", None)
-    exe = tmp_path / "nvidia-smi"
-    exe.write_text("#!/bin/sh\n[ \"$1\" = --query-gpu=index,memory.total ] || exit 1\n"
-                   "echo '0, 143771'\necho '1, 143771'\n")
-    exe.chmod(0o755)
-    monkeypatch.setenv("PATH", str(tmp_path))
-    assert gpus.detect_gpu_memory() == {0: 143771.0, 1: 143771.0}
-
-
-def test_no_gpu_memory_without_a_gpu(monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "pynvml", None)
-    monkeypatch.setenv("PATH", str(tmp_path))
-    assert gpus.detect_gpu_memory() == {}
+    broken.nvmlInit = fail
+    monkeypatch.setitem(sys.modules, "pynvml", broken)
+    assert gpus.detect_gpus() == [] and gpus.read_gpu_stats() == []
