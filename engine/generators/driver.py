@@ -4,8 +4,9 @@ A generator supplies a `StepModel` (its step and sample functions, its state) an
 same way for the GAN, the DDPM and the Stable Diffusion family:
 
 - `train_units`: one model for all classes (unit 'all') or one per class, trained in turn; a step counter that
-  runs across units (progress shows one bar); stops between units when asked. `train_image_models` adds what the
-  pixel-space generators (GAN, DDPM) share: `generator.json`, `<unit>/checkpoints/` and `TrainerRun`.
+  runs across units (progress shows one bar); stops between units when asked; `checked_units` fails on a class
+  without images before anything loads or trains. `train_image_models` adds what the pixel-space generators (GAN,
+  DDPM) share: `generator.json`, `<unit>/checkpoints/` and `TrainerRun`; `sampling_unit` reads them back to sample.
 - `train_steps`: resume from the newest checkpoint (engine/checkpoint.py), then step to `steps`: progress and
   losses after every step, a grid every `grid_every` steps and at the last, an atomic checkpoint every
   `checkpoint_every` steps; when asked to stop, a checkpoint (unless one was just written) and return; after the
