@@ -49,10 +49,20 @@ def _create_private(path: Path) -> bool:
     return True
 
 
-def open_store(db_path: str | Path, *, migrate: bool = True, read_only: bool = False) -> sqlite_utils.Database:
-    """Open (creating if needed) the store at `db_path`, with WAL, a busy timeout and all migrations applied;
-    `read_only` opens an existing store for reading only (a viewer's worker thread: never creates, migrates or
-    writes).
+def require_store(db_path: str | Path) -> Path:
+    """`db_path` when a store file is there; otherwise the one StoreError that says how to make one."""
+    path = Path(db_path)
+    if not path.is_file():
+        raise StoreError(f"no store at {path}: submit a recipe to create it (xaug submit RECIPE --store {path}), "
+                         "or pass --store PATH or set XAUG_STORE")
+    return path
+
+
+def open_store(db_path: str | Path, *, migrate: bool = True, read_only: bool = False,
+               create: bool = True) -> sqlite_utils.Database:
+    """Open (creating if needed, unless `create` is False) the store at `db_path`, with WAL, a busy timeout and all
+    migrations applied; `read_only` opens an existing store for reading only (a viewer's worker thread: never
+    creates, migrates or writes).
 
     Any SQLite failure (not a database, read-only, disk full, busy) is raised as a StoreError that says what to do.
     Every process that writes artifacts (engine, workers, `xaug` exports) opens its store first, so this is where
@@ -64,7 +74,9 @@ def open_store(db_path: str | Path, *, migrate: bool = True, read_only: bool = F
     os.umask(PRIVATE_UMASK)
     path = Path(db_path)
     if read_only:
-        return _open_read_only(path)
+        return _open_read_only(require_store(path))
+    if not create:
+        require_store(path)
     if str(path) != ":memory:":
         try:
             _create_private(path)
@@ -109,8 +121,6 @@ def _refuse_another_tools_database(conn: sqlite3.Connection, path: Path) -> None
 
 def _open_read_only(path: Path) -> sqlite_utils.Database:
     """A read-only connection to an existing store (usable from another thread than the one that opened it)."""
-    if not path.exists():
-        raise StoreError(f"no store at {path}: run `xaug submit RECIPE --store {path}` first, or pass --store")
     try:
         conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, check_same_thread=False,
                                timeout=BUSY_TIMEOUT_MS / 1000)

@@ -145,12 +145,9 @@ def run(store: Annotated[str | None, typer.Option(
     Example: xaug-tui --store runs/paper.db
     """
     from xaug.engine.cli import default_store
+    from xaug.store.db import require_store
 
-    path = Path(store or default_store())
-    if not path.exists():
-        raise StoreError(f"no store at {path}; pass --store PATH or submit a recipe first "
-                         f"(xaug submit recipes/quickstart.yaml)")
-    XaugApp(path).run()
+    XaugApp(require_store(store or default_store())).run()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from xaug.engine.cli import app, bench_app, default_store
-from xaug.store.errors import EngineError, StoreError
+from xaug.store.errors import EngineError
 from xaug.store.liveness import engine_alive
 
 console = Console()
@@ -28,12 +28,7 @@ def open_existing_store(store: str | None):
     from xaug.engine.queue.engine import ensure_own_store
     from xaug.store import open_store
 
-    store = store or default_store()
-    path = ensure_own_store(store)
-    if not path.exists():
-        raise StoreError(f"no store at {path}: submit a recipe first (xaug submit RECIPE --store {store}), "
-                         "or pass --store PATH or set XAUG_STORE")
-    return open_store(path)
+    return open_store(ensure_own_store(store or default_store()), create=False)
 
 
 def open_or_create_store(store: str | None):

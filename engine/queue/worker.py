@@ -110,11 +110,8 @@ class _StoreOutcome:
 
     def __init__(self, store: Path) -> None:
         from xaug.store import open_store
-        from xaug.store.errors import StoreError
 
-        if not Path(store).is_file():  # the engine hands over its own store: never create one here
-            raise StoreError(f"no store at {store}; a worker runs a job of an existing store (started by the engine)")
-        self.db = open_store(store)
+        self.db = open_store(store, create=False)  # the engine hands over its own store: never create one here
 
     def flush(self, urgent: bool = False) -> None:
         """Nothing to do: every record is already in the store."""

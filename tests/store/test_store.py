@@ -105,3 +105,16 @@ def test_data_version_changes_on_other_connection_commit(tmp_path):
     before = data_version(a)
     record_metric(b, "k", "loss", 0, 1.0)
     assert data_version(a) != before
+
+
+def test_a_store_that_must_exist_is_never_created(tmp_path):
+    from xaug.store.db import require_store
+
+    missing = tmp_path / "missing.db"
+    for attempt in (lambda: open_store(missing, create=False), lambda: open_store(missing, read_only=True),
+                    lambda: require_store(missing)):
+        with pytest.raises(StoreError, match="no store at .*missing.db: submit a recipe to create it"):
+            attempt()
+    assert list(tmp_path.iterdir()) == []
+    open_store(missing)  # created when asked to
+    assert require_store(missing) == missing and open_store(missing, create=False) is not None
