@@ -53,7 +53,8 @@ class GeneratorImpl(Protocol):
 
     def train(self, params, per_class: bool, data: TrainImages, work_dir: Path, hooks: TrainHooks,
               device: str, seed: int) -> TrainOutcome:
-        """Train (or resume) in `work_dir`; return the final checkpoint, or finished=False if stopped early."""
+        """Train (or resume) in `work_dir`; return the final checkpoint, or finished=False if stopped early. `data`
+        comes at the prepared dataset's size: a generator brings it to its own resolution (data.resize)."""
 
     def sample(self, checkpoint: Path, class_name: str, n: int, seed: int, device: str) -> np.ndarray:
         """n grey-scale uint8 images [n, H, W] of one class, deterministic for a seed."""

@@ -21,7 +21,6 @@ from xaug.store.errors import DataError, RecipeError
 from xaug.engine.generators import distributed
 from xaug.engine.generators.base import TrainImages
 from xaug.engine.generators.registry import get_generator
-from xaug.engine.data.resize import resize_images
 from xaug.engine.generators.samples import make_grid, save_png
 from xaug.engine.jobs.context import JobContext, JobInterrupted
 from xaug.engine.recipe.schema import GeneratorSpec
@@ -102,9 +101,6 @@ def run(ctx: JobContext) -> None:
     _check_classes(data, config.get("classes"))
     if not len(data.images):
         raise DataError(f"fold {config['fold']} has no training images")
-    resolution = getattr(params, "resolution", None)
-    if resolution is not None:
-        data = TrainImages(resize_images(np.asarray(data.images), resolution), data.labels, list(data.classes))
     ctx.progress(0, 1, f"training {spec.name} ({spec.model}) on {len(data.images)} images")
     seed, hooks, work_dir = int(config.get("seed", 0)), JobTrainHooks(ctx), ctx.work_dir / "model"
     processes = distributed.process_count(ctx.device)
