@@ -1,5 +1,5 @@
 """Writing tables for papers and spreadsheets: CSV, Markdown (GitHub pipes) and LaTeX (booktabs), and the one way a
-comparison's numbers are written (`effect_with_ci`, `p_text`, `significant`): `xaug report`'s tables and the TUI's
+comparison's numbers are written (`effect_with_ci`, `ci_text`, `p_text`, `significant`): `xaug report`'s tables and the TUI's
 study screen show a change identically.
 
 A table is a list of column names and a list of row dicts; cells are written as given (format numbers first).
@@ -25,15 +25,20 @@ def signed_pp(value, scale: float = 100.0, digits: int = 2) -> str:
     return "" if _missing(value) else f"{value * scale:+.{digits}f}"
 
 
+def ci_text(row: Mapping | None, scale: float = 100.0) -> str:
+    """A comparison row's confidence interval, `[-0.40, +2.86]` in percentage points; '' when it has none."""
+    if row is None or _missing(row.get("ci_low")) or _missing(row.get("ci_high")):
+        return ""
+    return f"[{signed_pp(row['ci_low'], scale)}, {signed_pp(row['ci_high'], scale)}]"
+
+
 def effect_with_ci(row: Mapping | None, scale: float = 100.0, ci: bool = True) -> str:
     """A comparison row's change, `+1.23 [-0.40, +2.86]` in percentage points; without the CI when `ci` is False or
     the row has none; '' without a row or a mean."""
     if row is None or _missing(row.get("mean")):
         return ""
-    text = signed_pp(row["mean"], scale)
-    if ci and not _missing(row.get("ci_low")) and not _missing(row.get("ci_high")):
-        text += f" [{signed_pp(row['ci_low'], scale)}, {signed_pp(row['ci_high'], scale)}]"
-    return text
+    interval = ci_text(row, scale) if ci else ""
+    return f"{signed_pp(row['mean'], scale)} {interval}".rstrip()
 
 
 def p_text(value) -> str:

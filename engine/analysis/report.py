@@ -25,7 +25,7 @@ from xaug.engine.analysis.power import per_test_alpha, required_repeats
 from xaug.engine.analysis.stats import unit_label
 from xaug.engine.analysis.study import UTILITY, StudyAnalysis, load_study_analysis
 from xaug.store.analysis import load_quality_summary, load_study_training_curves
-from xaug.store.export import effect_with_ci, p_text, signed_pp, significant, write_table
+from xaug.store.export import ci_text, effect_with_ci, p_text, signed_pp, significant, write_table
 
 REFERENCE_ORDER = ("train", "heldout")
 REFERENCE_LABELS = {"train": "train", "heldout": "held-out"}
@@ -177,7 +177,7 @@ def effects_table(result: StudyAnalysis) -> tuple[list[str], list[dict]]:
                                             _arm_order(r["generator"]))):
         rows.append({"generator": r["generator"], "reference": r["reference"], "metric": r["metric"],
                      "n": r["n"], "unit": unit, "Δ (pp)": signed_pp(r["mean"]),
-                     ci: "" if r["ci_low"] is None else f"[{signed_pp(r['ci_low'])}, {signed_pp(r['ci_high'])}]",
+                     ci: ci_text(r),
                      "p": p_text(r["p_value"]), "p_adj": p_text(r["p_adjusted"]), "test": r["test"],
                      "amounts": r["amounts"]})
     return columns, rows

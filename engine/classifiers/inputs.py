@@ -1,4 +1,4 @@
-"""What a classifier sees: grey uint8 images (resized by data.images.resize_images) normalised, on any device
+"""What a classifier sees: grey uint8 images (resized by data.resize.resize_images) normalised, on any device
 (augmentation: augment.py)."""
 
 from __future__ import annotations

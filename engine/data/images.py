@@ -86,4 +86,3 @@ def _read_pixels(path: Path) -> np.ndarray:
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{path}: not a readable PNG/JPEG image ({text})") from exc
-

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xaug.store.export import effect_with_ci, p_text, signed_pp, significant
+from xaug.store.export import ci_text, effect_with_ci, p_text, signed_pp, significant
 
 
 def test_a_change_is_written_in_signed_points_with_its_ci():
@@ -11,6 +11,7 @@ def test_a_change_is_written_in_signed_points_with_its_ci():
     assert effect_with_ci(row, ci=False) == "+1.23"
     assert effect_with_ci({**row, "ci_low": float("nan")}) == "+1.23"  # no CI (one unit): the change alone
     assert effect_with_ci({"mean": float("nan")}) == effect_with_ci(None) == ""
+    assert ci_text(row) == "[-0.40, +2.86]" and ci_text({"mean": 0.1}) == "" and ci_text(None) == ""
     assert signed_pp(None) == "" and signed_pp(-0.5, digits=1) == "-50.0"
     assert p_text(0.0004) == "<0.001" and p_text(0.0456) == "0.046" and p_text(float("nan")) == ""
 
