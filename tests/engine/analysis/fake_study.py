@@ -65,8 +65,8 @@ def build_fake_study(db, name: str = "toy", seed: int = 0, analyse: bool = True,
         for fold in FOLDS:
             jobs.append(_job("image_quality", dict(generator={"name": gen, "model": "gan"}, fold=fold,
                                                    classes=CLASSES, quality={})))
-    recipe = dict(name=name, dataset=dict(classes=CLASSES) if recipe_classes else {}, analysis=dict(test="corrected_t", correction="holm",
-                                                                            alpha=0.05))
+    recipe = dict(name=name, dataset=dict(classes=CLASSES) if recipe_classes else {},
+                  analysis=dict(test="corrected_t", correction="holm", alpha=0.05))
     submit_study(db, name, None, "name: " + name, recipe, jobs)
     while (job := claim_job(db, lambda row: [], host="test", log_path_for=lambda row: "")) is not None:
         mark_job_done(db, job["key"])  # claimed first: only a running job can finish

@@ -41,4 +41,3 @@ def test_missing_and_unreadable_files(tmp_path):
     (tmp_path / "fake.jpg").write_text("hello")
     with pytest.raises(DataError, match=r"fake\.jpg: not a readable PNG/JPEG image"):
         read_image(tmp_path / "fake.jpg")
-

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from xaug.engine.data.resize import resize_images
 from xaug.engine.data.phantom import phantom_records, render_source
+from xaug.engine.data.resize import resize_images
+from xaug.engine.generators.base import TrainImages
 from xaug.engine.generators.gan_config import GanConfig
 from xaug.engine.generators.gan_networks import high_pass
-from xaug.engine.generators.gan_trainer import GanTrainer
+from xaug.engine.generators.registry import get_generator
 from xaug.engine.recipe.loader import load_recipe
 
 LUNG_ROWS = slice(18, 42)
@@ -34,7 +35,7 @@ def rib_bands(images: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def quickstart_gan():
-    """The quickstart recipe's GAN params, its phantom, and ~600 of its images at 64 px (a fold's training split)."""
+    """The quickstart recipe's GAN params and ~600 of its phantom images at 64 px (a fold's training split)."""
     recipe = load_recipe("recipes/quickstart.yaml").recipe
     params = next(g for g in recipe.generators if g.model == "gan").params
     records = phantom_records(recipe.dataset.phantom)
@@ -43,34 +44,30 @@ def quickstart_gan():
     images = resize_images(np.stack([render_source(recipe.dataset.phantom, r.source) for r in sources]),
                            recipe.dataset.image_size)
     labels = np.array([records.classes.index(r.label) for r in sources])
-    return params, images, labels, len(records.classes)
+    return params, TrainImages(images, labels, list(records.classes))
 
 
-def _train_and_sample(params: dict, images: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """Train a GAN with these params on the images, one thread, then draw 8 EMA samples per class."""
+def _train_and_sample(params: dict, data: TrainImages, work_dir, hooks) -> np.ndarray:
+    """Train the GAN as a train_generator job does (the generator's own train, one thread), then sample 8 images
+    of each class as the sample job does."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        cfg = GanConfig(**params)
-        trainer = GanTrainer(cfg, n_classes, "cpu", seed=0)
-        real = torch.from_numpy(images).float().div(127.5).sub(1).unsqueeze(1)
-        y = torch.from_numpy(labels)
-        for _ in range(cfg.steps):
-            idx, fake_idx = torch.randint(len(real), (cfg.batch_size,)), torch.randint(len(real), (cfg.batch_size,))
-            trainer.train_step(real[idx], y[idx], y[fake_idx])
-        z = torch.randn(8 * n_classes, cfg.z_dim, generator=torch.Generator().manual_seed(1234))
-        out = trainer.generate(z, torch.arange(n_classes).repeat_interleave(8))
+        gan = get_generator("gan").factory()
+        outcome = gan.train(GanConfig(**params), False, data, work_dir, hooks, "cpu", seed=0)
+        return np.concatenate([gan.sample(outcome.checkpoint, c, 8, seed=0, device="cpu") for c in data.classes])
     finally:
         torch.set_num_threads(threads)
-    return ((out.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()[:, 0]
 
 
-def test_quickstart_gan_draws_ribs_because_its_discriminator_sees_high_frequencies(quickstart_gan):
-    params, images, labels, n_classes = quickstart_gan
+def test_quickstart_gan_draws_ribs_because_its_discriminator_sees_high_frequencies(quickstart_gan, tmp_path,
+                                                                                     recording_hooks):
+    params, data = quickstart_gan
     assert params["d_high_pass"] > 0 and params["steps"] <= 1400  # the shipped budget, with the option on
-    real = rib_bands(images[:40])
-    shipped = rib_bands(_train_and_sample(params, images, labels, n_classes))
-    without = rib_bands(_train_and_sample({**params, "d_high_pass": 0.0}, images, labels, n_classes))
+    real = rib_bands(data.images[:40])
+    shipped = rib_bands(_train_and_sample(params, data, tmp_path / "shipped", recording_hooks()))
+    without = rib_bands(_train_and_sample({**params, "d_high_pass": 0.0}, data, tmp_path / "without",
+                                          recording_hooks()))
     print(f"rib bands: real {real:.4f}, quickstart GAN {shipped:.4f}, without d_high_pass {without:.4f}")
     assert shipped > 0.7 * real, "the quickstart GAN's lungs are smooth: no ribs"
     assert without < 0.7 * real < shipped  # the measure tells smooth lungs from ribbed ones
